@@ -11,13 +11,6 @@ namespace onnxforge {
 namespace {
 
 using Inputs = std::vector<const ValueInfo*>;
-using InferFn = std::function<std::vector<OutputInfo>(const Node&, const Inputs&, const Graph&)>;
-
-struct OpSchema {
-  std::size_t min_inputs;
-  std::size_t max_inputs;
-  InferFn infer;
-};
 
 const ValueInfo& need(const Node& node, const Inputs& in, std::size_t i) {
   if (i >= in.size() || !in[i]) {
@@ -228,7 +221,8 @@ std::vector<OutputInfo> infer_softmax_ce(const Node& node, const Inputs& in, con
 }
 
 const std::map<std::string, OpSchema>& schemas() {
-  static const std::map<std::string, OpSchema> table = {
+  static const std::map<std::string, OpSchema> table = [] {
+    std::map<std::string, OpSchema> all = {
       {"Conv", {2, 3, infer_conv}},
       {"MaxPool", {1, 1, infer_pool}},
       {"AveragePool", {1, 1, infer_pool}},
@@ -248,7 +242,10 @@ const std::map<std::string, OpSchema>& schemas() {
       {"BatchNormalization", {5, 5, infer_batch_norm}},
       {"BinaryCrossEntropyWithLogits", {2, 2, infer_bce}},
       {"SoftmaxCrossEntropy", {2, 2, infer_softmax_ce}},
-  };
+    };
+    add_extra_op_schemas(all);
+    return all;
+  }();
   return table;
 }
 

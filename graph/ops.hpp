@@ -18,6 +18,8 @@
 //   SoftmaxCrossEntropy(logits[N,K], labels[N] i64) -> scalar mean
 #pragma once
 
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,18 @@ struct OutputInfo {
   DType dtype;
   Shape shape;
 };
+
+// An op's arity and shape inference.
+struct OpSchema {
+  std::size_t min_inputs;
+  std::size_t max_inputs;
+  std::function<std::vector<OutputInfo>(const Node&, const std::vector<const ValueInfo*>&,
+                                        const Graph&)>
+      infer;
+};
+
+// Ops added for the ONNX importer (Transpose, MatMul, ...) live in ops_extra.cpp.
+void add_extra_op_schemas(std::map<std::string, OpSchema>& table);
 
 // Shapes and dtypes of a node's outputs; throws Error naming the node and the shapes involved.
 // `inputs[i]` is null for an omitted optional input.

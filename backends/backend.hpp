@@ -1,0 +1,169 @@
+// The backend contract (DESIGN.md): a Backend answers supports(node) per op and compiles a whole
+// Graph into a Program that owns its memory. A Program runs forward (inference or training mode),
+// backward from the loss, and the optimizer update on its own memory; host <-> device copies
+// happen only at its edges (set_input, fetch, parameter import/export).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "graph/graph.hpp"
+
+namespace onnxforge {
+
+enum class Mode { inference, training };
+
+struct CompileOptions {
+  // Build backward and update: needs `loss`, a scalar value of the graph (e.g. the output of a
+  // BinaryCrossEntropyWithLogits node). Without it the Program runs inference only.
+  bool training = false;
+  std::string loss;
+  // Also compute gradients with respect to the graph's (floating) inputs; for tests.
+  bool input_gradients = false;
+  // Values that fetch() must be able to return besides the graph outputs and the loss (a backend
+  // may otherwise fuse them away).
+  std::vector<std::string> keep;
+  // Compute threads; 0 means all cores.
+  int threads = 0;
+  // f32, or bf16: convolutions and dense layers in bf16 with f32 accumulation (where supported).
+  DType compute_dtype = DType::f32;
+  // Seeds dropout masks.
+  std::uint64_t seed = 0;
+};
+
+// One optimizer step, Keras/PyTorch semantics:
+//   sgd:   v = momentum*v - lr*g;  w += v  (nesterov: w += momentum*v - lr*g)
+//   adam:  m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;
+//          w -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
+//   adamw: adam, plus the decoupled w -= lr*weight_decay*w before it.
+// For sgd and adam, weight_decay adds weight_decay*w to the gradient (L2).
+// The gradient is first multiplied by `gradient_scale` (clipping by norm, averaging).
+struct OptimizerSpec {
+  enum class Kind { sgd, adam, adamw };
+  Kind kind = Kind::sgd;
+  double learning_rate = 0.01;
+  double momentum = 0.0;
+  bool nesterov = false;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double epsilon = 1e-7;
+  double weight_decay = 0.0;
+};
+
+class Program {
+ public:
+  virtual ~Program() = default;
+
+  // Feeds a graph input (any floating dtype is converted; i64 for integer inputs).
+  virtual void set_input(const std::string& name, const Tensor& value) = 0;
+  // Runs the graph. Training mode uses batch statistics and dropout and keeps what backward needs;
+  // it needs a Program compiled with training = true.
+  virtual void forward(Mode mode) = 0;
+  // A graph output, the loss, or a value named in CompileOptions::keep, in its graph dtype.
+  virtual Tensor fetch(const std::string& value) const = 0;
+
+  // Gradients of the loss (seeded with 1) into every trainable parameter (and the inputs when
+  // input_gradients). Overwrites the previous gradients. Needs forward(Mode::training) first.
+  virtual void backward() = 0;
+  // The same, seeded with given gradients of any values instead of the loss.
+  virtual void backward(const std::map<std::string, Tensor>& seeds) = 0;
+  // The gradient of a trainable parameter (or of an input when input_gradients).
+  virtual Tensor gradient(const std::string& name) const = 0;
+  // Replaces a trainable parameter's gradient (e.g. after an allreduce).
+  virtual void set_gradient(const std::string& name, const Tensor& value) = 0;
+  // Global L2 norm of all trainable parameters' gradients.
+  virtual double gradient_norm() const = 0;
+  // Applies one optimizer step to every trainable parameter.
+  virtual void update(const OptimizerSpec& spec, double gradient_scale = 1.0) = 0;
+
+  // Any initializer: trainable and frozen parameters, batch-norm running statistics.
+  virtual Tensor parameter(const std::string& name) const = 0;
+  virtual void set_parameter(const std::string& name, const Tensor& value) = 0;
+  // Optimizer slots ("<param>/m", "<param>/v", "<param>/velocity") and "step"; for checkpoints.
+  virtual std::map<std::string, Tensor> optimizer_state() const = 0;
+  virtual void set_optimizer_state(const std::map<std::string, Tensor>& state) = 0;
+
+  virtual const Graph& graph() const = 0;
+};
+
+struct Support {
+  bool ok = true;
+  std::string reason;  // why not, when !ok
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  // Whether this machine can run it at all (e.g. a GPU is visible); `why` says why not.
+  virtual bool available(std::string* why) const {
+    (void)why;
+    return true;
+  }
+  virtual Support supports(const Graph& graph, const Node& node,
+                           const CompileOptions& options) const = 0;
+  // Throws Error naming the first node it cannot run and why; never falls back silently.
+  // The graph must have static shapes (see with_batch).
+  virtual std::unique_ptr<Program> compile(const Graph& graph,
+                                           const CompileOptions& options) const = 0;
+};
+
+// ---- registry ----------------------------------------------------------------------------------
+using BackendFactory = std::function<std::unique_ptr<Backend>()>;
+// Backends compiled into this build: "reference", and "onednn" / "cudnn" when built.
+std::vector<std::string> backend_names();
+std::unique_ptr<Backend> make_backend(const std::string& name);  // throws listing the known ones
+
+// ---- helpers shared by backends ----------------------------------------------------------------
+// Checks what every compile needs: static shapes, a scalar loss when training, and supports()
+// for every node; throws Error naming the node, its op and the reason.
+void check_compilable(const Backend& backend, const Graph& graph, const CompileOptions& options);
+
+// The values whose gradient backward must compute: those that depend on a trainable parameter
+// (or on an input, with input_gradients) and on which one of `roots` depends.
+std::set<std::string> values_needing_gradient(const Graph& graph,
+                                              const std::vector<std::string>& roots,
+                                              bool input_gradients);
+
+// The one place optimizer arithmetic is written for host memory; backends with host parameters
+// call it, device backends mirror it. `step` counts from 1. slot_a: velocity (sgd) or m (adam);
+// slot_b: v (adam).
+template <typename T>
+void apply_optimizer(const OptimizerSpec& spec, std::int64_t step, double gradient_scale,
+                     std::span<T> weights, std::span<const T> gradient, std::span<T> slot_a,
+                     std::span<T> slot_b) {
+  const double lr = spec.learning_rate;
+  const bool adam = spec.kind != OptimizerSpec::Kind::sgd;
+  const double correction1 = adam ? 1.0 - std::pow(spec.beta1, static_cast<double>(step)) : 1.0;
+  const double correction2 = adam ? 1.0 - std::pow(spec.beta2, static_cast<double>(step)) : 1.0;
+  for (std::size_t i = 0; i < weights.size(); ++i) {
+    double w = weights[i];
+    double g = static_cast<double>(gradient[i]) * gradient_scale;
+    if (spec.kind == OptimizerSpec::Kind::adamw) {
+      w -= lr * spec.weight_decay * w;
+    } else {
+      g += spec.weight_decay * w;
+    }
+    if (adam) {
+      const double m = spec.beta1 * static_cast<double>(slot_a[i]) + (1.0 - spec.beta1) * g;
+      const double v = spec.beta2 * static_cast<double>(slot_b[i]) + (1.0 - spec.beta2) * g * g;
+      slot_a[i] = static_cast<T>(m);
+      slot_b[i] = static_cast<T>(v);
+      w -= lr * (m / correction1) / (std::sqrt(v / correction2) + spec.epsilon);
+    } else {
+      const double velocity = spec.momentum * static_cast<double>(slot_a[i]) - lr * g;
+      slot_a[i] = static_cast<T>(velocity);
+      w += spec.nesterov ? spec.momentum * velocity - lr * g : velocity;
+    }
+    weights[i] = static_cast<T>(w);
+  }
+}
+
+}  // namespace onnxforge
