@@ -1,0 +1,66 @@
+// Files of a run: predictions.csv, history.csv, metrics.json, roc.csv. CSV is RFC 4180 (quoted
+// fields may hold commas, quotes and line breaks). Every write is atomic: a temporary file in the
+// same folder, then rename, so a reader never sees half a file.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "eval/metrics.hpp"
+
+namespace onnxforge::eval {
+
+// Writes `content` to `path` atomically, creating missing parent folders. Throws
+// std::runtime_error naming the file on failure.
+void write_file_atomic(const std::filesystem::path& path, std::string_view content);
+
+// Whole file as a string; throws std::runtime_error naming the file when it cannot be read.
+std::string read_file(const std::filesystem::path& path);
+
+// RFC 4180. `where` names the source in error messages (unterminated quote).
+std::vector<std::vector<std::string>> parse_csv(std::string_view text, std::string_view where);
+std::string csv_field(std::string_view field);  // quoted only when needed
+
+// predictions.csv: header `path,label,score`, labels 0/1, scores printed to round-trip exactly.
+std::string predictions_to_csv(std::span<const Prediction> predictions);
+void write_predictions_csv(const std::filesystem::path& path,
+                           std::span<const Prediction> predictions);
+// Needs columns path,label,score (any order, more columns ignored). A label is 0/1 or a class
+// name (case-insensitive); a score is a number (nan allowed: such rows are left out of the
+// metrics). Throws std::runtime_error "FILE:LINE: problem" for anything else.
+std::vector<Prediction> read_predictions_csv(const std::filesystem::path& path,
+                                             const std::array<std::string, 2>& class_names = {
+                                                 "Female", "Male"});
+
+// history.csv of the training loop; any column may be missing (NaN then).
+struct EpochRecord {
+  double epoch = 0, train_loss = 0, train_accuracy = 0, val_loss = 0, val_accuracy = 0, lr = 0,
+         seconds = 0, images_per_second = 0;
+};
+struct History {
+  std::vector<EpochRecord> epochs;
+  double total_seconds() const;                     // sum of seconds (NaN ignored)
+  std::optional<double> images_per_second() const;  // sum(ips*s)/sum(s), seconds-weighted
+};
+// Columns: epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds,images_per_second
+std::string history_header();
+std::string history_row(const EpochRecord& record);
+History read_history_csv(const std::filesystem::path& path);
+
+// metrics.json: the keys documented in metrics.hpp and README of eval/.
+nlohmann::json metrics_to_json(const Metrics& metrics);
+void write_metrics_json(const std::filesystem::path& path, const Metrics& metrics,
+                        const nlohmann::json& extra = nlohmann::json::object());
+// roc.csv: threshold,fpr,tpr (threshold "inf" for the first point).
+void write_roc_csv(const std::filesystem::path& path, const RocCurve& roc);
+
+// Shortest text that reads back to the same double ("nan", "inf", "-inf" for the others).
+std::string format_double(double value);
+
+}  // namespace onnxforge::eval

@@ -1,0 +1,306 @@
+#include "eval/metrics.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+
+namespace onnxforge::eval {
+namespace {
+
+// SplitMix64: tiny, fast and trivially reproduced in Python (tests/eval/make_expected.py does).
+struct SplitMix64 {
+  std::uint64_t state;
+  std::uint64_t next() {
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [0, n) without modulo bias (rejection sampling).
+  std::uint64_t below(std::uint64_t n) {
+    const std::uint64_t rejected = (0 - n) % n;  // 2^64 mod n
+    for (;;) {
+      const std::uint64_t z = next();
+      if (z >= rejected) return z % n;
+    }
+  }
+};
+
+// Indices of y_score in decreasing order (ties in any order: the curve only looks at the last
+// index of each run of equal scores).
+std::vector<std::size_t> descending_order(std::span<const double> y_score) {
+  std::vector<std::size_t> order(y_score.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return y_score[a] > y_score[b]; });
+  return order;
+}
+
+double safe_divide(double num, double den) { return den == 0 ? 0.0 : num / den; }
+
+}  // namespace
+
+RocCurve roc_curve(std::span<const int> y_true, std::span<const double> y_score,
+                   bool drop_intermediate) {
+  if (y_true.size() != y_score.size())
+    throw std::invalid_argument(
+        fmt::format("roc_curve: {} labels but {} scores", y_true.size(), y_score.size()));
+  RocCurve curve;
+  if (y_true.empty()) return curve;
+  const auto order = descending_order(y_score);
+  // _binary_clf_curve: one point per distinct score, at the last index of its run.
+  std::vector<double> tps, fps, thresholds;
+  double positives = 0;
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    positives += y_true[order[i]] == 1 ? 1.0 : 0.0;
+    const bool last_of_run = i + 1 == order.size() || y_score[order[i]] != y_score[order[i + 1]];
+    if (last_of_run) {
+      tps.push_back(positives);
+      fps.push_back(static_cast<double>(i + 1) - positives);
+      thresholds.push_back(y_score[order[i]]);
+    }
+  }
+  if (drop_intermediate && fps.size() > 2) {
+    // Keep the end points and every point where the curve bends.
+    std::vector<double> kept_tps{tps.front()}, kept_fps{fps.front()}, kept_thr{thresholds.front()};
+    for (std::size_t i = 1; i + 1 < fps.size(); ++i) {
+      const double d2_fps = fps[i + 1] - 2 * fps[i] + fps[i - 1];
+      const double d2_tps = tps[i + 1] - 2 * tps[i] + tps[i - 1];
+      if (d2_fps != 0 || d2_tps != 0) {
+        kept_tps.push_back(tps[i]);
+        kept_fps.push_back(fps[i]);
+        kept_thr.push_back(thresholds[i]);
+      }
+    }
+    kept_tps.push_back(tps.back());
+    kept_fps.push_back(fps.back());
+    kept_thr.push_back(thresholds.back());
+    tps = std::move(kept_tps);
+    fps = std::move(kept_fps);
+    thresholds = std::move(kept_thr);
+  }
+  tps.insert(tps.begin(), 0.0);
+  fps.insert(fps.begin(), 0.0);
+  thresholds.insert(thresholds.begin(), std::numeric_limits<double>::infinity());
+  const double total_fp = fps.back(), total_tp = tps.back();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  curve.fpr.reserve(fps.size());
+  curve.tpr.reserve(tps.size());
+  for (std::size_t i = 0; i < fps.size(); ++i) {
+    curve.fpr.push_back(total_fp > 0 ? fps[i] / total_fp : nan);
+    curve.tpr.push_back(total_tp > 0 ? tps[i] / total_tp : nan);
+  }
+  curve.thresholds = std::move(thresholds);
+  return curve;
+}
+
+double trapezoid_area(std::span<const double> x, std::span<const double> y) {
+  if (x.size() != y.size()) throw std::invalid_argument("trapezoid_area: x and y differ in length");
+  double area = 0;
+  for (std::size_t i = 1; i < x.size(); ++i) area += (x[i] - x[i - 1]) * (y[i] + y[i - 1]) / 2.0;
+  return area;
+}
+
+std::optional<double> roc_auc(std::span<const int> y_true, std::span<const double> y_score) {
+  const bool has_pos = std::find(y_true.begin(), y_true.end(), 1) != y_true.end();
+  const bool has_neg =
+      std::find_if(y_true.begin(), y_true.end(), [](int y) { return y != 1; }) != y_true.end();
+  if (!has_pos || !has_neg) return std::nullopt;
+  const RocCurve curve = roc_curve(y_true, y_score, /*drop_intermediate=*/true);
+  return trapezoid_area(curve.fpr, curve.tpr);
+}
+
+double percentile(std::vector<double> values, double q) {
+  if (values.empty()) throw std::invalid_argument("percentile of an empty set");
+  std::sort(values.begin(), values.end());
+  // numpy 'linear' method: virtual index q/100 * (n - 1), then numpy's two-sided lerp.
+  const double virtual_index = (q / 100.0) * static_cast<double>(values.size() - 1);
+  const double below = std::floor(virtual_index);
+  const auto lo = static_cast<std::size_t>(below);
+  const std::size_t hi = std::min(lo + 1, values.size() - 1);
+  const double t = virtual_index - below;
+  const double a = values[lo], b = values[hi];
+  const double diff = b - a;
+  return t >= 0.5 ? b - diff * (1 - t) : a + diff * t;
+}
+
+namespace {
+
+struct Bootstrap {
+  std::optional<Interval> accuracy, auc;
+  int auc_used = 0;
+};
+
+// Percentile bootstrap of accuracy and AUC. Resample r draws n indices with SplitMix64(seed)
+// (one generator for the whole run, resamples in order); the AUC of a resample is the trapezoid
+// over its ROC, computed from per-index counts on the presorted scores in O(n).
+Bootstrap bootstrap(const std::vector<int>& y, const std::vector<double>& rank_score,
+                    const std::vector<char>& correct, const MetricsOptions& options) {
+  Bootstrap result;
+  const std::size_t n = y.size();
+  if (options.bootstrap_resamples <= 0 || n == 0) return result;
+  const auto order = descending_order(rank_score);
+  SplitMix64 rng{options.seed};
+  std::vector<std::uint32_t> counts(n);
+  std::vector<double> accuracies, aucs;
+  accuracies.reserve(static_cast<std::size_t>(options.bootstrap_resamples));
+  for (int r = 0; r < options.bootstrap_resamples; ++r) {
+    std::fill(counts.begin(), counts.end(), 0U);
+    for (std::size_t i = 0; i < n; ++i) ++counts[rng.below(n)];
+    std::uint64_t n_correct = 0, n_pos = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      n_correct += correct[i] ? counts[i] : 0;
+      n_pos += y[i] == 1 ? counts[i] : 0;
+    }
+    accuracies.push_back(static_cast<double>(n_correct) / static_cast<double>(n));
+    const std::uint64_t n_neg = n - n_pos;
+    if (n_pos == 0 || n_neg == 0) continue;
+    double tps = 0, fps = 0, prev_fpr = 0, prev_tpr = 0, area = 0;
+    for (std::size_t k = 0; k < n; ++k) {
+      const std::size_t i = order[k];
+      (y[i] == 1 ? tps : fps) += counts[i];
+      const bool last_of_run = k + 1 == n || rank_score[i] != rank_score[order[k + 1]];
+      if (!last_of_run) continue;
+      const double fpr = fps / static_cast<double>(n_neg), tpr = tps / static_cast<double>(n_pos);
+      area += (fpr - prev_fpr) * (tpr + prev_tpr) / 2.0;
+      prev_fpr = fpr;
+      prev_tpr = tpr;
+    }
+    aucs.push_back(area);
+  }
+  const double lo_q = (1 - options.confidence_level) / 2 * 100;
+  const double hi_q = (1 + options.confidence_level) / 2 * 100;
+  result.accuracy = Interval{percentile(accuracies, lo_q), percentile(accuracies, hi_q)};
+  result.auc_used = static_cast<int>(aucs.size());
+  if (!aucs.empty()) result.auc = Interval{percentile(aucs, lo_q), percentile(aucs, hi_q)};
+  return result;
+}
+
+}  // namespace
+
+Metrics compute_metrics(std::span<const Prediction> predictions, const MetricsOptions& options) {
+  if (!std::isfinite(options.threshold))
+    throw std::invalid_argument(fmt::format("threshold must be finite, got {}", options.threshold));
+  if (options.positive_label != 0 && options.positive_label != 1)
+    throw std::invalid_argument(
+        fmt::format("positive label must be 0 or 1, got {}", options.positive_label));
+  if (!(options.confidence_level > 0 && options.confidence_level < 1))
+    throw std::invalid_argument(
+        fmt::format("confidence level must be in (0, 1), got {}", options.confidence_level));
+  if (options.bootstrap_resamples < 0)
+    throw std::invalid_argument("the number of bootstrap resamples must be >= 0");
+
+  Metrics m;
+  m.options = options;
+  const int pos = options.positive_label;
+  const std::string& pos_name = m.positive_class();
+  const std::string& neg_name = m.negative_class();
+
+  // y: 1 = positive class; rank_score: higher = more positive; correct: prediction == label.
+  std::vector<int> y;
+  std::vector<double> rank_score, raw_score;
+  std::vector<char> correct;
+  for (std::size_t i = 0; i < predictions.size(); ++i) {
+    const Prediction& p = predictions[i];
+    if (p.label != 0 && p.label != 1)
+      throw std::invalid_argument(
+          fmt::format("prediction {} ({}): label must be 0 ({}) or 1 ({}), got {}", i + 1,
+                      p.path.empty() ? "no path" : p.path, options.class_names[0],
+                      options.class_names[1], p.label));
+    if (!std::isfinite(p.score)) {
+      ++m.n_excluded;
+      continue;
+    }
+    const bool is_pos = p.label == pos;
+    const bool predicted_class1 = p.score >= options.threshold;
+    const bool predicted_pos = pos == 1 ? predicted_class1 : !predicted_class1;
+    y.push_back(is_pos ? 1 : 0);
+    rank_score.push_back(pos == 1 ? p.score : -p.score);
+    raw_score.push_back(p.score);
+    correct.push_back(is_pos == predicted_pos ? 1 : 0);
+    ConfusionMatrix& c = m.confusion;
+    ++(is_pos ? (predicted_pos ? c.tp : c.fn) : (predicted_pos ? c.fp : c.tn));
+  }
+  if (m.n_excluded > 0)
+    m.warnings.push_back(fmt::format(
+        "{} of {} predictions have a NaN or infinite score and were left out of every metric",
+        m.n_excluded, predictions.size()));
+  m.n = y.size();
+  const ConfusionMatrix& c = m.confusion;
+  m.n_positive = static_cast<std::size_t>(c.tp + c.fn);
+  m.n_negative = static_cast<std::size_t>(c.tn + c.fp);
+  if (m.n == 0) {
+    m.warnings.push_back("no predictions with a finite score: every metric is undefined (null)");
+    return m;
+  }
+
+  const auto tp = static_cast<double>(c.tp), fp = static_cast<double>(c.fp);
+  const auto tn = static_cast<double>(c.tn), fn = static_cast<double>(c.fn);
+  const auto n = static_cast<double>(m.n);
+  m.accuracy = (tp + tn) / n;
+  m.sensitivity = safe_divide(tp, tp + fn);
+  m.specificity = safe_divide(tn, tn + fp);
+  m.precision = safe_divide(tp, tp + fp);
+  if (tp + fn == 0)
+    m.warnings.push_back(fmt::format(
+        "sensitivity is ill-defined (no {} labels): set to 0 as scikit-learn's zero_division does",
+        pos_name));
+  if (tn + fp == 0)
+    m.warnings.push_back(fmt::format(
+        "specificity is ill-defined (no {} labels): set to 0 as scikit-learn's zero_division does",
+        neg_name));
+  if (tp + fp == 0)
+    m.warnings.push_back(
+        fmt::format("precision is ill-defined (nothing predicted {}): set to 0 as scikit-learn's "
+                    "zero_division does",
+                    pos_name));
+  // f1_score of scikit-learn 1.2: from precision and recall, 0 when both are 0.
+  const double p = *m.precision, r = *m.sensitivity;
+  const double f1_den = p + r;
+  m.f1 = (1 + 1) * p * r / (f1_den == 0 ? 1.0 : f1_den);
+  // balanced_accuracy_score: mean recall over the classes present in the labels.
+  if (tp + fn > 0 && tn + fp > 0)
+    m.balanced_accuracy = (*m.specificity + *m.sensitivity) / 2;
+  else
+    m.balanced_accuracy = tp + fn > 0 ? *m.sensitivity : *m.specificity;
+  // matthews_corrcoef, written as scikit-learn computes it (exact integer-valued doubles).
+  {
+    const double t_pos = tp + fn, t_neg = tn + fp, p_pos = tp + fp, p_neg = tn + fn;
+    const double cov_ytyp = (tp + tn) * n - (t_pos * p_pos + t_neg * p_neg);
+    const double cov_ypyp = n * n - (p_pos * p_pos + p_neg * p_neg);
+    const double cov_ytyt = n * n - (t_pos * t_pos + t_neg * t_neg);
+    m.mcc = cov_ypyp * cov_ytyt == 0 ? 0.0 : cov_ytyp / std::sqrt(cov_ytyt * cov_ypyp);
+  }
+
+  m.roc = roc_curve(y, rank_score, /*drop_intermediate=*/false);
+  if (pos == 0)  // report thresholds as the probability of the positive class
+    for (std::size_t i = 1; i < m.roc.thresholds.size(); ++i)
+      m.roc.thresholds[i] = 1.0 + m.roc.thresholds[i];
+  m.auc = roc_auc(y, rank_score);
+  if (!m.auc)
+    m.warnings.push_back(fmt::format(
+        "only one class ({}) is present in the labels: ROC AUC is undefined (null), and so are "
+        "its curve and interval",
+        m.n_positive > 0 ? pos_name : neg_name));
+  if (m.n > 1 && std::all_of(raw_score.begin(), raw_score.end(),
+                             [&](double s) { return s == raw_score.front(); }))
+    m.warnings.push_back(
+        fmt::format("all {} scores are equal ({}): the model does not rank the images at all", m.n,
+                    raw_score.front()));
+
+  const Bootstrap b = bootstrap(y, rank_score, correct, options);
+  m.accuracy_interval = b.accuracy;
+  m.auc_interval = b.auc;
+  m.auc_resamples_used = b.auc_used;
+  if (m.auc && options.bootstrap_resamples > 0 && b.auc_used < options.bootstrap_resamples)
+    m.warnings.push_back(fmt::format(
+        "{} of {} bootstrap resamples held a single class and were skipped for the AUC interval",
+        options.bootstrap_resamples - b.auc_used, options.bootstrap_resamples));
+  return m;
+}
+
+}  // namespace onnxforge::eval

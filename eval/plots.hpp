@@ -1,0 +1,67 @@
+// Figures drawn by gnuplot, run as a subprocess (`gnuplot STEM.gp` inside the plot folder). Each
+// figure leaves STEM.gp (the script, to restyle and rerun), STEM.dat (its data), STEM.png
+// (pngcairo when gnuplot has it, else png) and STEM.svg. Without gnuplot the scripts and data
+// are still written, no image is made, and one warning says how to get plots.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "eval/io.hpp"
+#include "eval/metrics.hpp"
+
+namespace onnxforge::eval {
+
+// $ONNXFORGE_GNUPLOT when set (an empty value means "no gnuplot"), else `gnuplot` on PATH.
+std::optional<std::filesystem::path> find_gnuplot();
+
+// The one warning printed when gnuplot is missing.
+std::string gnuplot_missing_warning();
+
+struct RocSeries {
+  std::string label;  // legend text, the AUC is appended
+  RocCurve curve;
+  std::optional<double> auc;
+};
+
+class Plotter {
+ public:
+  explicit Plotter(std::filesystem::path dir);
+
+  bool has_gnuplot() const { return gnuplot_.has_value(); }
+  const std::filesystem::path& dir() const { return dir_; }
+
+  // Each returns the PNG's path, or nullopt when no image was made (a warning says why).
+  std::optional<std::filesystem::path> roc(std::span<const RocSeries> series,
+                                           const std::string& stem, const std::string& title);
+  // Rows: true class, columns: predicted class, both in label order (0, 1).
+  std::optional<std::filesystem::path> confusion(const ConfusionMatrix& cm, int positive_label,
+                                                 const std::array<std::string, 2>& class_names,
+                                                 const std::string& stem, const std::string& title);
+  std::optional<std::filesystem::path> loss(const History& history, const std::string& stem,
+                                            const std::string& title);
+  std::optional<std::filesystem::path> accuracy(const History& history, const std::string& stem,
+                                                const std::string& title);
+
+  // Warnings so far (gnuplot missing: once; a failed gnuplot run: its first error line).
+  const std::vector<std::string>& warnings() const { return warnings_; }
+
+ private:
+  std::optional<std::filesystem::path> render(const std::string& stem, const std::string& script,
+                                              const std::string& data);
+  std::optional<std::filesystem::path> history_plot(const History& history, const std::string& stem,
+                                                    const std::string& title, bool loss);
+
+  std::filesystem::path dir_;
+  std::optional<std::filesystem::path> gnuplot_;
+  std::vector<std::string> warnings_;
+  bool warned_missing_ = false;
+};
+
+// A gnuplot string literal (single-quoted, '' for a quote, no line breaks).
+std::string gnuplot_quote(const std::string& text);
+
+}  // namespace onnxforge::eval
