@@ -223,25 +223,25 @@ std::vector<OutputInfo> infer_softmax_ce(const Node& node, const Inputs& in, con
 const std::map<std::string, OpSchema>& schemas() {
   static const std::map<std::string, OpSchema> table = [] {
     std::map<std::string, OpSchema> all = {
-      {"Conv", {2, 3, infer_conv}},
-      {"MaxPool", {1, 1, infer_pool}},
-      {"AveragePool", {1, 1, infer_pool}},
-      {"GlobalAveragePool", {1, 1, infer_global_pool}},
-      {"Relu", {1, 1, same_as_first}},
-      {"Sigmoid", {1, 1, same_as_first}},
-      {"Tanh", {1, 1, same_as_first}},
-      {"LeakyRelu", {1, 1, same_as_first}},
-      {"Identity", {1, 1, same_as_first}},
-      {"Softmax", {1, 1, infer_softmax}},
-      {"Flatten", {1, 1, infer_flatten}},
-      {"Reshape", {1, 1, infer_reshape}},
-      {"Dense", {2, 3, infer_dense}},
-      {"Add", {2, 2, infer_add}},
-      {"Concat", {1, 64, infer_concat}},
-      {"Dropout", {1, 1, infer_dropout}},
-      {"BatchNormalization", {5, 5, infer_batch_norm}},
-      {"BinaryCrossEntropyWithLogits", {2, 2, infer_bce}},
-      {"SoftmaxCrossEntropy", {2, 2, infer_softmax_ce}},
+        {"Conv", {2, 3, infer_conv}},
+        {"MaxPool", {1, 1, infer_pool}},
+        {"AveragePool", {1, 1, infer_pool}},
+        {"GlobalAveragePool", {1, 1, infer_global_pool}},
+        {"Relu", {1, 1, same_as_first}},
+        {"Sigmoid", {1, 1, same_as_first}},
+        {"Tanh", {1, 1, same_as_first}},
+        {"LeakyRelu", {1, 1, same_as_first}},
+        {"Identity", {1, 1, same_as_first}},
+        {"Softmax", {1, 1, infer_softmax}},
+        {"Flatten", {1, 1, infer_flatten}},
+        {"Reshape", {1, 1, infer_reshape}},
+        {"Dense", {2, 3, infer_dense}},
+        {"Add", {2, 2, infer_add}},
+        {"Concat", {1, 64, infer_concat}},
+        {"Dropout", {1, 1, infer_dropout}},
+        {"BatchNormalization", {5, 5, infer_batch_norm}},
+        {"BinaryCrossEntropyWithLogits", {2, 2, infer_bce}},
+        {"SoftmaxCrossEntropy", {2, 2, infer_softmax_ce}},
     };
     add_extra_op_schemas(all);
     return all;
@@ -338,28 +338,34 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const Node& node) {
 }
 
 Shape reshape_target(const Node& node, const Shape& input) {
-  Shape target = node.get_ints("shape", {});
+  const Shape requested = node.get_ints("shape", {});
   const bool allow_zero = node.get_int("allowzero", 0) != 0;
-  std::int64_t known = 1;
+  Shape target(requested.size());
+  std::int64_t known = 1;  // product of the static target dimensions
+  bool target_dynamic = false;
   int infer_at = -1;
-  for (std::size_t i = 0; i < target.size(); ++i) {
-    if (target[i] == 0 && !allow_zero) {
+  for (std::size_t i = 0; i < requested.size(); ++i) {
+    const std::int64_t r = requested[i];
+    if (r == 0 && !allow_zero) {
       if (i >= input.size()) {
         fail("node '{}' (Reshape): shape entry {} copies a dimension that input {} lacks",
              node.name, i, to_string(input));
       }
       target[i] = input[i];
-    }
-    if (target[i] == -1) {
+      if (input[i] == kDynamic) {
+        target_dynamic = true;
+        continue;
+      }
+    } else if (r == -1) {
       if (infer_at >= 0) fail("node '{}' (Reshape): more than one -1 in the shape", node.name);
       infer_at = static_cast<int>(i);
-    } else if (target[i] == kDynamic) {
-      // A copied dynamic dimension: matched against the same dynamic dimension of the input.
-    } else if (target[i] < 0) {
-      fail("node '{}' (Reshape): invalid shape entry {}", node.name, target[i]);
+      continue;
+    } else if (r < 0) {
+      fail("node '{}' (Reshape): invalid shape entry {}", node.name, r);
     } else {
-      known *= target[i];
+      target[i] = r;
     }
+    known *= target[i];
   }
   std::int64_t total = 1;
   bool input_dynamic = false;
@@ -370,19 +376,24 @@ Shape reshape_target(const Node& node, const Shape& input) {
       total *= d;
     }
   }
-  const bool target_dynamic =
-      std::count(target.begin(), target.end(), kDynamic) - (infer_at >= 0 ? 1 : 0) > 0;
-  if (input_dynamic && !target_dynamic) {
-    if (infer_at >= 0) target[static_cast<std::size_t>(infer_at)] = kDynamic;
+  if (input_dynamic) {
+    // A copied dynamic dimension cancels the input's; otherwise the -1 becomes dynamic.
+    if (infer_at >= 0) {
+      if (target_dynamic && known != 0 && total % known == 0) {
+        target[static_cast<std::size_t>(infer_at)] = total / known;
+      } else {
+        target[static_cast<std::size_t>(infer_at)] = kDynamic;
+      }
+    }
     return target;
   }
   if (infer_at >= 0) {
     if (known == 0 || total % known != 0) {
       fail("node '{}' (Reshape): cannot reshape {} to {}", node.name, to_string(input),
-           to_string(node.get_ints("shape", {})));
+           to_string(requested));
     }
     target[static_cast<std::size_t>(infer_at)] = total / known;
-  } else if (!input_dynamic && known != total) {
+  } else if (known != total) {
     fail("node '{}' (Reshape): cannot reshape {} ({} elements) to {}", node.name, to_string(input),
          total, to_string(target));
   }

@@ -1,0 +1,449 @@
+#include "graph/passes.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <set>
+
+#include "graph/error.hpp"
+#include "graph/ops.hpp"
+
+namespace onnxforge {
+
+namespace {
+
+std::vector<std::int64_t> strides_of(const Shape& shape) {
+  std::vector<std::int64_t> strides(shape.size(), 1);
+  for (std::size_t i = shape.size(); i-- > 1;) strides[i - 1] = strides[i] * shape[i];
+  return strides;
+}
+
+// Offsets into `in` (shape broadcast to `out`) for every element of `out`, in order.
+std::vector<std::int64_t> broadcast_offsets(const Shape& in, const Shape& out) {
+  const auto count = element_count(out);
+  std::vector<std::int64_t> offsets(static_cast<std::size_t>(count));
+  const auto in_strides = strides_of(in);
+  const std::size_t shift = out.size() - in.size();
+  std::vector<std::int64_t> index(out.size(), 0);
+  for (std::int64_t i = 0; i < count; ++i) {
+    std::int64_t offset = 0;
+    for (std::size_t d = shift; d < out.size(); ++d) {
+      if (in[d - shift] != 1) offset += index[d] * in_strides[d - shift];
+    }
+    offsets[static_cast<std::size_t>(i)] = offset;
+    for (std::size_t d = out.size(); d-- > 0;) {
+      if (++index[d] < out[d]) break;
+      index[d] = 0;
+    }
+  }
+  return offsets;
+}
+
+Tensor from_doubles(DType dtype, const Shape& shape, const std::vector<double>& values) {
+  return Tensor::from<double>(shape, values).to(dtype);
+}
+
+std::optional<Tensor> binary(const Node& node, const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype()) return std::nullopt;
+  const Shape out = broadcast_shapes(a.shape(), b.shape(), node);
+  const auto oa = broadcast_offsets(a.shape(), out);
+  const auto ob = broadcast_offsets(b.shape(), out);
+  const auto n = oa.size();
+  if (a.dtype() == DType::i64) {
+    const auto x = a.data<std::int64_t>();
+    const auto y = b.data<std::int64_t>();
+    std::vector<std::int64_t> r(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto u = x[static_cast<std::size_t>(oa[i])];
+      const auto v = y[static_cast<std::size_t>(ob[i])];
+      if (node.op == "Add") {
+        r[i] = u + v;
+      } else if (node.op == "Sub") {
+        r[i] = u - v;
+      } else if (node.op == "Mul") {
+        r[i] = u * v;
+      } else {
+        if (v == 0) fail("node '{}' (Div): integer division by zero while folding", node.name);
+        r[i] = u / v;
+      }
+    }
+    return Tensor::from<std::int64_t>(out, r);
+  }
+  if (!is_floating(a.dtype())) return std::nullopt;
+  std::vector<double> r(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const double u = a.value(oa[i]);
+    const double v = b.value(ob[i]);
+    if (node.op == "Add") {
+      r[i] = u + v;
+    } else if (node.op == "Sub") {
+      r[i] = u - v;
+    } else if (node.op == "Mul") {
+      r[i] = u * v;
+    } else {
+      r[i] = u / v;
+    }
+  }
+  return from_doubles(a.dtype(), out, r);
+}
+
+std::optional<Tensor> unary(const Node& node, const Tensor& x) {
+  if (!is_floating(x.dtype())) return std::nullopt;
+  auto v = x.to_doubles();
+  const double lo = node.get_float("min", -std::numeric_limits<double>::infinity());
+  const double hi = node.get_float("max", std::numeric_limits<double>::infinity());
+  for (auto& e : v) {
+    if (node.op == "Relu") {
+      e = e > 0 ? e : 0.0;
+    } else if (node.op == "Sigmoid") {
+      e = 1.0 / (1.0 + std::exp(-e));
+    } else if (node.op == "Tanh") {
+      e = std::tanh(e);
+    } else if (node.op == "Clip") {
+      e = std::min(std::max(e, lo), hi);
+    }
+  }
+  return from_doubles(x.dtype(), x.shape(), v);
+}
+
+std::set<std::string> consumed_values(const Graph& graph) {
+  std::set<std::string> used(graph.outputs.begin(), graph.outputs.end());
+  for (const auto& node : graph.nodes) used.insert(node.inputs.begin(), node.inputs.end());
+  return used;
+}
+
+std::size_t consumer_count(const Graph& graph, const std::string& value) {
+  std::size_t n = 0;
+  for (const auto& node : graph.nodes)
+    n += std::count(node.inputs.begin(), node.inputs.end(), value);
+  n += std::count(graph.outputs.begin(), graph.outputs.end(), value);
+  return n;
+}
+
+std::string unique_name(const Graph& graph, const std::string& wanted) {
+  std::set<std::string> taken;
+  for (const auto& in : graph.inputs) taken.insert(in.name);
+  for (const auto& init : graph.initializers) taken.insert(init.name);
+  for (const auto& node : graph.nodes) {
+    taken.insert(node.name);
+    taken.insert(node.outputs.begin(), node.outputs.end());
+  }
+  std::string name = wanted;
+  for (int i = 1; taken.count(name); ++i) name = wanted + "_" + std::to_string(i);
+  return name;
+}
+
+}  // namespace
+
+Tensor transpose_tensor(const Tensor& x, const std::vector<std::int64_t>& perm) {
+  const Shape& in = x.shape();
+  if (perm.size() != in.size()) {
+    fail("transpose: perm of {} entries for a tensor of shape {}", perm.size(), to_string(in));
+  }
+  Shape out(in.size());
+  for (std::size_t i = 0; i < perm.size(); ++i) out[i] = in[static_cast<std::size_t>(perm[i])];
+  Tensor result(x.dtype(), out);
+  const auto in_strides = strides_of(in);
+  const auto element = size_of(x.dtype());
+  std::vector<std::int64_t> index(out.size(), 0);
+  for (std::int64_t i = 0; i < x.size(); ++i) {
+    std::int64_t offset = 0;
+    for (std::size_t d = 0; d < out.size(); ++d) {
+      offset += index[d] * in_strides[static_cast<std::size_t>(perm[d])];
+    }
+    std::memcpy(result.raw() + static_cast<std::size_t>(i) * element,
+                x.raw() + static_cast<std::size_t>(offset) * element, element);
+    for (std::size_t d = out.size(); d-- > 0;) {
+      if (++index[d] < out[d]) break;
+      index[d] = 0;
+    }
+  }
+  return result;
+}
+
+Tensor concat_tensors(const std::vector<const Tensor*>& parts, std::int64_t axis) {
+  if (parts.empty()) fail("concat: no tensors");
+  const auto rank = static_cast<std::int64_t>(parts[0]->shape().size());
+  if (axis < 0) axis += rank;
+  if (axis < 0 || axis >= rank) fail("concat: axis out of range for rank {}", rank);
+  Shape out = parts[0]->shape();
+  out[static_cast<std::size_t>(axis)] = 0;
+  for (const auto* p : parts) {
+    if (p->dtype() != parts[0]->dtype() || p->shape().size() != out.size()) {
+      fail("concat: tensors of different dtype or rank");
+    }
+    for (std::size_t d = 0; d < out.size(); ++d) {
+      if (static_cast<std::int64_t>(d) != axis && p->shape()[d] != out[d]) {
+        fail("concat: shapes {} and {} differ outside axis {}", to_string(p->shape()),
+             to_string(parts[0]->shape()), axis);
+      }
+    }
+    out[static_cast<std::size_t>(axis)] += p->shape()[static_cast<std::size_t>(axis)];
+  }
+  Tensor result(parts[0]->dtype(), out);
+  const auto element = size_of(result.dtype());
+  std::int64_t outer = 1;
+  for (std::int64_t d = 0; d < axis; ++d) outer *= out[static_cast<std::size_t>(d)];
+  std::size_t written = 0;
+  for (std::int64_t o = 0; o < outer; ++o) {
+    for (const auto* p : parts) {
+      const auto chunk =
+          p->byte_size() / static_cast<std::size_t>(std::max<std::int64_t>(outer, 1));
+      std::memcpy(result.raw() + written, p->raw() + static_cast<std::size_t>(o) * chunk, chunk);
+      written += chunk;
+    }
+  }
+  (void)element;
+  return result;
+}
+
+std::optional<Tensor> evaluate_constant(const Node& node, const std::vector<const Tensor*>& in) {
+  for (const auto* t : in) {
+    if (!t) return std::nullopt;
+  }
+  if (in.empty()) return std::nullopt;
+  const Tensor& x = *in[0];
+  const std::string& op = node.op;
+  if (op == "Identity" || op == "Dropout") return x;
+  if (op == "Reshape") return x.reshaped(reshape_target(node, x.shape()));
+  if (op == "Flatten") {
+    auto axis = node.get_int("axis", 1);
+    const auto rank = static_cast<std::int64_t>(x.shape().size());
+    if (axis < 0) axis += rank;
+    std::int64_t outer = 1;
+    for (std::int64_t d = 0; d < axis && d < rank; ++d)
+      outer *= x.shape()[static_cast<std::size_t>(d)];
+    return x.reshaped({outer, outer == 0 ? 0 : x.size() / outer});
+  }
+  if (op == "Transpose") return transpose_tensor(x, node.get_ints("perm", {}));
+  if (op == "Concat") return concat_tensors(in, node.get_int("axis", 1));
+  if (in.size() == 2 && (op == "Add" || op == "Sub" || op == "Mul" || op == "Div")) {
+    return binary(node, x, *in[1]);
+  }
+  if (in.size() == 1 && (op == "Relu" || op == "Sigmoid" || op == "Tanh" || op == "Clip")) {
+    return unary(node, x);
+  }
+  return std::nullopt;
+}
+
+Graph prune(Graph graph, bool drop_inputs) {
+  std::set<std::string> needed(graph.outputs.begin(), graph.outputs.end());
+  std::vector<Node> kept;
+  for (auto it = graph.nodes.rbegin(); it != graph.nodes.rend(); ++it) {
+    const bool wanted = std::any_of(it->outputs.begin(), it->outputs.end(),
+                                    [&](const std::string& o) { return needed.count(o); });
+    if (!wanted) continue;
+    needed.insert(it->inputs.begin(), it->inputs.end());
+    kept.push_back(*it);
+  }
+  std::reverse(kept.begin(), kept.end());
+  graph.nodes = std::move(kept);
+  std::erase_if(graph.initializers, [&](const Initializer& i) { return !needed.count(i.name); });
+  if (drop_inputs) {
+    std::erase_if(graph.inputs, [&](const ValueInfo& v) { return !needed.count(v.name); });
+  }
+  graph.validate();
+  return graph;
+}
+
+Graph cut_at(const Graph& graph, const std::string& node_or_value) {
+  const Node* target = nullptr;
+  for (const auto& node : graph.nodes) {
+    if (node.name == node_or_value) target = &node;
+  }
+  if (!target) target = graph.producer(node_or_value);
+  if (!target) {
+    std::vector<std::string> names;
+    for (const auto& node : graph.nodes) names.push_back(node.name);
+    fail("cut: graph '{}' has no node or node output named '{}' (nodes: {})", graph.name,
+         node_or_value, fmt::join(names, ", "));
+  }
+  Graph out = graph;
+  out.outputs = {target->outputs.at(0)};
+  return prune(std::move(out), true);
+}
+
+Graph with_input_shape(Graph graph, const std::string& name, const Shape& shape) {
+  bool found = false;
+  for (auto& in : graph.inputs) {
+    if (in.name == name) {
+      if (in.shape.size() != shape.size()) {
+        fail("input '{}' has rank {} ({}); the new shape {} must have the same rank", name,
+             in.shape.size(), to_string(in.shape), to_string(shape));
+      }
+      in.shape = shape;
+      found = true;
+    }
+  }
+  if (!found) {
+    std::vector<std::string> names;
+    for (const auto& in : graph.inputs) names.push_back(in.name);
+    fail("graph '{}' has no input '{}' (inputs: {})", graph.name, name, fmt::join(names, ", "));
+  }
+  graph.validate();
+  return graph;
+}
+
+Graph remove_identities(Graph graph, bool dropout) {
+  std::map<std::string, std::string> replace;
+  std::vector<Node> kept;
+  const std::set<std::string> outputs(graph.outputs.begin(), graph.outputs.end());
+  for (auto& node : graph.nodes) {
+    for (auto& in : node.inputs) {
+      auto it = replace.find(in);
+      if (it != replace.end()) in = it->second;
+    }
+    const bool removable = node.op == "Identity" || (dropout && node.op == "Dropout");
+    if (removable && !outputs.count(node.outputs[0])) {
+      replace[node.outputs[0]] = node.inputs[0];
+      continue;
+    }
+    kept.push_back(std::move(node));
+  }
+  graph.nodes = std::move(kept);
+  graph.validate();
+  return graph;
+}
+
+Graph fold_constants(Graph graph) {
+  std::vector<Node> kept;
+  for (auto& node : graph.nodes) {
+    std::vector<const Tensor*> in;
+    bool all_constant = !node.inputs.empty() && node.outputs.size() == 1;
+    for (const auto& name : node.inputs) {
+      const auto* init = graph.find_initializer(name);
+      if (!init || init->trainable) {
+        all_constant = false;
+        break;
+      }
+      in.push_back(&init->value);
+    }
+    std::optional<Tensor> value;
+    if (all_constant) value = evaluate_constant(node, in);
+    if (!value) {
+      kept.push_back(std::move(node));
+      continue;
+    }
+    graph.initializers.push_back(Initializer{node.outputs[0], std::move(*value), false});
+  }
+  graph.nodes = std::move(kept);
+  return prune(std::move(graph));
+}
+
+Graph fold_batchnorm(Graph graph) {
+  graph.validate();
+  bool changed = true;
+  while (changed) {
+    changed = false;
+    for (std::size_t i = 0; i < graph.nodes.size() && !changed; ++i) {
+      const Node& bn = graph.nodes[i];
+      if (bn.op != "BatchNormalization") continue;
+      const Node* prev = graph.producer(bn.inputs[0]);
+      if (!prev || (prev->op != "Conv" && prev->op != "Dense")) continue;
+      if (consumer_count(graph, bn.inputs[0]) != 1) continue;
+      const Initializer* stats[4];
+      bool constant = true;
+      for (int k = 0; k < 4; ++k) {
+        stats[k] = graph.find_initializer(bn.inputs[static_cast<std::size_t>(k + 1)]);
+        constant = constant && stats[k];
+      }
+      const Initializer* weight = graph.find_initializer(prev->input(1));
+      const std::string bias_name = prev->input(2);
+      if (!constant || !weight || consumer_count(graph, weight->name) != 1) continue;
+      if (!bias_name.empty() &&
+          (!graph.find_initializer(bias_name) || consumer_count(graph, bias_name) != 1)) {
+        continue;
+      }
+      const double eps = bn.get_float("epsilon", 1e-5);
+      const auto scale = stats[0]->value.to_doubles();
+      const auto shift = stats[1]->value.to_doubles();
+      const auto mean = stats[2]->value.to_doubles();
+      const auto var = stats[3]->value.to_doubles();
+      const auto channels = static_cast<std::int64_t>(scale.size());
+      const Tensor w_old = weight->value;
+      if (w_old.shape().empty() || w_old.shape()[0] != channels) continue;
+      std::vector<double> s(scale.size());
+      for (std::size_t c = 0; c < s.size(); ++c) s[c] = scale[c] / std::sqrt(var[c] + eps);
+      auto w = w_old.to_doubles();
+      const auto per = static_cast<std::size_t>(w_old.size() / channels);
+      for (std::size_t c = 0; c < s.size(); ++c) {
+        for (std::size_t j = 0; j < per; ++j) w[c * per + j] *= s[c];
+      }
+      std::vector<double> b(s.size(), 0.0);
+      if (!bias_name.empty()) b = graph.find_initializer(bias_name)->value.to_doubles();
+      for (std::size_t c = 0; c < s.size(); ++c) b[c] = (b[c] - mean[c]) * s[c] + shift[c];
+
+      Node conv = *prev;
+      const bool trainable = weight->trainable;
+      graph.find_initializer(conv.inputs[1])->value = from_doubles(w_old.dtype(), w_old.shape(), w);
+      std::string new_bias = bias_name;
+      if (new_bias.empty()) {
+        new_bias = unique_name(graph, conv.name + "/bias");
+        graph.initializers.push_back(
+            Initializer{new_bias, from_doubles(w_old.dtype(), {channels}, b), trainable});
+        conv.inputs.resize(3);
+        conv.inputs[2] = new_bias;
+      } else {
+        graph.find_initializer(new_bias)->value = from_doubles(w_old.dtype(), {channels}, b);
+      }
+      conv.outputs[0] = bn.outputs[0];
+      const std::string prev_name = prev->name;
+      const std::string bn_name = bn.name;
+      std::vector<Node> nodes;
+      for (auto& n : graph.nodes) {
+        if (n.name == bn_name) continue;
+        if (n.name == prev_name) {
+          nodes.push_back(conv);
+        } else {
+          nodes.push_back(std::move(n));
+        }
+      }
+      graph.nodes = std::move(nodes);
+      changed = true;
+    }
+  }
+  return prune(std::move(graph));
+}
+
+Graph fuse_dense_bias(Graph graph) {
+  graph.validate();
+  for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
+    Node& add = graph.nodes[i];
+    if (add.op != "Add") continue;
+    for (int side = 0; side < 2; ++side) {
+      const std::string& x = add.inputs[static_cast<std::size_t>(side)];
+      const std::string& c = add.inputs[static_cast<std::size_t>(1 - side)];
+      const Node* dense = graph.producer(x);
+      const Initializer* bias = graph.find_initializer(c);
+      if (!dense || dense->op != "Dense" || !dense->input(2).empty() || !bias) continue;
+      if (consumer_count(graph, x) != 1) continue;
+      const auto units = graph.value(dense->input(1)).shape[0];
+      const Shape& bs = bias->value.shape();
+      const bool fits = (bs == Shape{units}) || (bs == Shape{1, units});
+      if (!fits || bias->value.dtype() != graph.value(x).dtype) continue;
+      if (bs.size() == 2) {
+        if (consumer_count(graph, c) != 1) continue;
+        graph.find_initializer(c)->value = bias->value.reshaped({units});
+      }
+      const std::string out = add.outputs[0];
+      const std::string add_name = add.name;
+      const std::string bias_name = c;
+      for (auto& n : graph.nodes) {
+        if (n.outputs[0] == x && n.op == "Dense") {
+          n.inputs.resize(3);
+          n.inputs[2] = bias_name;
+          n.outputs[0] = out;
+        }
+      }
+      std::erase_if(graph.nodes, [&](const Node& n) { return n.name == add_name; });
+      --i;
+      break;
+    }
+  }
+  graph.validate();
+  return graph;
+}
+
+}  // namespace onnxforge

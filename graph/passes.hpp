@@ -1,0 +1,51 @@
+// Graph passes: pure IR -> IR transforms used by `onnxforge convert`, the importer and transfer
+// learning. Each returns a validated graph (names, topological order, shapes) and throws Error
+// naming what it could not do.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "graph/graph.hpp"
+
+namespace onnxforge {
+
+// Keeps the node named `node_or_value` (or the node producing the value of that name) and
+// everything it depends on; its first output becomes the graph's only output. Inputs, nodes and
+// initializers nothing depends on any more are dropped.
+Graph cut_at(const Graph& graph, const std::string& node_or_value);
+
+// Gives graph input `name` a new shape (kDynamic allowed for the batch) and re-infers every shape;
+// throws naming the first node the new shape does not fit.
+Graph with_input_shape(Graph graph, const std::string& name, const Shape& shape);
+
+// Drops nodes, initializers (and inputs, when `drop_inputs`) no graph output depends on.
+Graph prune(Graph graph, bool drop_inputs = false);
+
+// Removes Identity nodes (and Dropout nodes when `dropout`, as for inference), rewiring their
+// consumers to the node's input. One whose output is a graph output stays.
+Graph remove_identities(Graph graph, bool dropout = false);
+
+// Replaces every node whose inputs are all non-trainable initializers, and whose op the folder
+// can evaluate (see evaluate_constant), by an initializer holding its value.
+Graph fold_constants(Graph graph);
+
+// Folds a BatchNormalization that is the only consumer of a Conv (or Dense) output, with
+// initializer statistics, into that node's weight and bias:
+//   s = scale / sqrt(var + eps);  W' = W * s (per output channel);  b' = (b - mean) * s + B.
+Graph fold_batchnorm(Graph graph);
+
+// Dense without bias followed by Add of a constant [M] (or [1,M]) becomes Dense with that bias.
+Graph fuse_dense_bias(Graph graph);
+
+// The value of a node's first output from constant inputs, for the ops the folder knows
+// (Identity, Dropout, Reshape, Flatten, Transpose, Concat, Add, Sub, Mul, Div, Relu, Sigmoid,
+// Tanh, Clip); std::nullopt for any other op. Integer tensors use integer arithmetic.
+std::optional<Tensor> evaluate_constant(const Node& node, const std::vector<const Tensor*>& inputs);
+
+// Byte-level helpers on tensors of any dtype.
+Tensor transpose_tensor(const Tensor& x, const std::vector<std::int64_t>& perm);
+Tensor concat_tensors(const std::vector<const Tensor*>& parts, std::int64_t axis);
+
+}  // namespace onnxforge

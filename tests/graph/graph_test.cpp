@@ -1,0 +1,209 @@
+// The IR: parameter counts of the built-in models, shape inference and its error messages,
+// validation of names and cycles.
+#include <gtest/gtest.h>
+
+#include "graph/builder.hpp"
+#include "graph/error.hpp"
+#include "graph/models.hpp"
+#include "graph/ops.hpp"
+#include "graph/summary.hpp"
+
+namespace onnxforge {
+namespace {
+
+// Expects `statement` to throw onnxforge::Error whose message contains every fragment.
+#define EXPECT_ERROR(statement, ...)                                       \
+  do {                                                                     \
+    try {                                                                  \
+      statement;                                                           \
+      ADD_FAILURE() << "no error from: " #statement;                       \
+    } catch (const Error& e) {                                             \
+      for (const char* fragment : {__VA_ARGS__}) {                         \
+        EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) \
+            << "message '" << e.what() << "' lacks '" << fragment << "'";  \
+      }                                                                    \
+    }                                                                      \
+  } while (0)
+
+TEST(Models, BaselineHasExactlyTheSpecifiedParameters) {
+  const Graph g = build_model("baseline");
+  // conv 3*3*3*16+16 = 448; conv 3*3*16*16+16 = 2,320; dense 94*94*16*64+64 = 9,048,128; 65.
+  EXPECT_EQ(g.parameter_count(), 9'050'961);
+  EXPECT_EQ(g.trainable_parameter_count(), 9'050'961);
+  EXPECT_EQ(g.value("conv2d").shape, (Shape{kDynamic, 16, 98, 98}));
+  EXPECT_EQ(g.value("max_pooling2d").shape, (Shape{kDynamic, 16, 97, 97}));
+  EXPECT_EQ(g.value("max_pooling2d_1").shape, (Shape{kDynamic, 16, 94, 94}));
+  EXPECT_EQ(g.value(g.outputs.at(0)).shape, (Shape{kDynamic, 1}));
+  EXPECT_EQ(g.producer(g.outputs.at(0))->op, "Sigmoid");
+}
+
+TEST(Models, Vgg16FeaturesAt100) {
+  const Graph g = build_model("vgg16", {.input = {3, 100, 100}});
+  EXPECT_EQ(g.parameter_count(), 14'714'688);
+  EXPECT_EQ(g.value(g.outputs.at(0)).shape, (Shape{kDynamic, 512, 3, 3}));
+  int convs = 0;
+  for (const auto& n : g.nodes) convs += n.op == "Conv";
+  EXPECT_EQ(convs, 13);
+}
+
+TEST(Models, Vgg16WithTopAt224HasTheKerasCount) {
+  const Graph g = build_model("vgg16", {.input = {3, 224, 224}, .include_top = true});
+  EXPECT_EQ(g.parameter_count(), 138'357'544);  // keras.applications.VGG16().count_params()
+  EXPECT_EQ(g.value(g.outputs.at(0)).shape, (Shape{kDynamic, 1000}));
+}
+
+TEST(Models, UnknownModelNamesTheKnownOnes) {
+  EXPECT_ERROR(build_model("resnet"), "unknown model 'resnet'", "baseline", "vgg16");
+}
+
+TEST(Summary, ListsLayersAndTotals) {
+  const std::string text = summary(build_model("baseline"));
+  EXPECT_NE(text.find("Total params: 9,050,961"), std::string::npos) << text;
+  EXPECT_NE(text.find("Trainable params: 9,050,961"), std::string::npos);
+  EXPECT_NE(text.find("Non-trainable params: 0"), std::string::npos);
+  EXPECT_NE(text.find("[N,16,98,98]"), std::string::npos);
+  EXPECT_NE(text.find("9,048,128"), std::string::npos);
+}
+
+TEST(Summary, CountsFrozenAndBatchNormStatisticsAsNonTrainable) {
+  Builder b("bn", 1);
+  auto x = b.input("x", {kDynamic, 4, 8, 8});
+  x = b.batch_norm(b.conv2d(x, {.filters = 8, .kernel = {3, 3}}));
+  b.output(x);
+  Graph g = b.build();
+  g.find_initializer("conv2d/kernel")->trainable = false;
+  const std::string text = summary(g);
+  // conv 4*9*8 + 8 = 296 (kernel 288 frozen), bn 4*8 = 32 (16 trainable).
+  EXPECT_NE(text.find("Total params: 328"), std::string::npos) << text;
+  EXPECT_NE(text.find("Trainable params: 24"), std::string::npos) << text;
+  EXPECT_NE(text.find("Non-trainable params: 304"), std::string::npos) << text;
+  EXPECT_NE(text.find("partly"), std::string::npos) << text;
+}
+
+TEST(Builder, SamePaddingKeepsSizeAndPutsExtraPaddingAtTheEnd) {
+  Builder b("same");
+  auto x = b.input("x", {1, 3, 10, 9});
+  auto y =
+      b.conv2d(x, {.filters = 2, .kernel = {4, 3}, .stride = {2, 2}, .padding = Padding::same});
+  EXPECT_EQ(b.value(y).shape, (Shape{1, 2, 5, 5}));
+  const Graph g = b.build();
+  // H: out 5, needs (5-1)*2+4-10 = 2 -> 1,1; W: (5-1)*2+3-9 = 2 -> 1,1.
+  EXPECT_EQ(g.nodes[0].get_ints("pads", {}), (std::vector<std::int64_t>{1, 1, 1, 1}));
+}
+
+TEST(Builder, GlorotUniformIsSeededAndBounded) {
+  auto kernel = [](std::uint64_t seed) {
+    return build_model("baseline", {.seed = seed}).find_initializer("conv2d/kernel")->value;
+  };
+  EXPECT_EQ(kernel(7), kernel(7));
+  EXPECT_NE(kernel(7), kernel(8));
+  const double limit = std::sqrt(6.0 / (27 + 144));
+  for (float v : kernel(7).data<float>()) EXPECT_LE(std::abs(v), limit);
+  const Graph g = build_model("baseline");
+  for (float v : g.find_initializer("dense/bias")->value.data<float>()) {
+    EXPECT_EQ(v, 0.0f);
+  }
+}
+
+TEST(ShapeInference, ConvWithStrideDilationGroups) {
+  Builder b("conv");
+  auto x = b.input("x", {2, 6, 11, 13});
+  auto y = b.conv2d(x, {.filters = 9,
+                        .kernel = {3, 2},
+                        .stride = {2, 3},
+                        .padding = Padding::explicit_pads,
+                        .pads = {1, 0, 2, 1},
+                        .dilation = {2, 1},
+                        .groups = 3});
+  // H: (11+1+2-5)/2+1 = 5; W: (13+0+1-2)/3+1 = 5.
+  EXPECT_EQ(b.value(y).shape, (Shape{2, 9, 5, 5}));
+}
+
+TEST(ShapeInference, PoolCeilMode) {
+  Builder b("pool");
+  auto x = b.input("x", {1, 2, 7, 7});
+  EXPECT_EQ(b.value(b.max_pool(x, {.kernel = {2, 2}, .ceil_mode = true})).shape,
+            (Shape{1, 2, 4, 4}));
+  EXPECT_EQ(b.value(b.max_pool(x, {.kernel = {2, 2}})).shape, (Shape{1, 2, 3, 3}));
+}
+
+TEST(ShapeInference, ErrorsNameTheNodeAndBothShapes) {
+  Builder b("bad");
+  auto x = b.input("x", {1, 3, 8, 8});
+  auto flat = b.flatten(x);  // [1,192]
+  Tensor w(DType::f32, {10, 100});
+  b.parameter("w", w);
+  EXPECT_ERROR(b.node("Dense", {flat, "w"}, {}, "my_dense"), "my_dense", "[1,192]", "[10,100]",
+               "192");
+  auto y = b.input("y", {1, 4, 8, 8});
+  EXPECT_ERROR(b.add(x, y, "sum"), "sum", "[1,3,8,8]", "[1,4,8,8]", "do not broadcast");
+  Tensor k(DType::f32, {4, 5, 3, 3});
+  b.parameter("k", k);
+  EXPECT_ERROR(b.node("Conv", {x, "k"}, {}, "c"), "node 'c'", "3 channels", "[4,5,3,3]");
+  EXPECT_ERROR(b.node("Frobnicate", {x}, {}, "f"), "node 'f'", "unknown op 'Frobnicate'");
+  EXPECT_ERROR(b.max_pool(x, {.kernel = {9, 9}, .name = "p"}), "node 'p'", "does not fit");
+}
+
+TEST(ShapeInference, ReshapeWithZeroMinusOneAndDynamicBatch) {
+  Builder b("reshape");
+  auto x = b.input("x", {kDynamic, 4, 3, 2});
+  EXPECT_EQ(b.value(b.reshape(x, {0, -1})).shape, (Shape{kDynamic, 24}));
+  auto s = b.input("s", {5, 4, 3});
+  EXPECT_EQ(b.value(b.reshape(s, {-1, 6})).shape, (Shape{10, 6}));
+  EXPECT_ERROR(b.reshape(s, {7, -1}, "r"), "node 'r'", "cannot reshape");
+}
+
+TEST(ShapeInference, BroadcastingAdd) {
+  Builder b("add");
+  auto x = b.input("x", {2, 3, 4, 5});
+  Tensor c(DType::f32, {3, 1, 1});
+  EXPECT_EQ(b.value(b.add(x, b.parameter("c", c, false))).shape, (Shape{2, 3, 4, 5}));
+}
+
+TEST(WithBatch, ResolvesTheDynamicDimension) {
+  const Graph g = with_batch(build_model("baseline"), 4);
+  EXPECT_EQ(g.value("flatten").shape, (Shape{4, 141376}));
+  EXPECT_ERROR(with_batch(build_model("baseline"), 0), "batch size must be positive");
+}
+
+TEST(Validate, RejectsDanglingInputsDuplicatesAndCycles) {
+  Graph g;
+  g.name = "g";
+  g.inputs.push_back({"x", DType::f32, {1, 4}});
+  g.nodes.push_back({"a", "Relu", {"x"}, {"y"}, {}});
+  g.nodes.push_back({"b", "Relu", {"missing"}, {"z"}, {}});
+  g.outputs = {"y"};
+  EXPECT_ERROR(g.validate(), "node 'b'", "'missing'");
+
+  g.nodes[1] = {"b", "Relu", {"x"}, {"y"}, {}};
+  EXPECT_ERROR(g.validate(), "'y' is defined twice");
+
+  g.nodes[0] = {"a", "Add", {"x", "w"}, {"v"}, {}};
+  g.nodes[1] = {"b", "Relu", {"v"}, {"w"}, {}};
+  g.outputs = {"w"};
+  EXPECT_ERROR(g.validate(), "cycle");
+}
+
+TEST(Validate, SortsNodesTopologically) {
+  Graph g;
+  g.inputs.push_back({"x", DType::f32, {2, 3}});
+  g.nodes.push_back({"second", "Sigmoid", {"h"}, {"y"}, {}});
+  g.nodes.push_back({"first", "Relu", {"x"}, {"h"}, {}});
+  g.outputs = {"y"};
+  g.validate();
+  EXPECT_EQ(g.nodes[0].name, "first");
+  EXPECT_EQ(g.value("y").shape, (Shape{2, 3}));
+}
+
+TEST(Tensors, SizesAndBf16Rounding) {
+  EXPECT_ERROR(Tensor(DType::f32, {1LL << 40, 1LL << 40}), "too many elements");
+  EXPECT_EQ(to_float(to_bf16(1.0f)), 1.0f);
+  EXPECT_EQ(to_float(to_bf16(1.00390625f)), 1.0f);  // halfway: rounds to even
+  EXPECT_EQ(to_float(to_bf16(1.01171875f)), 1.015625f);
+  EXPECT_TRUE(std::isnan(to_float(to_bf16(std::nanf("")))));
+  EXPECT_EQ(parse_shape("3x100x100", "--input"), (Shape{3, 100, 100}));
+  EXPECT_ERROR(parse_shape("3x0x2", "--input"), "--input", "3x0x2");
+}
+
+}  // namespace
+}  // namespace onnxforge
