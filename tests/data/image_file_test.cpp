@@ -1,0 +1,134 @@
+// One image file: header inspection (bombs, truncation), decoding of every pixel format to RGB.
+#include <gtest/gtest.h>
+
+#include <opencv2/imgproc.hpp>
+
+#include "data/image_file.hpp"
+#include "test_util.hpp"
+
+namespace onnxforge::data {
+namespace {
+using testing::encode;
+using testing::pattern;
+using testing::TempDir;
+
+std::string inspect(const std::vector<std::uint8_t>& bytes, ImageInfo* out = nullptr) {
+  ImageInfo info;
+  auto error = inspect_encoded_image(bytes, ImageLimits{}, info);
+  if (out != nullptr) *out = info;
+  return error;
+}
+
+void put_be32(std::vector<std::uint8_t>& b, std::size_t at, std::uint32_t v) {
+  b[at] = static_cast<std::uint8_t>(v >> 24);
+  b[at + 1] = static_cast<std::uint8_t>(v >> 16);
+  b[at + 2] = static_cast<std::uint8_t>(v >> 8);
+  b[at + 3] = static_cast<std::uint8_t>(v);
+}
+
+// Byte offset of the height field of the first SOF marker of a JPEG.
+std::size_t jpeg_sof_height_offset(const std::vector<std::uint8_t>& b) {
+  for (std::size_t i = 2; i + 1 < b.size(); ++i) {
+    if (b[i] == 0xFF && (b[i + 1] == 0xC0 || b[i + 1] == 0xC2)) return i + 5;
+  }
+  return 0;
+}
+
+TEST(InspectImage, ReadsDimensionsOfAllThreeFormats) {
+  const cv::Mat image = pattern(37, 23, 1);
+  for (const char* ext : {".jpg", ".png", ".bmp"}) {
+    ImageInfo info;
+    EXPECT_EQ(inspect(encode(ext, image), &info), "") << ext;
+    EXPECT_EQ(info.width, 37) << ext;
+    EXPECT_EQ(info.height, 23) << ext;
+  }
+}
+
+TEST(InspectImage, RefusesDecompressionBombsFromTheHeaderAlone) {
+  const cv::Mat image = pattern(16, 16, 2);
+  auto png = encode(".png", image);
+  put_be32(png, 16, 100000);
+  put_be32(png, 20, 100000);
+  EXPECT_NE(inspect(png).find("decompression bomb"), std::string::npos);
+
+  auto jpg = encode(".jpg", image);
+  const std::size_t at = jpeg_sof_height_offset(jpg);
+  ASSERT_NE(at, 0U);
+  jpg[at] = jpg[at + 1] = jpg[at + 2] = jpg[at + 3] = 0xFF;  // 65535 x 65535
+  EXPECT_NE(inspect(jpg).find("decompression bomb"), std::string::npos);
+
+  auto bmp = encode(".bmp", image);
+  bmp[18] = 0x00, bmp[19] = 0x00, bmp[20] = 0x01, bmp[21] = 0x00;  // width 65536
+  bmp[22] = 0x00, bmp[23] = 0x00, bmp[24] = 0x01, bmp[25] = 0x00;  // height 65536
+  EXPECT_NE(inspect(bmp).find("decompression bomb"), std::string::npos);
+
+  ImageLimits tight;
+  tight.max_pixels = 100;
+  ImageInfo info;
+  EXPECT_NE(inspect_encoded_image(encode(".png", image), tight, info), "");
+}
+
+TEST(InspectImage, DetectsTruncationEmptinessAndNonImages) {
+  const cv::Mat image = pattern(40, 40, 3);
+  for (const char* ext : {".jpg", ".png", ".bmp"}) {
+    auto bytes = encode(ext, image);
+    bytes.resize(bytes.size() * 2 / 3);
+    EXPECT_NE(inspect(bytes).find("truncated"), std::string::npos) << ext;
+  }
+  EXPECT_NE(inspect({}).find("empty"), std::string::npos);
+  const std::string text = "this is not an image";
+  EXPECT_NE(inspect({text.begin(), text.end()}).find("not an image"), std::string::npos);
+}
+
+TEST(LoadImage, GrayscaleRgbaAnd16BitBecomeRgb) {
+  TempDir dir;
+  std::vector<std::uint8_t> rgb(4 * 4 * 3);
+
+  cv::Mat gray16(4, 4, CV_16UC1, cv::Scalar(257 * 100));
+  testing::write_bytes(dir / "g16.png", encode(".png", gray16));
+  ASSERT_EQ(load_image_rgb(dir / "g16.png", 4, 4, {}, rgb.data()), "");
+  for (auto v : rgb) EXPECT_EQ(v, 100);
+
+  cv::Mat bgra(4, 4, CV_8UC4, cv::Scalar(10, 20, 30, 0));  // fully transparent: alpha dropped
+  testing::write_bytes(dir / "rgba.png", encode(".png", bgra));
+  ASSERT_EQ(load_image_rgb(dir / "rgba.png", 4, 4, {}, rgb.data()), "");
+  EXPECT_EQ(rgb[0], 30);
+  EXPECT_EQ(rgb[1], 20);
+  EXPECT_EQ(rgb[2], 10);
+
+  cv::Mat bgr16(4, 4, CV_16UC3, cv::Scalar(257 * 1, 257 * 2, 257 * 3));
+  testing::write_bytes(dir / "c16.png", encode(".png", bgr16));
+  ASSERT_EQ(load_image_rgb(dir / "c16.png", 4, 4, {}, rgb.data()), "");
+  EXPECT_EQ(rgb[0], 3);
+  EXPECT_EQ(rgb[2], 1);
+}
+
+TEST(LoadImage, ResizesToTheModelInput) {
+  TempDir dir;
+  cv::Mat big(60, 80, CV_8UC3, cv::Scalar(5, 6, 7));
+  testing::write_bytes(dir / "big.bmp", encode(".bmp", big));
+  std::vector<std::uint8_t> rgb(10 * 12 * 3);
+  ASSERT_EQ(load_image_rgb(dir / "big.bmp", 10, 12, {}, rgb.data()), "");
+  for (std::size_t i = 0; i < rgb.size(); i += 3) {
+    ASSERT_EQ(rgb[i], 7);
+    ASSERT_EQ(rgb[i + 1], 6);
+    ASSERT_EQ(rgb[i + 2], 5);
+  }
+  cv::Mat small(5, 3, CV_8UC1, cv::Scalar(9));
+  testing::write_bytes(dir / "small.png", encode(".png", small));
+  ASSERT_EQ(load_image_rgb(dir / "small.png", 10, 12, {}, rgb.data()), "");
+  for (auto v : rgb) ASSERT_EQ(v, 9);
+}
+
+TEST(LoadImage, FileSizeLimitIsCheckedBeforeReading) {
+  TempDir dir;
+  testing::write_bytes(dir / "x.png", encode(".png", pattern(30, 30, 4)));
+  ImageLimits limits;
+  limits.max_file_bytes = 10;
+  std::vector<std::uint8_t> rgb(30 * 30 * 3);
+  EXPECT_NE(load_image_rgb(dir / "x.png", 30, 30, limits, rgb.data()).find("over the limit"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace onnxforge::data
