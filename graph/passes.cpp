@@ -108,12 +108,6 @@ std::optional<Tensor> unary(const Node& node, const Tensor& x) {
   return from_doubles(x.dtype(), x.shape(), v);
 }
 
-std::set<std::string> consumed_values(const Graph& graph) {
-  std::set<std::string> used(graph.outputs.begin(), graph.outputs.end());
-  for (const auto& node : graph.nodes) used.insert(node.inputs.begin(), node.inputs.end());
-  return used;
-}
-
 std::size_t consumer_count(const Graph& graph, const std::string& value) {
   std::size_t n = 0;
   for (const auto& node : graph.nodes)
@@ -183,7 +177,6 @@ Tensor concat_tensors(const std::vector<const Tensor*>& parts, std::int64_t axis
     out[static_cast<std::size_t>(axis)] += p->shape()[static_cast<std::size_t>(axis)];
   }
   Tensor result(parts[0]->dtype(), out);
-  const auto element = size_of(result.dtype());
   std::int64_t outer = 1;
   for (std::int64_t d = 0; d < axis; ++d) outer *= out[static_cast<std::size_t>(d)];
   std::size_t written = 0;
@@ -195,7 +188,6 @@ Tensor concat_tensors(const std::vector<const Tensor*>& parts, std::int64_t axis
       written += chunk;
     }
   }
-  (void)element;
   return result;
 }
 

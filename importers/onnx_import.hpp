@@ -1,0 +1,49 @@
+// ONNX -> IR. Reads a ModelProto with libonnx's classes, runs the ONNX checker (its message is
+// shown on failure), and maps every node through an opset-versioned op table (opsets 7 to 17 of
+// the default domain) onto the IR of graph/ops.hpp and graph/ops_extra.cpp. Constant subgraphs
+// (Constant, Shape -> Gather -> Unsqueeze -> Concat -> Reshape chains, Squeeze/Unsqueeze on
+// constants, Identity) are folded at import; Squeeze/Unsqueeze on run-time values become Reshape,
+// Gemm becomes Dense (plus Transpose/Mul/Add where needed).
+//
+// External data is read only from inside the model's folder: absolute locations, `..`, and
+// symlinks that lead out are refused, and offset/length are checked against the file.
+//
+// Initializers of floating dtype are trainable, except batch-norm running statistics and those
+// listed in the model's metadata entry "onnxforge.frozen" (written by export_onnx).
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "graph/graph.hpp"
+#include "graph/models.hpp"
+
+namespace onnxforge {
+
+struct ImportOptions {
+  // Replaces the declared shape of graph inputs (e.g. {"data", {1, 3, 100, 100}}); kDynamic is
+  // allowed for the batch (axis 0).
+  std::map<std::string, Shape> input_shapes;
+  // Runs onnx::checker::check_model first.
+  bool check = true;
+};
+
+// Reads an .onnx file. Errors start with the path and name the node, op, opset and attribute.
+Graph import_onnx(const std::string& path, const ImportOptions& options = {});
+// The same from serialized bytes; external data is resolved against `model_dir` (refused when it
+// is empty).
+Graph import_onnx_bytes(const std::string& bytes, const std::string& model_dir = "",
+                        const ImportOptions& options = {});
+
+// A built-in model by name (graph/models.hpp) or an .onnx file by path: what every CLI command
+// taking a MODEL argument calls.
+Graph load_model(const std::string& name_or_path, const ModelOptions& builtin = {},
+                 const ImportOptions& onnx = {});
+
+// ONNX op types (default domain) the importer maps, for opsets 7..17.
+std::vector<std::string> supported_onnx_ops();
+inline constexpr int kMinOpset = 7;
+inline constexpr int kMaxOpset = 17;
+
+}  // namespace onnxforge
