@@ -34,7 +34,8 @@ struct CompileOptions {
   int threads = 0;
   // f32, or bf16: convolutions and dense layers in bf16 with f32 accumulation (where supported).
   DType compute_dtype = DType::f32;
-  // Seeds dropout masks.
+  // Seeds dropout masks: a training forward's masks depend on (seed, optimizer step) only, so
+  // that a run resumed from its optimizer state draws the same masks.
   std::uint64_t seed = 0;
 };
 

@@ -65,6 +65,8 @@ class ReferenceProgram final : public Program {
     if (mode == Mode::training && !options_.training) {
       fail("reference backend: training forward on a Program compiled for inference");
     }
+    // Dropout masks depend on (seed, optimizer step) only, so a resumed run draws the same ones.
+    random_ = Random(hash_name(std::to_string(step_), options_.seed));
     for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
       const auto& node = graph_.nodes[i];
       reference::ForwardArgs args{node, graph_, mode, {}, {}, states_[i], random_, {}};
