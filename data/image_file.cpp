@@ -183,11 +183,23 @@ std::string load_image_rgb(const std::filesystem::path& path, int height, int wi
   ImageInfo info;
   if (auto error = inspect_encoded_image(bytes, limits, info); !error.empty()) return error;
 
+  // ANYCOLOR|ANYDEPTH keeps grayscale and 16-bit as they are and applies EXIF orientation. A JPEG
+  // at least 2, 4 or 8 times the target size is decoded directly at 1/2, 1/4 or 1/8 of its size
+  // (DCT scaling in libjpeg: much faster, still at least the target size, then INTER_AREA).
+  int flags = cv::IMREAD_ANYCOLOR | cv::IMREAD_ANYDEPTH;
+  if (info.format == ImageFormat::jpeg) {
+    const int factor = std::min(info.width / width, info.height / height);
+    if (factor >= 8) {
+      flags = cv::IMREAD_REDUCED_COLOR_8;
+    } else if (factor >= 4) {
+      flags = cv::IMREAD_REDUCED_COLOR_4;
+    } else if (factor >= 2) {
+      flags = cv::IMREAD_REDUCED_COLOR_2;
+    }
+  }
   cv::Mat decoded;
   try {
-    // ANYCOLOR|ANYDEPTH keeps grayscale and 16-bit as they are and applies EXIF orientation.
-    decoded = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8U, bytes.data()),
-                           cv::IMREAD_ANYCOLOR | cv::IMREAD_ANYDEPTH);
+    decoded = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8U, bytes.data()), flags);
   } catch (const cv::Exception& e) {
     return fmt::format("{} decode failed ({})", format_name(info.format), e.err);
   }

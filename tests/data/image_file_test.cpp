@@ -120,6 +120,22 @@ TEST(LoadImage, ResizesToTheModelInput) {
   for (auto v : rgb) ASSERT_EQ(v, 9);
 }
 
+TEST(LoadImage, LargeJpegDecodedAtReducedScaleStillMatches) {
+  TempDir dir;
+  cv::Mat big(400, 440, CV_8UC3, cv::Scalar(40, 90, 160));
+  cv::rectangle(big, cv::Rect(0, 0, 220, 400), cv::Scalar(200, 30, 10), cv::FILLED);
+  testing::write_bytes(dir / "big.jpg", encode(".jpg", big));
+  std::vector<std::uint8_t> rgb(50 * 50 * 3);
+  ASSERT_EQ(load_image_rgb(dir / "big.jpg", 50, 50, {}, rgb.data()), "");
+  // Left half blue-ish (B=200), right half orange-ish (R=160), within JPEG error.
+  const std::uint8_t* left = &rgb[(25 * 50 + 5) * 3];
+  const std::uint8_t* right = &rgb[(25 * 50 + 45) * 3];
+  EXPECT_NEAR(left[2], 200, 8);
+  EXPECT_NEAR(left[0], 10, 8);
+  EXPECT_NEAR(right[0], 160, 8);
+  EXPECT_NEAR(right[2], 40, 8);
+}
+
 TEST(LoadImage, FileSizeLimitIsCheckedBeforeReading) {
   TempDir dir;
   testing::write_bytes(dir / "x.png", encode(".png", pattern(30, 30, 4)));

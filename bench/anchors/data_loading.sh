@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Data loading, onnxforge vs OpenCV-Python, on the same files in the same run:
+#   first epoch  decode + resize (180x180 JPEG -> 100x100 RGB) with 1 and 2 threads;
+#   later epochs augment + normalise + batch (64) from the in-memory cache, 1 and 2 threads.
+# Prints both rates side by side and their ratio (> 1: onnxforge is faster).
+#   bench/anchors/data_loading.sh [--build-dir DIR] [--count N] [--repeat R] [--epochs E]
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+build_dir="$here/build"
+count=2000
+repeat=3
+epochs=3
+while (($#)); do
+  case "$1" in
+    --build-dir) build_dir="$2"; shift 2 ;;
+    --count) count="$2"; shift 2 ;;
+    --repeat) repeat="$2"; shift 2 ;;
+    --epochs) epochs="$2"; shift 2 ;;
+    *) echo "usage: $0 [--build-dir DIR] [--count N] [--repeat R] [--epochs E]" >&2; exit 2 ;;
+  esac
+done
+bench="$build_dir/bin/onnxforge-data-bench"
+if [[ ! -x "$bench" ]]; then
+  cmake --build "$build_dir" --target onnxforge-data-bench >/dev/null
+fi
+if ! /usr/bin/python3 -c 'import cv2, numpy' 2>/dev/null; then
+  echo "data_loading: installing python3-opencv for the anchor" >&2
+  sudo_cmd=()
+  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq python3-opencv >/dev/null
+fi
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+"$bench" --prepare "$work/faces180" --count "$count" --side 180 >/dev/null
+cat "$work"/faces180/*/*.jpg >/dev/null  # both sides read from the page cache
+
+echo "data loading: $count 180x180 JPEGs -> 100x100, $(nproc) cores, $(date -u +%FT%TZ)"
+ours="$("$bench" "$work/faces180" --repeat "$repeat" --epochs "$epochs" --batch 64)"
+theirs="$(/usr/bin/python3 "$here/bench/anchors/data_loading.py" "$work/faces180" \
+          --repeat "$repeat" --epochs "$epochs" --batch 64)"
+
+# ours:   "first epoch (...), threads=T: R images/s" / "cached epochs (...), loader threads=T: R images/s"
+# theirs: "RESULT decode threads=T R" / "RESULT cached threads=T R"
+rate() {  # $1 = decode|cached, $2 = threads, from "$ours"
+  local pattern="first epoch"
+  [[ "$1" == cached ]] && pattern="cached epochs"
+  grep "^$pattern" <<<"$ours" | grep "threads=$2:" | sed -E 's/.*: ([0-9]+) images\/s.*/\1/'
+}
+anchor() { grep "^RESULT $1 threads=$2 " <<<"$theirs" | awk '{print $4}'; }
+
+printf '%-44s %12s %14s %7s\n' "images/s" "onnxforge" "OpenCV-Python" "ratio"
+for kind in decode cached; do
+  for threads in 1 2; do
+    label="first epoch: decode+resize, $threads thread(s)"
+    [[ $kind == cached ]] && label="cached epochs: augment+normalise+batch, $threads"
+    a="$(rate "$kind" "$threads")"
+    b="$(anchor "$kind" "$threads")"
+    printf '%-44s %12s %14s %7s\n' "$label" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2fx", a/b}')"
+  done
+done
+echo "target: cached epochs >= 20000 images/s on 2 threads"
