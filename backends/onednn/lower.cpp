@@ -1,0 +1,1037 @@
+// Op lowerings of the oneDNN backend: each node becomes primitives (or a loop) in the forward
+// plans, and registers a builder for its backward that runs once the whole forward is lowered
+// (in reverse node order, so gradients are complete before they are read).
+//
+// oneDNN words inside: src/dst/weights/diff_*. Layouts: primitives get format_tag::any and choose
+// (blocked nChw8c/nChw16c for convolutions); a consumer asking for another layout gets a reorder
+// (Program::use). Forward primitive descriptors are the hints of the backward ones.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <mutex>
+
+#include "backends/onednn/program.hpp"
+#include "graph/builder.hpp"
+#include "graph/error.hpp"
+#include "graph/ops.hpp"
+
+namespace onnxforge::onednn {
+
+namespace {
+
+using dnnl::algorithm;
+using dnnl::prop_kind;
+
+// Whether this CPU runs bf16 convolutions in oneDNN 2.6 (avx512_core and up).
+bool cpu_has_bf16() {
+  static const bool ok = [] {
+    try {
+      dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+      const Desc src({1, 16, 4, 4}, DataType::bf16, Tag::any);
+      const Desc weights({16, 16, 3, 3}, DataType::bf16, Tag::any);
+      const Desc dst({1, 16, 2, 2}, DataType::f32, Tag::any);
+      dnnl::convolution_forward::desc desc(prop_kind::forward_inference,
+                                           algorithm::convolution_direct, src, weights, dst, {1, 1},
+                                           {0, 0}, {0, 0});
+      dnnl::convolution_forward::primitive_desc pd(desc, engine);
+      return true;
+    } catch (const dnnl::error&) {
+      return false;
+    }
+  }();
+  return ok;
+}
+
+std::string isa_name() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::sse41:
+      return "sse41";
+    case dnnl::cpu_isa::avx:
+      return "avx";
+    case dnnl::cpu_isa::avx2:
+      return "avx2";
+    case dnnl::cpu_isa::avx2_vnni:
+      return "avx2_vnni";
+    case dnnl::cpu_isa::avx512_core:
+      return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni:
+      return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16:
+      return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx:
+      return "avx512_core_amx";
+    default:
+      return "other";
+  }
+}
+
+std::string layout_name(const Desc& md) {
+  const auto& d = md.data;
+  if (d.format_kind != dnnl_blocked) return "any";
+  std::string text;
+  // Outer dimensions by decreasing stride, then the inner blocks: e.g. "aBcd8b".
+  std::vector<int> order(static_cast<std::size_t>(d.ndims));
+  for (int i = 0; i < d.ndims; ++i) order[static_cast<std::size_t>(i)] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    return d.format_desc.blocking.strides[a] > d.format_desc.blocking.strides[b];
+  });
+  std::vector<bool> blocked(static_cast<std::size_t>(d.ndims), false);
+  for (int i = 0; i < d.format_desc.blocking.inner_nblks; ++i) {
+    blocked[static_cast<std::size_t>(d.format_desc.blocking.inner_idxs[i])] = true;
+  }
+  for (int i : order) {
+    text += static_cast<char>((blocked[static_cast<std::size_t>(i)] ? 'A' : 'a') + i);
+  }
+  for (int i = 0; i < d.format_desc.blocking.inner_nblks; ++i) {
+    text += fmt::format("{}{}", d.format_desc.blocking.inner_blks[i],
+                        static_cast<char>('a' + d.format_desc.blocking.inner_idxs[i]));
+  }
+  if (md.data_type() == DataType::bf16) text += ":bf16";
+  return text;
+}
+
+Shape shape_of(const memory::dims& dims) { return Shape(dims.begin(), dims.end()); }
+
+bool trainable_with_gradient(OnednnProgram& p, const std::string& name) {
+  if (name.empty()) return false;
+  const Value& v = p.value(name);
+  return v.parameter && v.trainable && p.needs_gradient(name);
+}
+
+float* floats(const memory& mem) { return static_cast<float*>(mem.get_data_handle()); }
+std::size_t float_count(const memory& mem) { return mem.get_desc().get_size() / sizeof(float); }
+
+// ReLU fused as a post-op: its backward runs on the post-op's output (dst) with
+// eltwise_relu_use_dst_for_bwd, giving the gradient of the pre-activation.
+memory fused_relu_backward(OnednnProgram& p, const std::string& y, const memory& dy,
+                           const std::string& label) {
+  const Desc md = p.value(y).md;
+  dnnl::eltwise_forward::primitive_desc hint(
+      {prop_kind::forward_training, algorithm::eltwise_relu_use_dst_for_bwd, md, 0.f, 0.f},
+      p.engine());
+  dnnl::eltwise_backward::primitive_desc pd(
+      {algorithm::eltwise_relu_use_dst_for_bwd, md, md, 0.f, 0.f}, p.engine(), hint);
+  memory diff_src = p.allocate(pd.diff_src_desc());
+  p.add_primitive(Plan::backward, fmt::format("{}: relu backward (use dst)", label),
+                  dnnl::eltwise_backward(pd),
+                  {{DNNL_ARG_DST, p.value(y).mem},
+                   {DNNL_ARG_DIFF_DST, p.convert(dy, pd.diff_dst_desc(), Plan::backward, label)},
+                   {DNNL_ARG_DIFF_SRC, diff_src}});
+  return diff_src;
+}
+
+dnnl::primitive_attr relu_attr(bool fused) {
+  dnnl::primitive_attr attr;
+  if (fused) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f);
+    attr.set_post_ops(ops);
+  }
+  return attr;
+}
+
+// ---- Conv ------------------------------------------------------------------------------------
+
+void lower_conv(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
+  const bool training = plan == Plan::training;
+  const std::string x = n.inputs[0];
+  const std::string w = n.inputs[1];
+  const std::string b = n.input(2);
+  const std::string y = relu ? relu->outputs[0] : n.outputs[0];
+  const Shape xs = p.value(x).shape;
+  const Shape ws = p.value(w).shape;
+  const Shape ys = p.value(y).shape;
+  const Window2d win = window_of(n, p.graph());
+  const std::int64_t group = n.get_int("group", 1);
+  const DataType ct = p.compute_type();
+
+  // Grouped weights: O,I/G,KH,KW seen as G,O/G,I/G,KH,KW (same bytes).
+  const memory::dims wdims =
+      group > 1 ? memory::dims{group, ws[0] / group, ws[1], ws[2], ws[3]} : dims_of(ws);
+  std::optional<Desc> w_as;
+  if (group > 1) w_as = plain_desc(shape_of(wdims));
+  const memory::dims strides{win.stride_h, win.stride_w};
+  const memory::dims dilates{win.dilation_h - 1, win.dilation_w - 1};
+  const memory::dims pad_l{win.pad_top, win.pad_left};
+  const memory::dims pad_r{win.pad_bottom, win.pad_right};
+
+  const Desc src_any(dims_of(xs), ct, Tag::any);
+  const Desc w_any(wdims, ct, Tag::any);
+  const Desc dst_md = p.output_desc(y);
+  const auto prop = training ? prop_kind::forward_training : prop_kind::forward_inference;
+  auto desc = b.empty()
+                  ? dnnl::convolution_forward::desc(prop, algorithm::convolution_direct, src_any,
+                                                    w_any, dst_md, strides, dilates, pad_l, pad_r)
+                  : dnnl::convolution_forward::desc(prop, algorithm::convolution_direct, src_any,
+                                                    w_any, plain_desc(p.value(b).shape), dst_md,
+                                                    strides, dilates, pad_l, pad_r);
+  dnnl::convolution_forward::primitive_desc pd(desc, relu_attr(relu != nullptr), p.engine());
+  p.define(y, pd.dst_desc());
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.use(x, pd.src_desc(), plan)},
+                                       {DNNL_ARG_WEIGHTS, p.use(w, pd.weights_desc(), plan, w_as)},
+                                       {DNNL_ARG_DST, p.value(y).mem}};
+  if (!b.empty()) args[DNNL_ARG_BIAS] = p.use(b, pd.bias_desc(), plan);
+  const std::string label =
+      fmt::format("{}: convolution{} ({}) src {} weights {} dst {}", n.name, relu ? "+relu" : "",
+                  pd.impl_info_str(), layout_name(pd.src_desc()), layout_name(pd.weights_desc()),
+                  layout_name(pd.dst_desc()));
+  p.add_primitive(plan, label, dnnl::convolution_forward(pd), args);
+  if (!training) return;
+
+  p.add_backward_builder([&p, n, x, w, b, y, xs, ys, wdims, w_as, strides, dilates, pad_l, pad_r,
+                          ct, pd, fused = relu != nullptr]() {
+    const bool need_x = p.needs_gradient(x);
+    const bool need_w = trainable_with_gradient(p, w);
+    const bool need_b = trainable_with_gradient(p, b);
+    if (!p.needs_gradient(y) || (!need_x && !need_w && !need_b)) return;
+    memory dy = p.gradient_in(y, p.value(y).md);
+    if (fused) dy = fused_relu_backward(p, y, dy, n.name);
+    if (need_x) {
+      dnnl::convolution_backward_data::desc data_desc(
+          algorithm::convolution_direct, Desc(dims_of(xs), DataType::f32, Tag::any),
+          Desc(wdims, ct, Tag::any), Desc(dims_of(ys), ct, Tag::any), strides, dilates, pad_l,
+          pad_r);
+      dnnl::convolution_backward_data::primitive_desc bpd(data_desc, p.engine(), pd);
+      memory diff_dst = p.convert(dy, bpd.diff_dst_desc(), Plan::backward, n.name);
+      memory weights = p.use(w, bpd.weights_desc(), Plan::backward, w_as);
+      GradSink sink = p.gradient_sink(x, bpd.diff_src_desc());
+      p.add_primitive(Plan::backward,
+                      fmt::format("{}: convolution backward data ({}) diff_src {}", n.name,
+                                  bpd.impl_info_str(), layout_name(bpd.diff_src_desc())),
+                      dnnl::convolution_backward_data(bpd),
+                      {{DNNL_ARG_DIFF_DST, diff_dst},
+                       {DNNL_ARG_WEIGHTS, weights},
+                       {DNNL_ARG_DIFF_SRC, sink.mem}});
+      p.finish(sink);
+    }
+    if (need_w) {
+      const Desc bsrc_any(dims_of(xs), ct, Tag::any);
+      const Desc dw_any(wdims, DataType::f32, Tag::any);
+      const Desc ddst_any(dims_of(ys), ct, Tag::any);
+      auto weights_desc =
+          need_b ? dnnl::convolution_backward_weights::desc(
+                       algorithm::convolution_direct, bsrc_any, dw_any,
+                       plain_desc(p.value(b).shape), ddst_any, strides, dilates, pad_l, pad_r)
+                 : dnnl::convolution_backward_weights::desc(algorithm::convolution_direct, bsrc_any,
+                                                            dw_any, ddst_any, strides, dilates,
+                                                            pad_l, pad_r);
+      dnnl::convolution_backward_weights::primitive_desc wpd(weights_desc, p.engine(), pd);
+      memory src = p.use(x, wpd.src_desc(), Plan::backward);
+      memory diff_dst = p.convert(dy, wpd.diff_dst_desc(), Plan::backward, n.name);
+      GradSink dw = p.gradient_sink(w, wpd.diff_weights_desc(), w_as);
+      std::unordered_map<int, memory> wargs{
+          {DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_WEIGHTS, dw.mem}};
+      std::optional<GradSink> db;
+      if (need_b) {
+        db = p.gradient_sink(b, wpd.diff_bias_desc());
+        wargs[DNNL_ARG_DIFF_BIAS] = db->mem;
+      }
+      p.add_primitive(Plan::backward,
+                      fmt::format("{}: convolution backward weights ({}) diff_weights {}", n.name,
+                                  wpd.impl_info_str(), layout_name(wpd.diff_weights_desc())),
+                      dnnl::convolution_backward_weights(wpd), wargs);
+      p.finish(dw);
+      if (db) p.finish(*db);
+    } else if (need_b) {
+      // Frozen weights, trainable bias: the bias gradient is the sum of dy over N, H, W.
+      const std::int64_t channels = ys[1];
+      const Desc dst = plain_desc({1, channels, 1, 1});
+      dnnl::reduction::primitive_desc rpd({algorithm::reduction_sum, dy.get_desc(), dst, 0.f, 0.f},
+                                          p.engine());
+      GradSink db = p.gradient_sink(b, dst, dst);
+      p.add_primitive(Plan::backward, fmt::format("{}: bias gradient (reduction)", n.name),
+                      dnnl::reduction(rpd), {{DNNL_ARG_SRC, dy}, {DNNL_ARG_DST, db.mem}});
+      p.finish(db);
+    }
+  });
+}
+
+// ---- Dense (inner product) ---------------------------------------------------------------------
+
+void lower_dense(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
+  const bool training = plan == Plan::training;
+  const std::string x = n.inputs[0];
+  const std::string w = n.inputs[1];
+  const std::string b = n.input(2);
+  const std::string y = relu ? relu->outputs[0] : n.outputs[0];
+  const Shape xs = p.value(x).shape;
+  const Shape ws = p.value(w).shape;
+  const Shape ys = p.value(y).shape;
+  const DataType ct = p.compute_type();
+  const auto prop = training ? prop_kind::forward_training : prop_kind::forward_inference;
+  const Desc src_any(dims_of(xs), ct, Tag::any);
+  const Desc dst_md = p.output_desc(y);
+  // f32 weights stay in their plain out x in layout when the implementation takes it (the GEMM
+  // one does): the optimizer then updates them in place with no reorder in a training step.
+  auto make = [&](const Desc& weights) {
+    auto desc = b.empty() ? dnnl::inner_product_forward::desc(prop, src_any, weights, dst_md)
+                          : dnnl::inner_product_forward::desc(prop, src_any, weights,
+                                                              plain_desc(p.value(b).shape), dst_md);
+    return dnnl::inner_product_forward::primitive_desc(desc, relu_attr(relu != nullptr),
+                                                       p.engine());
+  };
+  dnnl::inner_product_forward::primitive_desc pd;
+  bool plain_weights = false;
+  if (ct == DataType::f32) {
+    try {
+      pd = make(plain_desc(ws));
+      plain_weights = true;
+    } catch (const dnnl::error&) {
+      plain_weights = false;
+    }
+  }
+  if (!plain_weights) pd = make(Desc(dims_of(ws), ct, Tag::any));
+  p.define(y, pd.dst_desc());
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.use(x, pd.src_desc(), plan)},
+                                       {DNNL_ARG_WEIGHTS, p.use(w, pd.weights_desc(), plan)},
+                                       {DNNL_ARG_DST, p.value(y).mem}};
+  if (!b.empty()) args[DNNL_ARG_BIAS] = p.use(b, pd.bias_desc(), plan);
+  p.add_primitive(
+      plan,
+      fmt::format("{}: inner product{} ({}) src {} weights {}", n.name, relu ? "+relu" : "",
+                  pd.impl_info_str(), layout_name(pd.src_desc()), layout_name(pd.weights_desc())),
+      dnnl::inner_product_forward(pd), args);
+  if (!training) return;
+
+  p.add_backward_builder([&p, n, x, w, b, y, xs, ys, ws, ct, pd, fused = relu != nullptr]() {
+    const bool need_x = p.needs_gradient(x);
+    const bool need_w = trainable_with_gradient(p, w);
+    const bool need_b = trainable_with_gradient(p, b);
+    if (!p.needs_gradient(y) || (!need_x && !need_w && !need_b)) return;
+    memory dy = p.gradient_in(y, p.value(y).md);
+    if (fused) dy = fused_relu_backward(p, y, dy, n.name);
+    if (need_x) {
+      dnnl::inner_product_backward_data::desc desc(Desc(dims_of(xs), DataType::f32, Tag::any),
+                                                   pd.weights_desc(),
+                                                   Desc(dims_of(ys), ct, Tag::any));
+      dnnl::inner_product_backward_data::primitive_desc bpd(desc, p.engine(), pd);
+      memory diff_dst = p.convert(dy, bpd.diff_dst_desc(), Plan::backward, n.name);
+      memory weights = p.use(w, bpd.weights_desc(), Plan::backward);
+      GradSink sink = p.gradient_sink(x, bpd.diff_src_desc());
+      p.add_primitive(
+          Plan::backward,
+          fmt::format("{}: inner product backward data ({})", n.name, bpd.impl_info_str()),
+          dnnl::inner_product_backward_data(bpd),
+          {{DNNL_ARG_DIFF_DST, diff_dst},
+           {DNNL_ARG_WEIGHTS, weights},
+           {DNNL_ARG_DIFF_SRC, sink.mem}});
+      p.finish(sink);
+    }
+    if (need_w || need_b) {
+      auto make_w = [&](const Desc& dw) {
+        const Desc bsrc_any(dims_of(xs), ct, Tag::any);
+        const Desc ddst_any(dims_of(ys), ct, Tag::any);
+        auto wdesc = !b.empty()
+                         ? dnnl::inner_product_backward_weights::desc(
+                               bsrc_any, dw, plain_desc(p.value(b).shape), ddst_any)
+                         : dnnl::inner_product_backward_weights::desc(bsrc_any, dw, ddst_any);
+        return dnnl::inner_product_backward_weights::primitive_desc(wdesc, p.engine(), pd);
+      };
+      dnnl::inner_product_backward_weights::primitive_desc wpd;
+      try {
+        wpd = make_w(plain_desc(ws));
+      } catch (const dnnl::error&) {
+        wpd = make_w(Desc(dims_of(ws), DataType::f32, Tag::any));
+      }
+      memory src = p.use(x, wpd.src_desc(), Plan::backward);
+      memory diff_dst = p.convert(dy, wpd.diff_dst_desc(), Plan::backward, n.name);
+      // Frozen weights with a trainable bias (or the reverse) still run one primitive; the
+      // gradient nobody wants goes to a scratch buffer.
+      std::optional<GradSink> dw, db;
+      memory dw_mem, db_mem;
+      if (need_w) {
+        dw = p.gradient_sink(w, wpd.diff_weights_desc());
+        dw_mem = dw->mem;
+      } else {
+        dw_mem = p.allocate(wpd.diff_weights_desc());
+      }
+      std::unordered_map<int, memory> wargs{
+          {DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_WEIGHTS, dw_mem}};
+      if (!b.empty()) {
+        if (need_b) {
+          db = p.gradient_sink(b, wpd.diff_bias_desc());
+          db_mem = db->mem;
+        } else {
+          db_mem = p.allocate(wpd.diff_bias_desc());
+        }
+        wargs[DNNL_ARG_DIFF_BIAS] = db_mem;
+      }
+      p.add_primitive(Plan::backward,
+                      fmt::format("{}: inner product backward weights ({}) diff_weights {}", n.name,
+                                  wpd.impl_info_str(), layout_name(wpd.diff_weights_desc())),
+                      dnnl::inner_product_backward_weights(wpd), wargs);
+      if (dw) p.finish(*dw);
+      if (db) p.finish(*db);
+    }
+  });
+}
+
+// ---- pooling -----------------------------------------------------------------------------------
+
+void lower_pool(OnednnProgram& p, const Node& n, Plan plan) {
+  const bool training = plan == Plan::training;
+  const std::string x = n.inputs[0];
+  const std::string y = n.outputs[0];
+  const Shape xs = p.value(x).shape;
+  const Shape ys = p.value(y).shape;
+  Window2d win;
+  algorithm alg = algorithm::pooling_avg_exclude_padding;
+  if (n.op == "GlobalAveragePool") {
+    win.kernel_h = xs[2];
+    win.kernel_w = xs[3];
+  } else {
+    win = window_of(n, p.graph());
+    if (n.op == "MaxPool") {
+      alg = algorithm::pooling_max;
+    } else if (n.get_int("count_include_pad", 0) != 0) {
+      alg = algorithm::pooling_avg_include_padding;
+    }
+  }
+  // ceil_mode: oneDNN's output size uses floor, so the end padding grows to cover the last
+  // window (those positions never win a max and are not counted by exclude-padding averages).
+  const std::int64_t span_h = win.dilation_h * (win.kernel_h - 1) + 1;
+  const std::int64_t span_w = win.dilation_w * (win.kernel_w - 1) + 1;
+  const std::int64_t pad_b =
+      std::max(win.pad_bottom, (ys[2] - 1) * win.stride_h + span_h - xs[2] - win.pad_top);
+  const std::int64_t pad_r =
+      std::max(win.pad_right, (ys[3] - 1) * win.stride_w + span_w - xs[3] - win.pad_left);
+  const memory::dims strides{win.stride_h, win.stride_w};
+  const memory::dims kernel{win.kernel_h, win.kernel_w};
+  const memory::dims dilation{win.dilation_h - 1, win.dilation_w - 1};
+  const memory::dims padding_l{win.pad_top, win.pad_left};
+  const memory::dims padding_r{pad_b, pad_r};
+  const Desc src_md = p.value(x).md;
+  const auto prop = training ? prop_kind::forward_training : prop_kind::forward_inference;
+  dnnl::pooling_v2_forward::desc desc(prop, alg, src_md, p.output_desc(y), strides, kernel,
+                                      dilation, padding_l, padding_r);
+  dnnl::pooling_v2_forward::primitive_desc pd(desc, p.engine());
+  p.define(y, pd.dst_desc());
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.use(x, pd.src_desc(), plan)},
+                                       {DNNL_ARG_DST, p.value(y).mem}};
+  std::optional<memory> workspace;
+  if (training && alg == algorithm::pooling_max) {
+    workspace = p.allocate(pd.workspace_desc());
+    args[DNNL_ARG_WORKSPACE] = *workspace;
+  }
+  p.add_primitive(plan,
+                  fmt::format("{}: pooling {} ({}) {}", n.name, n.op, pd.impl_info_str(),
+                              layout_name(pd.src_desc())),
+                  dnnl::pooling_v2_forward(pd), args);
+  if (!training) return;
+  p.add_backward_builder([&p, n, x, y, alg, strides, kernel, dilation, padding_l, padding_r, pd,
+                          workspace]() {
+    if (!p.needs_gradient(x) || !p.needs_gradient(y)) return;
+    dnnl::pooling_v2_backward::desc bdesc(alg, pd.src_desc(), pd.dst_desc(), strides, kernel,
+                                          dilation, padding_l, padding_r);
+    dnnl::pooling_v2_backward::primitive_desc bpd(bdesc, p.engine(), pd);
+    memory dy = p.gradient_in(y, bpd.diff_dst_desc());
+    GradSink sink = p.gradient_sink(x, bpd.diff_src_desc());
+    std::unordered_map<int, memory> bargs{{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_DIFF_SRC, sink.mem}};
+    if (workspace) bargs[DNNL_ARG_WORKSPACE] = *workspace;
+    p.add_primitive(Plan::backward,
+                    fmt::format("{}: pooling backward ({})", n.name, bpd.impl_info_str()),
+                    dnnl::pooling_v2_backward(bpd), bargs);
+    p.finish(sink);
+  });
+}
+
+// ---- element-wise
+// --------------------------------------------------------------------------------
+
+void lower_eltwise(OnednnProgram& p, const Node& n, Plan plan) {
+  const bool training = plan == Plan::training;
+  const std::string x = n.inputs[0];
+  const std::string y = n.outputs[0];
+  algorithm alg = algorithm::eltwise_relu;
+  float alpha = 0.f;
+  bool use_dst = false;
+  if (n.op == "LeakyRelu") {
+    alpha = static_cast<float>(n.get_float("alpha", 0.01));
+  } else if (n.op == "Sigmoid") {
+    alg = algorithm::eltwise_logistic_use_dst_for_bwd;
+    use_dst = true;
+  } else if (n.op == "Tanh") {
+    alg = algorithm::eltwise_tanh_use_dst_for_bwd;
+    use_dst = true;
+  }
+  const Desc md = p.value(x).md;
+  const auto prop = training ? prop_kind::forward_training : prop_kind::forward_inference;
+  dnnl::eltwise_forward::primitive_desc pd({prop, alg, md, alpha, 0.f}, p.engine());
+  p.define(y, pd.dst_desc());
+  p.add_primitive(plan, fmt::format("{}: eltwise {} ({})", n.name, n.op, pd.impl_info_str()),
+                  dnnl::eltwise_forward(pd),
+                  {{DNNL_ARG_SRC, p.use(x, pd.src_desc(), plan)}, {DNNL_ARG_DST, p.value(y).mem}});
+  if (!training) return;
+  p.add_backward_builder([&p, n, x, y, alg, alpha, use_dst, pd]() {
+    if (!p.needs_gradient(x) || !p.needs_gradient(y)) return;
+    dnnl::eltwise_backward::primitive_desc bpd({alg, pd.dst_desc(), pd.src_desc(), alpha, 0.f},
+                                               p.engine(), pd);
+    memory dy = p.gradient_in(y, bpd.diff_dst_desc());
+    GradSink sink = p.gradient_sink(x, bpd.diff_src_desc());
+    std::unordered_map<int, memory> args{{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_DIFF_SRC, sink.mem}};
+    if (use_dst) {
+      args[DNNL_ARG_DST] = p.value(y).mem;
+    } else {
+      args[DNNL_ARG_SRC] = p.value(x).mem;
+    }
+    p.add_primitive(Plan::backward,
+                    fmt::format("{}: eltwise {} backward ({})", n.name, n.op, bpd.impl_info_str()),
+                    dnnl::eltwise_backward(bpd), args);
+    p.finish(sink);
+  });
+}
+
+void lower_softmax(OnednnProgram& p, const Node& n, Plan plan) {
+  const bool training = plan == Plan::training;
+  const std::string x = n.inputs[0];
+  const std::string y = n.outputs[0];
+  const Shape xs = p.value(x).shape;
+  std::int64_t axis = n.get_int("axis", -1);
+  if (axis < 0) axis += static_cast<std::int64_t>(xs.size());
+  if (xs.empty()) axis = 0;
+  const Desc md = plain_desc(xs);
+  const auto prop = training ? prop_kind::forward_training : prop_kind::forward_inference;
+  dnnl::softmax_forward::primitive_desc pd({prop, md, static_cast<int>(axis)}, p.engine());
+  p.define(y, pd.dst_desc());
+  p.add_primitive(plan, fmt::format("{}: softmax ({})", n.name, pd.impl_info_str()),
+                  dnnl::softmax_forward(pd),
+                  {{DNNL_ARG_SRC, p.use(x, md, plan)}, {DNNL_ARG_DST, p.value(y).mem}});
+  if (!training) return;
+  p.add_backward_builder([&p, n, x, y, md, axis, pd]() {
+    if (!p.needs_gradient(x) || !p.needs_gradient(y)) return;
+    dnnl::softmax_backward::primitive_desc bpd({md, md, static_cast<int>(axis)}, p.engine(), pd);
+    memory dy = p.gradient_in(y, bpd.diff_dst_desc());
+    GradSink sink = p.gradient_sink(x, bpd.diff_src_desc());
+    p.add_primitive(
+        Plan::backward, fmt::format("{}: softmax backward ({})", n.name, bpd.impl_info_str()),
+        dnnl::softmax_backward(bpd),
+        {{DNNL_ARG_DST, p.value(y).mem}, {DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_DIFF_SRC, sink.mem}});
+    p.finish(sink);
+  });
+}
+
+// ---- shape and data movement
+// ---------------------------------------------------------------------
+
+void lower_identity(OnednnProgram& p, const Node& n, Plan plan) {
+  const std::string x = n.inputs[0];
+  const std::string y = n.outputs[0];
+  (void)plan;
+  Value& in = p.value(x);
+  p.define_alias(y, in.md, in.mem.get_data_handle());
+  if (plan != Plan::training) return;
+  p.add_backward_builder([&p, n, x, y]() {
+    if (!p.needs_gradient(x) || !p.needs_gradient(y)) return;
+    p.contribute(x, p.gradient_in(y, p.value(y).md), n.name);
+  });
+}
+
+void lower_reshape(OnednnProgram& p, const Node& n, Plan plan) {
+  const std::string x = n.inputs[0];
+  const std::string y = n.outputs[0];
+  const Shape xs = p.value(x).shape;
+  const Shape ys = p.value(y).shape;
+  memory plain = p.use(x, plain_desc(xs), plan);
+  p.define_alias(y, plain_desc(ys), plain.get_data_handle());
+  if (plan != Plan::training) return;
+  p.add_backward_builder([&p, n, x, y, xs, ys]() {
+    if (!p.needs_gradient(x) || !p.needs_gradient(y)) return;
+    memory dy = p.gradient_in(y, plain_desc(ys));
+    p.contribute(x, memory(plain_desc(xs), p.engine(), dy.get_data_handle()), n.name);
+  });
+}
+
+// Strides of `shape` (right-aligned to `rank`) with 0 where it broadcasts.
+std::vector<std::int64_t> broadcast_strides(const Shape& shape, std::size_t rank,
+                                            const Shape& out) {
+  std::vector<std::int64_t> strides(rank, 0);
+  std::int64_t stride = 1;
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    const std::size_t axis = shape.size() - 1 - i;
+    const std::size_t out_axis = rank - 1 - i;
+    strides[out_axis] = shape[axis] == 1 && out[out_axis] != 1 ? 0 : stride;
+    stride *= shape[axis];
+  }
+  return strides;
+}
+
+// Calls f(out_index, a_index, b_index) over every element of `out` (row-major).
+template <typename F>
+void for_each_broadcast(const Shape& out, const std::vector<std::int64_t>& sa,
+                        const std::vector<std::int64_t>& sb, F f) {
+  const std::size_t rank = out.size();
+  const std::int64_t total = element_count(out);
+  std::vector<std::int64_t> index(rank, 0);
+  std::int64_t ia = 0, ib = 0;
+  for (std::int64_t i = 0; i < total; ++i) {
+    f(i, ia, ib);
+    for (std::size_t d = rank; d-- > 0;) {
+      ++index[d];
+      ia += sa[d];
+      ib += sb[d];
+      if (index[d] < out[d]) break;
+      ia -= sa[d] * out[d];
+      ib -= sb[d] * out[d];
+      index[d] = 0;
+    }
+  }
+}
+
+void lower_add(OnednnProgram& p, const Node& n, Plan plan) {
+  const std::string a = n.inputs[0];
+  const std::string b = n.inputs[1];
+  const std::string y = n.outputs[0];
+  const Shape as = p.value(a).shape;
+  const Shape bs = p.value(b).shape;
+  const Shape ys = p.value(y).shape;
+  if (as == ys && bs == ys) {
+    const Desc md = p.value(a).md;
+    dnnl::binary::primitive_desc pd({algorithm::binary_add, md, md, p.output_desc(y)}, p.engine());
+    p.define(y, pd.dst_desc());
+    p.add_primitive(plan, fmt::format("{}: binary add ({})", n.name, pd.impl_info_str()),
+                    dnnl::binary(pd),
+                    {{DNNL_ARG_SRC_0, p.use(a, pd.src0_desc(), plan)},
+                     {DNNL_ARG_SRC_1, p.use(b, pd.src1_desc(), plan)},
+                     {DNNL_ARG_DST, p.value(y).mem}});
+  } else {
+    // Numpy broadcasting on plain layouts.
+    memory am = p.use(a, plain_desc(as), plan);
+    memory bm = p.use(b, plain_desc(bs), plan);
+    memory ym = p.define(y, plain_desc(ys));
+    const auto sa = broadcast_strides(as, ys.size(), ys);
+    const auto sb = broadcast_strides(bs, ys.size(), ys);
+    p.add(plan, fmt::format("{}: broadcast add (loop)", n.name), [am, bm, ym, ys, sa, sb]() {
+      const float* pa = floats(am);
+      const float* pb = floats(bm);
+      float* py = floats(ym);
+      for_each_broadcast(ys, sa, sb, [&](std::int64_t i, std::int64_t ia, std::int64_t ib) {
+        py[i] = pa[ia] + pb[ib];
+      });
+    });
+  }
+  if (plan != Plan::training) return;
+  p.add_backward_builder([&p, n, a, b, y, as, bs, ys]() {
+    if (!p.needs_gradient(y)) return;
+    const Desc dy_md = p.value(y).md;
+    memory dy = p.gradient_in(y, dy_md);
+    for (int k = 0; k < 2; ++k) {
+      const std::string& in = k == 0 ? a : b;
+      const Shape& s = k == 0 ? as : bs;
+      if (!p.needs_gradient(in)) continue;
+      if (s == ys) {
+        p.contribute(in, dy, n.name);
+        continue;
+      }
+      // Sum the gradient over the broadcast dimensions.
+      memory reduced = p.allocate(plain_desc(s));
+      const auto strides = broadcast_strides(s, ys.size(), ys);
+      const std::vector<std::int64_t> none(ys.size(), 0);
+      p.add(Plan::backward, fmt::format("{}: broadcast add backward (loop)", n.name),
+            [dy, reduced, ys, strides, none]() {
+              const float* g = floats(dy);
+              float* r = floats(reduced);
+              std::fill(r, r + float_count(reduced), 0.f);
+              for_each_broadcast(
+                  ys, strides, none,
+                  [&](std::int64_t i, std::int64_t ir, std::int64_t) { r[ir] += g[i]; });
+            });
+      p.contribute(in, reduced, n.name);
+    }
+  });
+}
+
+void lower_concat(OnednnProgram& p, const Node& n, Plan plan) {
+  const std::string y = n.outputs[0];
+  const Shape ys = p.value(y).shape;
+  std::int64_t axis = n.get_int("axis", 1);
+  if (axis < 0) axis += static_cast<std::int64_t>(ys.size());
+  std::vector<Desc> srcs;
+  std::unordered_map<int, memory> args;
+  for (std::size_t i = 0; i < n.inputs.size(); ++i) {
+    const Desc md = plain_desc(p.value(n.inputs[i]).shape);
+    srcs.push_back(md);
+    args[DNNL_ARG_MULTIPLE_SRC + static_cast<int>(i)] = p.use(n.inputs[i], md, plan);
+  }
+  dnnl::concat::primitive_desc pd(plain_desc(ys), static_cast<int>(axis), srcs, p.engine());
+  p.define(y, pd.dst_desc());
+  args[DNNL_ARG_DST] = p.value(y).mem;
+  p.add_primitive(plan, fmt::format("{}: concat ({})", n.name, pd.impl_info_str()),
+                  dnnl::concat(pd), args);
+  if (plan != Plan::training) return;
+  p.add_backward_builder([&p, n, y, ys, axis]() {
+    if (!p.needs_gradient(y)) return;
+    memory dy = p.gradient_in(y, plain_desc(ys));
+    memory::dims offsets(ys.size(), 0);
+    for (const auto& in : n.inputs) {
+      const Shape s = p.value(in).shape;
+      if (p.needs_gradient(in)) {
+        const Desc part = plain_desc(ys).submemory_desc(dims_of(s), offsets);
+        p.contribute(in, memory(part, p.engine(), dy.get_data_handle()), n.name);
+      }
+      offsets[static_cast<std::size_t>(axis)] += s[static_cast<std::size_t>(axis)];
+    }
+  });
+}
+
+void lower_dropout(OnednnProgram& p, const Node& n, Plan plan) {
+  const std::string x = n.inputs[0];
+  const std::string y = n.outputs[0];
+  Value& in = p.value(x);
+  if (plan != Plan::training) {
+    // Identity at inference: an alias, or a copy when training already gave it storage.
+    if (!p.value(y).defined) {
+      p.define_alias(y, in.md, in.mem.get_data_handle());
+    } else if (p.value(y).mem.get_data_handle() != in.mem.get_data_handle()) {
+      memory from = in.mem;
+      memory to = p.value(y).mem;
+      p.add_primitive(plan, fmt::format("{}: dropout at inference (copy)", n.name),
+                      dnnl::reorder(from, to), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
+    }
+    return;
+  }
+  const double ratio = n.get_float("ratio", 0.5);
+  memory xm = in.mem;
+  memory ym = p.define(y, in.md);
+  memory mask = p.allocate(in.md);
+  const std::uint64_t salt = hash_name(n.name);
+  p.add(plan, fmt::format("{}: dropout {} (loop)", n.name, ratio),
+        [&p, xm, ym, mask, ratio, salt]() {
+          dropout_forward(floats(xm), floats(ym), floats(mask), float_count(xm), ratio,
+                          p.dropout_seed() ^ salt);
+        });
+  p.add_backward_builder([&p, n, x, y, mask]() {
+    if (!p.needs_gradient(x) || !p.needs_gradient(y)) return;
+    memory dy = p.gradient_in(y, p.value(y).md);
+    GradSink sink = p.gradient_sink(x, p.value(y).md);
+    memory dx = sink.mem;
+    p.add(Plan::backward, fmt::format("{}: dropout backward (loop)", n.name),
+          [dy, mask, dx]() { multiply(floats(dy), floats(mask), floats(dx), float_count(dx)); });
+    p.finish(sink);
+  });
+}
+
+// ---- batch normalization ---------------------------------------------------------------------
+
+void lower_batch_norm(OnednnProgram& p, const Node& n, Plan plan) {
+  const bool training = plan == Plan::training;
+  const std::string x = n.inputs[0];
+  const std::string scale = n.inputs[1];
+  const std::string shift = n.inputs[2];
+  const std::string mean = n.inputs[3];
+  const std::string var = n.inputs[4];
+  const std::string y = n.outputs[0];
+  const float epsilon = static_cast<float>(n.get_float("epsilon", 1e-5));
+  const double momentum = n.get_float("momentum", 0.9);
+  // A frozen batch norm (non-trainable scale) runs in inference mode, also while training.
+  const bool frozen = p.value(scale).parameter && !p.value(scale).trainable;
+  const bool batch_stats = training && !frozen;
+  auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+  if (!batch_stats) flags = flags | dnnl::normalization_flags::use_global_stats;
+  const Desc md = p.value(x).md;
+  const auto prop = training ? prop_kind::forward_training : prop_kind::forward_inference;
+  dnnl::batch_normalization_forward::primitive_desc pd({prop, md, epsilon, flags}, p.engine());
+  p.define(y, pd.dst_desc());
+  const Desc channel = plain_desc({p.value(x).shape[1]});
+  memory mean_mem = batch_stats ? p.allocate(pd.mean_desc()) : p.use(mean, channel, plan);
+  memory var_mem = batch_stats ? p.allocate(pd.variance_desc()) : p.use(var, channel, plan);
+  p.add_primitive(plan,
+                  fmt::format("{}: batch normalization{} ({})", n.name,
+                              batch_stats ? "" : " (global stats)", pd.impl_info_str()),
+                  dnnl::batch_normalization_forward(pd),
+                  {{DNNL_ARG_SRC, p.use(x, pd.src_desc(), plan)},
+                   {DNNL_ARG_DST, p.value(y).mem},
+                   {DNNL_ARG_SCALE, p.use(scale, channel, plan)},
+                   {DNNL_ARG_SHIFT, p.use(shift, channel, plan)},
+                   {DNNL_ARG_MEAN, mean_mem},
+                   {DNNL_ARG_VARIANCE, var_mem}});
+  if (batch_stats) {
+    // Running statistics, ONNX convention: running = momentum * running + (1 - momentum) * batch.
+    memory running_mean = p.use(mean, channel, plan);
+    memory running_var = p.use(var, channel, plan);
+    p.add(plan, fmt::format("{}: running statistics (loop)", n.name),
+          [mean_mem, var_mem, running_mean, running_var, momentum]() {
+            const float* bm = floats(mean_mem);
+            const float* bv = floats(var_mem);
+            float* rm = floats(running_mean);
+            float* rv = floats(running_var);
+            const std::size_t c = float_count(running_mean);
+            for (std::size_t i = 0; i < c; ++i) {
+              rm[i] = static_cast<float>(momentum * rm[i] + (1.0 - momentum) * bm[i]);
+              rv[i] = static_cast<float>(momentum * rv[i] + (1.0 - momentum) * bv[i]);
+            }
+          });
+  }
+  if (!training) return;
+  p.add_backward_builder([&p, n, x, scale, shift, y, epsilon, flags, pd, mean_mem, var_mem,
+                          channel]() {
+    const bool need_x = p.needs_gradient(x);
+    const bool need_scale = trainable_with_gradient(p, scale);
+    const bool need_shift = trainable_with_gradient(p, shift);
+    if (!p.needs_gradient(y) || (!need_x && !need_scale && !need_shift)) return;
+    // Always prop backward: oneDNN 2.6 has no backward_data with a scale; unwanted scale and
+    // shift gradients go to scratch buffers.
+    dnnl::batch_normalization_backward::primitive_desc bpd(
+        {prop_kind::backward, pd.dst_desc(), pd.src_desc(), epsilon, flags}, p.engine(), pd);
+    memory dy = p.gradient_in(y, bpd.diff_dst_desc());
+    std::optional<GradSink> dx, dscale, dshift;
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.value(x).mem},
+                                         {DNNL_ARG_MEAN, mean_mem},
+                                         {DNNL_ARG_VARIANCE, var_mem},
+                                         {DNNL_ARG_SCALE, p.use(scale, channel, Plan::backward)},
+                                         {DNNL_ARG_SHIFT, p.use(shift, channel, Plan::backward)},
+                                         {DNNL_ARG_DIFF_DST, dy}};
+    if (need_x) {
+      dx = p.gradient_sink(x, bpd.diff_src_desc());
+      args[DNNL_ARG_DIFF_SRC] = dx->mem;
+    } else {
+      args[DNNL_ARG_DIFF_SRC] = p.allocate(bpd.diff_src_desc());
+    }
+    {
+      if (need_scale) {
+        dscale = p.gradient_sink(scale, channel);
+        args[DNNL_ARG_DIFF_SCALE] = dscale->mem;
+      } else {
+        args[DNNL_ARG_DIFF_SCALE] = p.allocate(channel);
+      }
+      if (need_shift) {
+        dshift = p.gradient_sink(shift, channel);
+        args[DNNL_ARG_DIFF_SHIFT] = dshift->mem;
+      } else {
+        args[DNNL_ARG_DIFF_SHIFT] = p.allocate(channel);
+      }
+    }
+    p.add_primitive(
+        Plan::backward,
+        fmt::format("{}: batch normalization backward ({})", n.name, bpd.impl_info_str()),
+        dnnl::batch_normalization_backward(bpd), args);
+    if (dx) p.finish(*dx);
+    if (dscale) p.finish(*dscale);
+    if (dshift) p.finish(*dshift);
+  });
+}
+
+// ---- losses ------------------------------------------------------------------------------------
+
+void lower_bce(OnednnProgram& p, const Node& n, Plan plan) {
+  const std::string x = n.inputs[0];
+  const std::string t = n.inputs[1];
+  const std::string y = n.outputs[0];
+  const Shape xs = p.value(x).shape;
+  const double wp = n.get_float("weight_positive", 1.0);
+  const double wn = n.get_float("weight_negative", 1.0);
+  memory xm = p.use(x, plain_desc(xs), plan);
+  memory tm = p.use(t, plain_desc(xs), plan);
+  memory ym = p.define(y, plain_desc({}));
+  p.add(plan, fmt::format("{}: binary cross-entropy with logits (loop)", n.name),
+        [xm, tm, ym, wp, wn]() {
+          const float* logits = floats(xm);
+          const float* labels = floats(tm);
+          const auto count = static_cast<std::int64_t>(float_count(xm));
+          double sum = 0.0;
+#pragma omp parallel for reduction(+ : sum)
+          for (std::int64_t i = 0; i < count; ++i) {
+            const double z = logits[i];
+            const double label = labels[i];
+            // Class-weighted; max(z,0) - z*label + log(1 + exp(-|z|)) never overflows.
+            const double weight = label * wp + (1.0 - label) * wn;
+            sum += weight * (std::max(z, 0.0) - z * label + std::log1p(std::exp(-std::abs(z))));
+          }
+          *floats(ym) = static_cast<float>(sum / static_cast<double>(count));
+        });
+  if (plan != Plan::training) return;
+  p.add_backward_builder([&p, n, x, y, xs, xm, tm, wp, wn]() {
+    if (!p.needs_gradient(x) || !p.needs_gradient(y)) return;
+    memory dy = p.gradient_in(y, plain_desc({}));
+    GradSink sink = p.gradient_sink(x, plain_desc(xs));
+    memory dx = sink.mem;
+    p.add(Plan::backward, fmt::format("{}: binary cross-entropy backward (loop)", n.name),
+          [dy, dx, xm, tm, wp, wn]() {
+            const float* logits = floats(xm);
+            const float* labels = floats(tm);
+            float* g = floats(dx);
+            const auto count = static_cast<std::int64_t>(float_count(xm));
+            const double scale = static_cast<double>(*floats(dy)) / static_cast<double>(count);
+#pragma omp parallel for
+            for (std::int64_t i = 0; i < count; ++i) {
+              const double z = logits[i];
+              const double s =
+                  z >= 0 ? 1.0 / (1.0 + std::exp(-z)) : std::exp(z) / (1.0 + std::exp(z));
+              const double label = labels[i];
+              const double weight = label * wp + (1.0 - label) * wn;
+              g[i] = static_cast<float>(scale * weight * (s - label));
+            }
+          });
+    p.finish(sink);
+  });
+}
+
+void lower_softmax_ce(OnednnProgram& p, const Node& n, Plan plan) {
+  const std::string x = n.inputs[0];
+  const std::string t = n.inputs[1];
+  const std::string y = n.outputs[0];
+  const Shape xs = p.value(x).shape;
+  const std::int64_t rows = xs[0];
+  const std::int64_t classes = xs[1];
+  memory xm = p.use(x, plain_desc(xs), plan);
+  memory ym = p.define(y, plain_desc({}));
+  const std::int64_t* labels = p.value(t).ints.data();
+  const std::string node_name = n.name;
+  p.add(plan, fmt::format("{}: softmax cross-entropy (loop)", n.name),
+        [xm, ym, labels, rows, classes, node_name]() {
+          const float* logits = floats(xm);
+          double sum = 0.0;
+          for (std::int64_t r = 0; r < rows; ++r) {
+            const float* row = logits + r * classes;
+            const std::int64_t label = labels[r];
+            if (label < 0 || label >= classes) {
+              fail("node '{}' (SoftmaxCrossEntropy): label {} of row {} is outside [0, {})",
+                   node_name, label, r, classes);
+            }
+            double top = row[0];
+            for (std::int64_t k = 1; k < classes; ++k) top = std::max(top, double{row[k]});
+            double total = 0.0;
+            for (std::int64_t k = 0; k < classes; ++k) total += std::exp(row[k] - top);
+            sum += top + std::log(total) - row[label];
+          }
+          *floats(ym) = static_cast<float>(sum / static_cast<double>(rows));
+        });
+  if (plan != Plan::training) return;
+  p.add_backward_builder([&p, n, x, y, xs, xm, labels, rows, classes]() {
+    if (!p.needs_gradient(x) || !p.needs_gradient(y)) return;
+    memory dy = p.gradient_in(y, plain_desc({}));
+    GradSink sink = p.gradient_sink(x, plain_desc(xs));
+    memory dx = sink.mem;
+    p.add(Plan::backward, fmt::format("{}: softmax cross-entropy backward (loop)", n.name),
+          [dy, dx, xm, labels, rows, classes]() {
+            const float* logits = floats(xm);
+            float* g = floats(dx);
+            const double scale = static_cast<double>(*floats(dy)) / static_cast<double>(rows);
+            for (std::int64_t r = 0; r < rows; ++r) {
+              const float* row = logits + r * classes;
+              double top = row[0];
+              for (std::int64_t k = 1; k < classes; ++k) top = std::max(top, double{row[k]});
+              double total = 0.0;
+              for (std::int64_t k = 0; k < classes; ++k) total += std::exp(row[k] - top);
+              for (std::int64_t k = 0; k < classes; ++k) {
+                const double prob = std::exp(row[k] - top) / total;
+                g[r * classes + k] =
+                    static_cast<float>(scale * (prob - (k == labels[r] ? 1.0 : 0.0)));
+              }
+            }
+          });
+    p.finish(sink);
+  });
+}
+
+bool is_f32(const Graph& graph, const std::string& value) {
+  return value.empty() || graph.value(value).dtype == DType::f32;
+}
+
+}  // namespace
+
+Support node_support(const Graph& graph, const Node& node, const CompileOptions& options) {
+  static const std::set<std::string> ops = {"Conv",
+                                            "MaxPool",
+                                            "AveragePool",
+                                            "GlobalAveragePool",
+                                            "Relu",
+                                            "LeakyRelu",
+                                            "Sigmoid",
+                                            "Tanh",
+                                            "Identity",
+                                            "Softmax",
+                                            "Flatten",
+                                            "Reshape",
+                                            "Dense",
+                                            "Add",
+                                            "Concat",
+                                            "Dropout",
+                                            "BatchNormalization",
+                                            "BinaryCrossEntropyWithLogits",
+                                            "SoftmaxCrossEntropy"};
+  if (!ops.count(node.op)) {
+    return {false, fmt::format("op '{}' has no oneDNN lowering in this backend (it runs: {})",
+                               node.op, fmt::join(ops, ", "))};
+  }
+  if (options.compute_dtype != DType::f32 && options.compute_dtype != DType::bf16) {
+    return {false, fmt::format("compute dtype {} is not supported (f32 or bf16)",
+                               to_string(options.compute_dtype))};
+  }
+  for (std::size_t i = 0; i < node.inputs.size(); ++i) {
+    if (node.op == "SoftmaxCrossEntropy" && i == 1) {
+      const std::string& labels = node.inputs[1];
+      if (!graph.is_input(labels) && !graph.find_initializer(labels)) {
+        return {false, "its labels must be a graph input or an initializer"};
+      }
+      continue;
+    }
+    if (!is_f32(graph, node.inputs[i])) {
+      return {false, fmt::format("input '{}' is {}; this backend computes in f32 (convert the "
+                                 "graph to f32)",
+                                 node.inputs[i], to_string(graph.value(node.inputs[i]).dtype))};
+    }
+  }
+  for (const auto& out : node.outputs) {
+    if (!is_f32(graph, out)) {
+      return {false, fmt::format("output '{}' is {}; this backend computes in f32", out,
+                                 to_string(graph.value(out).dtype))};
+    }
+  }
+  if ((node.op == "Conv" || node.op == "Dense") && options.compute_dtype == DType::bf16 &&
+      !cpu_has_bf16()) {
+    return {false, fmt::format("bf16 convolutions and inner products need avx512_core or newer "
+                               "in oneDNN 2.6; this CPU offers {} (compile with f32)",
+                               isa_name())};
+  }
+  if (node.op == "AveragePool" && node.get_int("ceil_mode", 0) != 0 &&
+      node.get_int("count_include_pad", 0) != 0) {
+    const Shape& xs = graph.value(node.inputs[0]).shape;
+    const Shape& ys = graph.value(node.outputs[0]).shape;
+    const Window2d win = window_of(node, graph);
+    const bool overhang = (ys[2] - 1) * win.stride_h + win.dilation_h * (win.kernel_h - 1) + 1 >
+                              xs[2] + win.pad_top + win.pad_bottom ||
+                          (ys[3] - 1) * win.stride_w + win.dilation_w * (win.kernel_w - 1) + 1 >
+                              xs[3] + win.pad_left + win.pad_right;
+    if (overhang) {
+      return {false,
+              "ceil_mode with count_include_pad makes the last windows overhang the padding; "
+              "oneDNN would count the overhang in the divisor, ONNX does not"};
+    }
+  }
+  return {};
+}
+
+void lower_node(OnednnProgram& program, const Node& node, const Node* fused_relu, Plan plan) {
+  const std::string& op = node.op;
+  if (op == "Conv") {
+    lower_conv(program, node, fused_relu, plan);
+  } else if (op == "Dense") {
+    lower_dense(program, node, fused_relu, plan);
+  } else if (op == "MaxPool" || op == "AveragePool" || op == "GlobalAveragePool") {
+    lower_pool(program, node, plan);
+  } else if (op == "Relu" || op == "LeakyRelu" || op == "Sigmoid" || op == "Tanh") {
+    lower_eltwise(program, node, plan);
+  } else if (op == "Softmax") {
+    lower_softmax(program, node, plan);
+  } else if (op == "Identity") {
+    lower_identity(program, node, plan);
+  } else if (op == "Flatten" || op == "Reshape") {
+    lower_reshape(program, node, plan);
+  } else if (op == "Add") {
+    lower_add(program, node, plan);
+  } else if (op == "Concat") {
+    lower_concat(program, node, plan);
+  } else if (op == "Dropout") {
+    lower_dropout(program, node, plan);
+  } else if (op == "BatchNormalization") {
+    lower_batch_norm(program, node, plan);
+  } else if (op == "BinaryCrossEntropyWithLogits") {
+    lower_bce(program, node, plan);
+  } else if (op == "SoftmaxCrossEntropy") {
+    lower_softmax_ce(program, node, plan);
+  } else {
+    fail("onednn backend cannot run node '{}': no lowering for op '{}'", node.name, op);
+  }
+}
+
+}  // namespace onnxforge::onednn

@@ -1,0 +1,36 @@
+// The oneDNN CPU backend: compiles a Graph into oneDNN primitives (created once per Program) plus
+// a few vectorised OpenMP loops for the ops without a natural primitive (dropout, losses,
+// broadcasting Add) and for the optimizer update, which runs in place on the parameters.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/backend.hpp"
+
+namespace onnxforge {
+
+std::unique_ptr<Backend> make_onednn_backend();
+
+namespace onednn {
+
+// Accumulated wall time of one step of a Program's plans (a primitive or a loop).
+struct StepTime {
+  std::string plan;   // "inference", "training", "backward", "weights", "update"
+  std::string label;  // "conv2d: convolution (jit:avx2) src nChw8c"
+  double seconds = 0.0;
+  std::int64_t calls = 0;
+};
+
+// Per-step timing of a Program compiled by the oneDNN backend (waits after every step while on).
+// Throws Error for a Program of another backend.
+void set_profiling(Program& program, bool on);
+std::vector<StepTime> step_times(const Program& program);
+
+// The plans of a Program, one line per step: what runs, its implementation and layouts.
+std::string describe(const Program& program);
+
+}  // namespace onednn
+}  // namespace onnxforge

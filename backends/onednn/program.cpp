@@ -1,0 +1,698 @@
+// The oneDNN Program: compile-time planning (values, layout views, gradient accumulation) and the
+// run-time entry points. The op lowerings live in lower.cpp.
+#include "backends/onednn/program.hpp"
+
+#include <omp.h>
+
+#include <fmt/format.h>
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "graph/builder.hpp"
+#include "graph/error.hpp"
+#include "graph/ops.hpp"
+
+namespace onnxforge::onednn {
+
+namespace {
+
+const char* plan_name(Plan plan) {
+  switch (plan) {
+    case Plan::inference:
+      return "inference";
+    case Plan::training:
+      return "training";
+    case Plan::backward:
+      return "backward";
+  }
+  return "?";
+}
+
+}  // namespace
+
+memory::dims dims_of(const Shape& shape) {
+  if (shape.empty()) return {1};
+  return memory::dims(shape.begin(), shape.end());
+}
+
+Desc plain_desc(const Shape& shape, DataType type) {
+  const memory::dims dims = dims_of(shape);
+  memory::dims strides(dims.size(), 1);
+  for (std::size_t i = dims.size() - 1; i > 0; --i) strides[i - 1] = strides[i] * dims[i];
+  return Desc(dims, type, strides);
+}
+
+OnednnProgram::OnednnProgram(const Graph& graph, const CompileOptions& options)
+    : graph_(graph), options_(options), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {
+  threads_ = options.threads > 0 ? options.threads : omp_get_num_procs();
+  prepare_threads();
+  dropout_seed_ = hash_name("dropout", options.seed);
+
+  for (const auto& [name, info] : graph_.values) {
+    Value& v = values_[name];
+    v.name = name;
+    v.shape = info.shape;
+    v.dtype = info.dtype;
+  }
+
+  // Backward roots: the loss, the graph outputs and the kept values (all can be seeded).
+  if (options_.training) {
+    std::vector<std::string> roots{options_.loss};
+    for (const auto& out : graph_.outputs) roots.push_back(out);
+    for (const auto& kept : options_.keep) roots.push_back(kept);
+    needs_grad_ = values_needing_gradient(graph_, roots, options_.input_gradients);
+    for (const auto& root : roots) {
+      if (needs_grad_.count(root)) value(root).seedable = true;
+    }
+  }
+
+  for (const auto& in : graph_.inputs) {
+    Value& v = value(in.name);
+    if (v.dtype == DType::i64) {
+      v.ints.assign(static_cast<std::size_t>(element_count(v.shape)), 0);
+      v.defined = true;
+    } else {
+      define(in.name, plain_desc(v.shape));
+    }
+  }
+  for (const auto& init : graph_.initializers) {
+    Value& v = value(init.name);
+    v.parameter = true;
+    v.trainable = init.trainable;
+    if (init.value.dtype() == DType::i64) {
+      const auto data = init.value.data<std::int64_t>();
+      v.ints.assign(data.begin(), data.end());
+      v.defined = true;
+      continue;
+    }
+    define(init.name, plain_desc(v.shape));
+    write_plain(v, v.mem, init.value);
+    if (init.trainable) {
+      trainable_.push_back(init.name);
+      if (options_.training) v.grad = allocate(v.md);
+    }
+  }
+  plan_fusion();
+  if (options_.training) {
+    lower(Plan::training);
+    for (auto it = backward_builders_.rbegin(); it != backward_builders_.rend(); ++it) (*it)();
+    backward_builders_.clear();
+    // Seedable roots must have a gradient buffer even when no node contributes to them.
+    for (const auto& name : needs_grad_) {
+      Value& v = value(name);
+      if (v.seedable && !v.grad && v.defined && !v.fused_away) v.grad = allocate(v.md);
+    }
+  }
+  lower(Plan::inference);
+}
+
+// ---- compile-time planning ---------------------------------------------------------------------
+
+Value& OnednnProgram::value(const std::string& name) {
+  auto it = values_.find(name);
+  if (it == values_.end()) fail("onednn backend: '{}' is not a value of the graph", name);
+  return it->second;
+}
+
+const Value& OnednnProgram::value(const std::string& name) const {
+  auto it = values_.find(name);
+  if (it == values_.end()) fail("onednn backend: '{}' is not a value of the graph", name);
+  return it->second;
+}
+
+memory OnednnProgram::allocate(const Desc& md) {
+  memory mem(md, engine_);
+  std::memset(mem.get_data_handle(), 0, md.get_size());
+  return mem;
+}
+
+memory& OnednnProgram::define(const std::string& name, const Desc& md) {
+  Value& v = value(name);
+  if (v.defined) {
+    if (!(v.md == md)) {
+      fail("onednn backend (internal): value '{}' got two different layouts", name);
+    }
+    return v.mem;
+  }
+  v.md = md;
+  v.mem = allocate(md);
+  v.defined = true;
+  return v.mem;
+}
+
+memory& OnednnProgram::define_alias(const std::string& name, const Desc& md, void* handle) {
+  Value& v = value(name);
+  if (v.defined) return v.mem;
+  v.md = md;
+  v.mem = memory(md, engine_, handle);
+  v.defined = true;
+  return v.mem;
+}
+
+Desc OnednnProgram::output_desc(const std::string& name, DataType type) {
+  Value& v = value(name);
+  if (v.defined) return v.md;
+  return Desc(dims_of(v.shape), type, Tag::any);
+}
+
+void OnednnProgram::add(Plan plan, std::string label, std::function<void()> run) {
+  plans_[static_cast<int>(plan)].push_back({std::move(label), std::move(run)});
+}
+
+void OnednnProgram::add_primitive(Plan plan, std::string label, dnnl::primitive primitive,
+                                  std::unordered_map<int, memory> args) {
+  add(plan, std::move(label), [this, primitive, args]() { primitive.execute(stream_, args); });
+}
+
+memory OnednnProgram::use(const std::string& name, const Desc& md, Plan plan,
+                          const std::optional<Desc>& as) {
+  Value& v = value(name);
+  if (!v.defined) fail("onednn backend (internal): '{}' is used before it is defined", name);
+  if (v.fused_away) fail("onednn backend (internal): '{}' was fused away", name);
+  const Desc source_md = as ? *as : v.md;
+  memory source = as ? memory(*as, engine_, v.mem.get_data_handle()) : v.mem;
+  if (md == source_md) return source;
+  const int p = static_cast<int>(plan);
+  for (auto& view : v.views) {
+    if (!(view.md == md)) continue;
+    if (v.parameter) return view.mem;
+    if (view.produced[p]) return view.mem;
+    if (plan == Plan::backward && view.produced[static_cast<int>(Plan::training)]) {
+      return view.mem;
+    }
+    view.produced[p] = true;
+    dnnl::reorder reorder(source, view.mem);
+    add_primitive(plan, fmt::format("{}: reorder to another layout", name), reorder,
+                  {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, view.mem}});
+    return view.mem;
+  }
+  View view;
+  view.md = md;
+  view.mem = allocate(md);
+  dnnl::reorder reorder(source, view.mem);
+  if (v.parameter) {
+    memory to = view.mem;
+    weight_steps_.push_back(
+        {fmt::format("{}: reorder weights", name), [this, reorder, source, to]() {
+           reorder.execute(stream_, {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, to}});
+         }});
+  } else {
+    view.produced[p] = true;
+    add_primitive(plan, fmt::format("{}: reorder to another layout", name), reorder,
+                  {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, view.mem}});
+  }
+  v.views.push_back(view);
+  return v.views.back().mem;
+}
+
+memory OnednnProgram::convert(const memory& src, const Desc& md, Plan plan,
+                              const std::string& label) {
+  if (src.get_desc() == md) return src;
+  memory dst = allocate(md);
+  dnnl::reorder reorder(src, dst);
+  add_primitive(plan, label + ": reorder", reorder, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}});
+  return dst;
+}
+
+memory OnednnProgram::gradient_in(const std::string& name, const Desc& md) {
+  Value& v = value(name);
+  if (!v.grad) v.grad = allocate(v.md);
+  return convert(v.grad, md, Plan::backward, "d" + name);
+}
+
+GradSink OnednnProgram::gradient_sink(const std::string& name, const Desc& md,
+                                      const std::optional<Desc>& as) {
+  Value& v = value(name);
+  if (!v.grad) v.grad = allocate(v.md);
+  const bool accumulate = v.seedable || v.grad_claimed;
+  v.grad_claimed = true;
+  const Desc target_md = as ? *as : v.md;
+  memory target = as ? memory(*as, engine_, v.grad.get_data_handle()) : v.grad;
+  GradSink sink;
+  sink.value = name;
+  if (!accumulate && md == target_md) {
+    sink.mem = target;
+    return sink;
+  }
+  Scratch* scratch = nullptr;
+  for (auto& s : scratch_) {
+    if (!s.busy && s.md == md) scratch = &s;
+  }
+  if (!scratch) {
+    scratch_.push_back({md, allocate(md), false});
+    scratch = &scratch_.back();
+  }
+  scratch->busy = true;
+  sink.mem = scratch->mem;
+  dnnl::primitive_attr attr;
+  if (accumulate) {
+    dnnl::post_ops ops;
+    ops.append_sum(1.f);
+    attr.set_post_ops(ops);
+  }
+  dnnl::reorder reorder(dnnl::reorder::primitive_desc(sink.mem, target, attr));
+  memory from = sink.mem;
+  sink.finish = Step{fmt::format("d{}: {} contribution", name, accumulate ? "add" : "copy"),
+                     [this, reorder, from, target]() {
+                       reorder.execute(stream_, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, target}});
+                     }};
+  return sink;
+}
+
+void OnednnProgram::finish(GradSink& sink) {
+  if (sink.finish) {
+    plans_[static_cast<int>(Plan::backward)].push_back(std::move(*sink.finish));
+    sink.finish.reset();
+    for (auto& s : scratch_) {
+      if (s.mem.get_data_handle() == sink.mem.get_data_handle()) s.busy = false;
+    }
+  }
+}
+
+void OnednnProgram::contribute(const std::string& name, const memory& src,
+                               const std::string& label) {
+  Value& v = value(name);
+  if (!v.grad) v.grad = allocate(v.md);
+  const bool accumulate = v.seedable || v.grad_claimed;
+  v.grad_claimed = true;
+  dnnl::primitive_attr attr;
+  if (accumulate) {
+    dnnl::post_ops ops;
+    ops.append_sum(1.f);
+    attr.set_post_ops(ops);
+  }
+  memory target = v.grad;
+  dnnl::reorder reorder(dnnl::reorder::primitive_desc(src, target, attr));
+  add_primitive(Plan::backward,
+                fmt::format("{} -> d{} ({})", label, name, accumulate ? "add" : "copy"), reorder,
+                {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, target}});
+}
+
+void OnednnProgram::plan_fusion() {
+  // A Conv or Dense whose only consumer is a Relu gets it as a post-op, unless its pre-activation
+  // must stay visible (graph output, kept value, loss).
+  std::map<std::string, std::vector<std::size_t>> consumers;
+  for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
+    for (const auto& in : graph_.nodes[i].inputs) {
+      if (!in.empty()) consumers[in].push_back(i);
+    }
+  }
+  std::set<std::string> visible(graph_.outputs.begin(), graph_.outputs.end());
+  visible.insert(options_.keep.begin(), options_.keep.end());
+  if (!options_.loss.empty()) visible.insert(options_.loss);
+  for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
+    const Node& node = graph_.nodes[i];
+    if (node.op != "Conv" && node.op != "Dense") continue;
+    const std::string& out = node.outputs[0];
+    if (visible.count(out)) continue;
+    const auto& users = consumers[out];
+    if (users.size() != 1) continue;
+    const Node& user = graph_.nodes[users[0]];
+    if (user.op != "Relu") continue;
+    fused_relu_[i] = users[0];
+    skipped_.insert(users[0]);
+    value(out).fused_away = true;
+  }
+}
+
+void OnednnProgram::lower(Plan plan) {
+  for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
+    if (skipped_.count(i)) continue;
+    const Node& node = graph_.nodes[i];
+    auto fused = fused_relu_.find(i);
+    const Node* relu = fused == fused_relu_.end() ? nullptr : &graph_.nodes[fused->second];
+    try {
+      onednn::lower_node(*this, node, relu, plan);
+    } catch (const dnnl::error& e) {
+      fail("onednn backend cannot run node '{}' ({}): oneDNN 2.6 rejected it ({}, status {})",
+           node.name, node.op, e.what(), static_cast<int>(e.status));
+    }
+  }
+}
+
+// ---- running
+// -------------------------------------------------------------------------------------
+
+void OnednnProgram::prepare_threads() const { omp_set_num_threads(threads_); }
+
+void OnednnProgram::prepare_weights() {
+  if (prepared_version_ == parameter_version_) return;
+  run_steps(weight_steps_, "weights");
+  prepared_version_ = parameter_version_;
+}
+
+namespace {
+
+void run_step(const Step& step, const char* plan) {
+  try {
+    step.run();
+  } catch (const dnnl::error& e) {
+    fail("onednn backend: step '{}' of the {} plan failed: {}", step.label, plan, e.what());
+  }
+}
+
+}  // namespace
+
+void OnednnProgram::run_steps(std::vector<Step>& steps, const char* name) {
+  if (!profiling_) {
+    for (const auto& step : steps) run_step(step, name);
+    stream_.wait();
+    return;
+  }
+  for (auto& step : steps) {
+    const auto start = std::chrono::steady_clock::now();
+    run_step(step, name);
+    stream_.wait();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const auto key = std::make_pair(std::string(name), step.label);
+    auto [it, inserted] = times_.try_emplace(key, 0.0, 0);
+    if (inserted) time_order_.push_back(key);
+    it->second.first += seconds;
+    it->second.second += 1;
+  }
+}
+
+void OnednnProgram::run_plan(Plan plan) {
+  run_steps(plans_[static_cast<int>(plan)], plan_name(plan));
+}
+
+void OnednnProgram::forward(Mode mode) {
+  prepare_threads();
+  prepare_weights();
+  if (mode == Mode::training) {
+    if (!options_.training) {
+      fail("onednn backend: forward(training) needs a Program compiled with training = true");
+    }
+    dropout_seed_ =
+        hash_name("dropout", options_.seed + 0x9e3779b97f4a7c15ull * ++training_forwards_);
+    run_plan(Plan::training);
+    have_training_forward_ = true;
+  } else {
+    run_plan(Plan::inference);
+    have_training_forward_ = false;
+  }
+}
+
+void OnednnProgram::seed_and_run_backward(const std::map<std::string, Tensor>& seeds,
+                                          bool seed_loss) {
+  prepare_threads();
+  if (!options_.training) {
+    fail("onednn backend: backward needs a Program compiled with training = true and a loss");
+  }
+  if (!have_training_forward_) {
+    fail("onednn backend: backward needs forward(Mode::training) first");
+  }
+  for (const auto& [name, seed] : seeds) {
+    const Value& v = value(name);
+    if (!v.seedable || !v.grad) {
+      fail(
+          "onednn backend: cannot seed '{}': only the loss, graph outputs and values in "
+          "CompileOptions::keep that depend on a trainable parameter (or an input with "
+          "input_gradients) can be seeded",
+          name);
+    }
+    if (seed.shape() != v.shape && element_count(seed.shape()) != element_count(v.shape)) {
+      fail("onednn backend: seed for '{}' has shape {}, expected {}", name, to_string(seed.shape()),
+           to_string(v.shape));
+    }
+  }
+  for (auto& [name, v] : values_) {
+    if (!v.seedable || !v.grad) continue;
+    auto it = seeds.find(name);
+    if (it != seeds.end()) {
+      write_plain(v, v.grad, it->second.reshaped(v.shape));
+    } else {
+      std::memset(v.grad.get_data_handle(), 0, v.md.get_size());
+      if (seed_loss && name == options_.loss) {
+        *static_cast<float*>(v.grad.get_data_handle()) = 1.0f;
+      }
+    }
+  }
+  run_plan(Plan::backward);
+}
+
+void OnednnProgram::backward() { seed_and_run_backward({}, true); }
+
+void OnednnProgram::backward(const std::map<std::string, Tensor>& seeds) {
+  seed_and_run_backward(seeds, false);
+}
+
+// ---- edges
+// ---------------------------------------------------------------------------------------
+
+OnednnProgram::Edge& OnednnProgram::edge(const Value& v, const memory& mem, bool gradient) const {
+  auto key = std::make_pair(v.name, gradient);
+  auto it = edges_.find(key);
+  if (it != edges_.end()) return it->second;
+  Edge e;
+  const Desc plain = plain_desc(v.shape);
+  if (mem.get_desc() == plain) {
+    e.plain = mem;
+  } else {
+    e.plain = memory(plain, engine_);
+    e.to_plain = dnnl::reorder(mem, e.plain);
+    e.from_plain = dnnl::reorder(e.plain, mem);
+  }
+  return edges_.emplace(key, std::move(e)).first->second;
+}
+
+Tensor OnednnProgram::read_plain(const Value& v, const memory& mem) const {
+  const bool gradient = mem.get_data_handle() != v.mem.get_data_handle();
+  Edge& e = edge(v, mem, gradient);
+  if (e.to_plain) {
+    e.to_plain->execute(stream_, {{DNNL_ARG_FROM, mem}, {DNNL_ARG_TO, e.plain}});
+    stream_.wait();
+  }
+  Tensor t(DType::f32, v.shape);
+  std::memcpy(t.raw(), e.plain.get_data_handle(), t.byte_size());
+  return t;
+}
+
+void OnednnProgram::write_plain(const Value& v, const memory& mem, const Tensor& t) {
+  if (element_count(t.shape()) != element_count(v.shape)) {
+    fail("onednn backend: '{}' has shape {}, got a tensor of shape {}", v.name, to_string(v.shape),
+         to_string(t.shape()));
+  }
+  const Tensor f = t.dtype() == DType::f32 ? t : t.to(DType::f32);
+  const bool gradient = mem.get_data_handle() != v.mem.get_data_handle();
+  Edge& e = edge(v, mem, gradient);
+  std::memcpy(e.plain.get_data_handle(), f.raw(), f.byte_size());
+  if (e.from_plain) {
+    e.from_plain->execute(stream_, {{DNNL_ARG_FROM, e.plain}, {DNNL_ARG_TO, mem}});
+    stream_.wait();
+  }
+}
+
+void OnednnProgram::set_input(const std::string& name, const Tensor& t) {
+  if (!graph_.is_input(name)) fail("onednn backend: '{}' is not an input of the graph", name);
+  Value& v = value(name);
+  if (t.shape() != v.shape) {
+    fail("onednn backend: input '{}' expects shape {}, got {}", name, to_string(v.shape),
+         to_string(t.shape()));
+  }
+  if (v.dtype == DType::i64) {
+    if (t.dtype() != DType::i64) {
+      fail("onednn backend: input '{}' expects i64 values, got {}", name, to_string(t.dtype()));
+    }
+    const auto data = t.data<std::int64_t>();
+    std::copy(data.begin(), data.end(), v.ints.begin());
+    return;
+  }
+  if (!is_floating(t.dtype())) {
+    fail("onednn backend: input '{}' expects floating values, got {}", name, to_string(t.dtype()));
+  }
+  write_plain(v, v.mem, t);
+}
+
+Tensor OnednnProgram::fetch(const std::string& name) const {
+  const Value& v = value(name);
+  if (v.fused_away) {
+    fail(
+        "onednn backend: '{}' was fused into a ReLU post-op and is never materialised; name it in "
+        "CompileOptions::keep to fetch it",
+        name);
+  }
+  if (!v.defined) fail("onednn backend: '{}' is not computed by this Program", name);
+  if (!v.ints.empty() || v.dtype == DType::i64) {
+    return Tensor::from<std::int64_t>(v.shape, v.ints);
+  }
+  return read_plain(v, v.mem);
+}
+
+Value& OnednnProgram::trainable(const std::string& name) {
+  Value& v = value(name);
+  if (!v.parameter || !v.trainable) {
+    fail("onednn backend: '{}' is not a trainable parameter (gradients exist only for those)",
+         name);
+  }
+  return v;
+}
+
+const Value& OnednnProgram::trainable(const std::string& name) const {
+  return const_cast<OnednnProgram*>(this)->trainable(name);
+}
+
+Tensor OnednnProgram::gradient(const std::string& name) const {
+  if (!options_.training) fail("onednn backend: gradients need a Program compiled for training");
+  const Value& v = value(name);
+  const bool input = graph_.is_input(name) && options_.input_gradients;
+  if (!input) trainable(name);
+  if (!v.grad) return Tensor(DType::f32, v.shape);
+  return read_plain(v, v.grad);
+}
+
+void OnednnProgram::set_gradient(const std::string& name, const Tensor& t) {
+  if (!options_.training) fail("onednn backend: gradients need a Program compiled for training");
+  Value& v = trainable(name);
+  if (t.shape() != v.shape) {
+    fail("onednn backend: gradient of '{}' has shape {}, got {}", name, to_string(v.shape),
+         to_string(t.shape()));
+  }
+  write_plain(v, v.grad, t);
+}
+
+double OnednnProgram::gradient_norm() const {
+  prepare_threads();
+  double sum = 0.0;
+  for (const auto& name : trainable_) {
+    const Value& v = value(name);
+    if (!v.grad) continue;
+    sum += sum_of_squares(static_cast<const float*>(v.grad.get_data_handle()),
+                          v.md.get_size() / sizeof(float));
+  }
+  return std::sqrt(sum);
+}
+
+void OnednnProgram::update(const OptimizerSpec& spec, double gradient_scale) {
+  if (!options_.training) fail("onednn backend: update needs a Program compiled for training");
+  prepare_threads();
+  const bool adam = spec.kind != OptimizerSpec::Kind::sgd;
+  ++step_;
+  for (const auto& name : trainable_) {
+    Value& v = value(name);
+    const std::size_t n = v.md.get_size() / sizeof(float);
+    Slots& slots = slots_[name];
+    if (slots.a.size() != n) slots.a.assign(n, 0.0f);
+    if (adam && slots.b.size() != n) slots.b.assign(n, 0.0f);
+    const auto start = std::chrono::steady_clock::now();
+    optimizer_step(spec, step_, gradient_scale, static_cast<float*>(v.mem.get_data_handle()),
+                   static_cast<const float*>(v.grad.get_data_handle()), slots.a.data(),
+                   adam ? slots.b.data() : nullptr, n);
+    if (profiling_) {
+      const auto key = std::make_pair(std::string("update"), name);
+      auto [it, inserted] = times_.try_emplace(key, 0.0, 0);
+      if (inserted) time_order_.push_back(key);
+      it->second.first +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      it->second.second += 1;
+    }
+  }
+  slot_kind_ = spec.kind;
+  ++parameter_version_;
+}
+
+Tensor OnednnProgram::parameter(const std::string& name) const {
+  const Value& v = value(name);
+  if (!v.parameter) fail("onednn backend: '{}' is not an initializer of the graph", name);
+  if (!v.ints.empty()) return Tensor::from<std::int64_t>(v.shape, v.ints);
+  return read_plain(v, v.mem);
+}
+
+void OnednnProgram::set_parameter(const std::string& name, const Tensor& t) {
+  Value& v = value(name);
+  if (!v.parameter) fail("onednn backend: '{}' is not an initializer of the graph", name);
+  if (t.shape() != v.shape) {
+    fail("onednn backend: parameter '{}' has shape {}, got {}", name, to_string(v.shape),
+         to_string(t.shape()));
+  }
+  if (!v.ints.empty()) {
+    const auto data = t.data<std::int64_t>();
+    std::copy(data.begin(), data.end(), v.ints.begin());
+    return;
+  }
+  write_plain(v, v.mem, t);
+  ++parameter_version_;
+}
+
+std::map<std::string, Tensor> OnednnProgram::optimizer_state() const {
+  std::map<std::string, Tensor> state;
+  state["step"] = Tensor::from<std::int64_t>({}, std::vector<std::int64_t>{step_});
+  if (!slot_kind_) return state;
+  const bool adam = *slot_kind_ != OptimizerSpec::Kind::sgd;
+  for (const auto& name : trainable_) {
+    const Value& v = value(name);
+    auto it = slots_.find(name);
+    if (it == slots_.end()) continue;
+    const auto& slots = it->second;
+    if (adam) {
+      state[name + "/m"] = Tensor::from<float>(v.shape, slots.a);
+      state[name + "/v"] = Tensor::from<float>(v.shape, slots.b);
+    } else {
+      state[name + "/velocity"] = Tensor::from<float>(v.shape, slots.a);
+    }
+  }
+  return state;
+}
+
+void OnednnProgram::set_optimizer_state(const std::map<std::string, Tensor>& state) {
+  std::optional<OptimizerSpec::Kind> kind;
+  for (const auto& [key, t] : state) {
+    if (key == "step") {
+      step_ = static_cast<std::int64_t>(t.dtype() == DType::i64 ? t.data<std::int64_t>()[0]
+                                                                : t.value(0));
+      continue;
+    }
+    const auto slash = key.rfind('/');
+    if (slash == std::string::npos) fail("onednn backend: unknown optimizer state '{}'", key);
+    const std::string name = key.substr(0, slash);
+    const std::string slot = key.substr(slash + 1);
+    const Value& v = trainable(name);
+    if (t.shape() != v.shape) {
+      fail("onednn backend: optimizer state '{}' has shape {}, expected {}", key,
+           to_string(t.shape()), to_string(v.shape));
+    }
+    const Tensor f = t.to(DType::f32);
+    const auto data = f.data<float>();
+    Slots& slots = slots_[name];
+    if (slot == "m" || slot == "velocity") {
+      slots.a.assign(data.begin(), data.end());
+    } else if (slot == "v") {
+      slots.b.assign(data.begin(), data.end());
+    } else {
+      fail("onednn backend: unknown optimizer slot '{}' (m, v, velocity)", key);
+    }
+    kind = slot == "velocity" ? OptimizerSpec::Kind::sgd : OptimizerSpec::Kind::adam;
+  }
+  if (kind) slot_kind_ = kind;
+}
+
+// ---- profiling
+// -----------------------------------------------------------------------------------
+
+void OnednnProgram::set_profiling(bool on) { profiling_ = on; }
+
+std::vector<StepTime> OnednnProgram::step_times() const {
+  std::vector<StepTime> out;
+  for (const auto& key : time_order_) {
+    const auto& [seconds, calls] = times_.at(key);
+    out.push_back({key.first, key.second, seconds, calls});
+  }
+  return out;
+}
+
+std::string OnednnProgram::describe() const {
+  std::string text;
+  auto list = [&](const char* name, const std::vector<Step>& steps) {
+    text += fmt::format("{} ({} steps)\n", name, steps.size());
+    for (const auto& step : steps) text += fmt::format("  {}\n", step.label);
+  };
+  list("weights", weight_steps_);
+  list("training", plans_[static_cast<int>(Plan::training)]);
+  list("backward", plans_[static_cast<int>(Plan::backward)]);
+  list("inference", plans_[static_cast<int>(Plan::inference)]);
+  return text;
+}
+
+}  // namespace onnxforge::onednn

@@ -1,0 +1,226 @@
+// Internals of the oneDNN backend: the Program, its values (memories, layout views, gradients)
+// and its plans (lists of steps built once at compile time).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "backends/backend.hpp"
+#include "backends/onednn/onednn_backend.hpp"
+
+namespace onnxforge::onednn {
+
+using dnnl::memory;
+using Desc = memory::desc;
+using Tag = memory::format_tag;
+using DataType = memory::data_type;
+
+// The plans of a Program. Training forward and inference forward are separate plans because their
+// primitives differ (forward_training keeps workspaces, batch norm uses batch statistics).
+enum class Plan { inference = 0, training = 1, backward = 2 };
+inline constexpr int kPlanCount = 3;
+
+struct Step {
+  std::string label;
+  std::function<void()> run;
+};
+
+// Another layout (or dtype) of a value, filled by a reorder in the plans that use it.
+struct View {
+  Desc md;
+  memory mem;
+  bool produced[kPlanCount] = {false, false, false};
+};
+
+struct Value {
+  std::string name;
+  Shape shape;
+  DType dtype = DType::f32;
+  bool defined = false;
+  Desc md;     // the canonical layout, chosen by the producing primitive
+  memory mem;  // canonical storage
+  std::vector<View> views;
+  bool parameter = false;  // an initializer: its canonical layout is plain, views are reordered
+                           // once per parameter change ("weights" plan)
+  bool trainable = false;
+  bool fused_away = false;         // a pre-activation that a fused ReLU post-op never materialises
+  std::vector<std::int64_t> ints;  // i64 values (class labels)
+
+  // Gradient (training): canonical layout, allocated on the first contribution.
+  memory grad;
+  bool grad_claimed = false;  // a contribution that overwrites it is already planned
+  bool seedable = false;      // a root of backward: seeded (or zeroed) before the plan runs
+};
+
+// Where a backward step writes its contribution to a value's gradient: directly into the
+// gradient, or into a temporary that a reorder then copies or adds into it.
+struct GradSink {
+  std::string value;
+  memory mem;
+  std::optional<Step> finish;
+};
+
+class OnednnProgram final : public Program {
+ public:
+  OnednnProgram(const Graph& graph, const CompileOptions& options);
+
+  void set_input(const std::string& name, const Tensor& value) override;
+  void forward(Mode mode) override;
+  Tensor fetch(const std::string& value) const override;
+  void backward() override;
+  void backward(const std::map<std::string, Tensor>& seeds) override;
+  Tensor gradient(const std::string& name) const override;
+  void set_gradient(const std::string& name, const Tensor& value) override;
+  double gradient_norm() const override;
+  void update(const OptimizerSpec& spec, double gradient_scale = 1.0) override;
+  Tensor parameter(const std::string& name) const override;
+  void set_parameter(const std::string& name, const Tensor& value) override;
+  std::map<std::string, Tensor> optimizer_state() const override;
+  void set_optimizer_state(const std::map<std::string, Tensor>& state) override;
+  const Graph& graph() const override { return graph_; }
+
+  void set_profiling(bool on);
+  std::vector<StepTime> step_times() const;
+  std::string describe() const;
+
+  // ---- used by the op lowerings (lower.cpp) ----
+  dnnl::engine& engine() { return engine_; }
+  dnnl::stream& stream() { return stream_; }
+  const CompileOptions& options() const { return options_; }
+  Value& value(const std::string& name);
+  const Value& value(const std::string& name) const;
+  bool needs_gradient(const std::string& name) const { return needs_grad_.count(name) != 0; }
+  DataType compute_type() const {
+    return options_.compute_dtype == DType::bf16 ? DataType::bf16 : DataType::f32;
+  }
+
+  // A fresh zero-filled memory owned by the Program.
+  memory allocate(const Desc& md);
+  // Gives a value its canonical layout and storage (once; later calls must agree).
+  memory& define(const std::string& name, const Desc& md);
+  // Defines a value as another view of existing bytes (Flatten, Reshape, Identity).
+  memory& define_alias(const std::string& name, const Desc& md, void* handle);
+  // The desc a producer should ask for: the canonical one when already chosen, else `any`.
+  Desc output_desc(const std::string& name, DataType type = DataType::f32);
+  // The value in layout `md` for `plan`: its canonical memory, or a view filled by a reorder
+  // step (parameters: in the weights plan, run when parameters changed). `as` reinterprets the
+  // plain canonical bytes with another plain desc first (grouped weights: O,I,H,W as G,O,I,H,W).
+  memory use(const std::string& name, const Desc& md, Plan plan,
+             const std::optional<Desc>& as = std::nullopt);
+  // `src` converted to `md` by a reorder step appended to `plan` (or `src` when equal).
+  memory convert(const memory& src, const Desc& md, Plan plan, const std::string& label);
+
+  // Appends a step to a plan.
+  void add(Plan plan, std::string label, std::function<void()> run);
+  void add_primitive(Plan plan, std::string label, dnnl::primitive primitive,
+                     std::unordered_map<int, memory> args);
+  // Registers the backward lowering of a node; they are run in reverse order after the forward.
+  void add_backward_builder(std::function<void()> builder) {
+    backward_builders_.push_back(std::move(builder));
+  }
+
+  // The gradient of `name` in layout `md` (backward plan; reorders when needed).
+  memory gradient_in(const std::string& name, const Desc& md);
+  // Where to write a contribution to the gradient of `name` produced in layout `md`; `as` as in
+  // use(). Call finish() after adding the step that writes it.
+  GradSink gradient_sink(const std::string& name, const Desc& md,
+                         const std::optional<Desc>& as = std::nullopt);
+  void finish(GradSink& sink);
+  // Adds (or copies) `src` into the gradient of `name`.
+  void contribute(const std::string& name, const memory& src, const std::string& label);
+
+  // A 64-bit number that changes every training forward (dropout masks).
+  std::uint64_t dropout_seed() const { return dropout_seed_; }
+
+ private:
+  void plan_fusion();
+  void lower(Plan plan);
+  void run_plan(Plan plan);
+  void run_steps(std::vector<Step>& steps, const char* plan_name);
+  void prepare_weights();
+  void prepare_threads() const;
+  void seed_and_run_backward(const std::map<std::string, Tensor>& seeds, bool seed_loss);
+  Tensor read_plain(const Value& v, const memory& mem) const;
+  void write_plain(const Value& v, const memory& mem, const Tensor& t);
+  Value& trainable(const std::string& name);
+  const Value& trainable(const std::string& name) const;
+
+  Graph graph_;
+  CompileOptions options_;
+  int threads_ = 1;
+  dnnl::engine engine_;
+  mutable dnnl::stream stream_;
+  std::map<std::string, Value> values_;
+  std::vector<Step> plans_[kPlanCount];
+  std::vector<Step> weight_steps_;
+  std::vector<std::function<void()>> backward_builders_;
+  std::set<std::string> needs_grad_;
+  std::map<std::size_t, std::size_t> fused_relu_;  // Conv/Dense node index -> its Relu's index
+  std::set<std::size_t> skipped_;                  // nodes folded into another one
+  std::vector<std::string> trainable_;             // trainable parameters, in graph order
+
+  std::uint64_t parameter_version_ = 1;
+  std::uint64_t prepared_version_ = 0;
+  bool have_training_forward_ = false;
+  std::uint64_t dropout_seed_ = 0;
+  std::uint64_t training_forwards_ = 0;
+
+  // Optimizer slots, plain like the parameters.
+  struct Slots {
+    std::vector<float> a;  // velocity (sgd) or m (adam)
+    std::vector<float> b;  // v (adam)
+  };
+  std::map<std::string, Slots> slots_;
+  std::int64_t step_ = 0;
+  std::optional<OptimizerSpec::Kind> slot_kind_;
+
+  // Temporaries of gradient contributions, reused between contributions of equal layout.
+  struct Scratch {
+    Desc md;
+    memory mem;
+    bool busy = false;
+  };
+  std::vector<Scratch> scratch_;
+  // Plain staging memories and reorders for fetch / set at the edges, created on first use.
+  struct Edge {
+    memory plain;
+    std::optional<dnnl::reorder> to_plain, from_plain;
+  };
+  mutable std::map<std::pair<std::string, bool>, Edge> edges_;  // (value, gradient?)
+  Edge& edge(const Value& v, const memory& mem, bool gradient) const;
+
+  bool profiling_ = false;
+  mutable std::map<std::pair<std::string, std::string>, std::pair<double, std::int64_t>> times_;
+  std::vector<std::pair<std::string, std::string>> time_order_;
+};
+
+// ---- op lowerings (lower.cpp) ---------------------------------------------------------------
+// Whether the backend can run `node`: dtypes, attributes, this CPU's ISA for bf16.
+Support node_support(const Graph& graph, const Node& node, const CompileOptions& options);
+// Lowers one node into `plan` (and registers its backward when plan is training). `fused_relu`
+// is the Relu node folded into a Conv/Dense as a post-op, or null.
+void lower_node(OnednnProgram& program, const Node& node, const Node* fused_relu, Plan plan);
+// A plain (row-major) f32 desc of a shape; a scalar is {1}.
+Desc plain_desc(const Shape& shape, DataType type = DataType::f32);
+memory::dims dims_of(const Shape& shape);
+
+// ---- loops (loops.cpp): plain or layout-agnostic element-wise work, OpenMP-parallel ----------
+// One optimizer step on float buffers, the arithmetic of apply_optimizer in float.
+void optimizer_step(const OptimizerSpec& spec, std::int64_t step, double gradient_scale, float* w,
+                    const float* g, float* slot_a, float* slot_b, std::size_t n);
+double sum_of_squares(const float* x, std::size_t n);
+// Inverted dropout: mask = (u >= ratio) / (1 - ratio), y = x * mask, u from (seed, i).
+void dropout_forward(const float* x, float* y, float* mask, std::size_t n, double ratio,
+                     std::uint64_t seed);
+void multiply(const float* a, const float* b, float* out, std::size_t n);
+
+}  // namespace onnxforge::onednn

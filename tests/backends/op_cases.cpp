@@ -1,0 +1,302 @@
+#include "tests/backends/op_cases.hpp"
+
+#include <functional>
+
+#include "graph/error.hpp"
+
+namespace onnxforge::testing {
+
+Tensor random_tensor(const Shape& shape, Random& rng, double low, double high) {
+  Tensor t(DType::f32, shape);
+  for (auto& v : t.data<float>()) v = static_cast<float>(low + (high - low) * rng.uniform());
+  return t;
+}
+
+std::map<std::string, Tensor> random_feeds(const Graph& graph, Random& rng) {
+  std::map<std::string, Tensor> feeds;
+  for (const auto& in : graph.inputs) {
+    if (in.dtype == DType::i64) {
+      // Class labels of a SoftmaxCrossEntropy: the classes are its logits' last dimension.
+      std::int64_t classes = 2;
+      for (const auto& node : graph.nodes) {
+        if (node.op == "SoftmaxCrossEntropy" && node.input(1) == in.name) {
+          classes = graph.value(node.input(0)).shape.back();
+        }
+      }
+      Tensor labels(DType::i64, in.shape);
+      for (auto& l : labels.data<std::int64_t>()) {
+        l = static_cast<std::int64_t>(rng.uniform() * static_cast<double>(classes));
+      }
+      feeds[in.name] = labels;
+    } else if (in.name == "labels") {
+      feeds[in.name] = random_tensor(in.shape, rng, 0.0, 1.0);
+    } else {
+      feeds[in.name] = random_tensor(in.shape, rng);
+    }
+  }
+  return feeds;
+}
+
+namespace {
+
+using Build = std::function<void(Builder&)>;
+
+OpCase make(const std::string& name, const Build& build, bool frozen = false, bool random = false) {
+  Builder b("case", hash_name(name));
+  build(b);
+  OpCase c{name, b.build(), frozen, random};
+  // Random parameters: the builder's zero biases and unit batch-norm scales would hide bugs.
+  Random rng(hash_name(name, 7));
+  for (auto& init : c.graph.initializers) {
+    const std::string& n = init.name;
+    if (n.ends_with("moving_variance") || n.ends_with("/var")) {
+      init.value = random_tensor(init.value.shape(), rng, 0.5, 1.5);
+    } else {
+      init.value = random_tensor(init.value.shape(), rng, -0.5, 0.5);
+    }
+    if (frozen) init.trainable = false;
+  }
+  return c;
+}
+
+std::string conv(Builder& b, const std::string& x, std::int64_t filters, Conv2dOptions o) {
+  o.filters = filters;
+  return b.conv2d(x, o);
+}
+
+std::vector<OpCase> build_cases() {
+  std::vector<OpCase> all;
+  auto add = [&](const std::string& name, const Build& build, bool frozen = false,
+                 bool random = false) { all.push_back(make(name, build, frozen, random)); };
+
+  // ---- Conv ----
+  add("Conv/basic_3x3", [](Builder& b) { b.output(conv(b, b.input("x", {2, 3, 7, 9}), 5, {})); });
+  add("Conv/no_bias_odd", [](Builder& b) {
+    b.output(conv(b, b.input("x", {3, 5, 11, 6}), 7, {.kernel = {3, 2}, .bias = false}));
+  });
+  add("Conv/stride2_asym_pads", [](Builder& b) {
+    b.output(conv(b, b.input("x", {2, 4, 9, 10}), 6,
+                  {.kernel = {3, 3},
+                   .stride = {2, 2},
+                   .padding = Padding::explicit_pads,
+                   .pads = {1, 0, 2, 1}}));
+  });
+  add("Conv/same_stride_2x1", [](Builder& b) {
+    b.output(conv(b, b.input("x", {1, 3, 8, 7}), 4,
+                  {.kernel = {5, 3}, .stride = {2, 1}, .padding = Padding::same}));
+  });
+  add("Conv/dilation2", [](Builder& b) {
+    b.output(conv(b, b.input("x", {2, 3, 12, 11}), 4,
+                  {.kernel = {3, 3},
+                   .padding = Padding::explicit_pads,
+                   .pads = {2, 1, 2, 1},
+                   .dilation = {2, 2}}));
+  });
+  add("Conv/groups2", [](Builder& b) {
+    b.output(conv(b, b.input("x", {2, 4, 8, 8}), 6, {.kernel = {3, 3}, .groups = 2}));
+  });
+  add("Conv/depthwise", [](Builder& b) {
+    b.output(conv(b, b.input("x", {2, 8, 9, 9}), 8,
+                  {.kernel = {3, 3}, .padding = Padding::same, .groups = 8}));
+  });
+  add("Conv/pointwise_1x1_16ch", [](Builder& b) {
+    b.output(conv(b, b.input("x", {2, 16, 6, 5}), 32, {.kernel = {1, 1}}));
+  });
+  add("Conv/chain_blocked", [](Builder& b) {
+    // conv -> relu (fused) -> conv -> relu: blocked layouts between the two.
+    auto x = b.input("x", {2, 3, 10, 10});
+    x = b.relu(conv(b, x, 16, {.padding = Padding::same}));
+    x = b.relu(conv(b, x, 16, {.padding = Padding::same}));
+    b.output(x);
+  });
+  add("Conv/relu_fused_and_kept", [](Builder& b) {
+    // The pre-activation is an output too: the ReLU must not be fused away.
+    auto x = b.input("x", {2, 3, 6, 6});
+    auto pre = conv(b, x, 8, {});
+    b.output(pre);
+    b.output(b.relu(pre));
+  });
+  add(
+      "Conv/frozen_weights",
+      [](Builder& b) {
+        b.output(b.relu(conv(b, b.input("x", {2, 3, 7, 7}), 8, {})));
+      },
+      true);
+
+  // ---- pooling ----
+  add("MaxPool/2x2_stride1", [](Builder& b) {
+    b.output(b.max_pool(b.input("x", {2, 3, 7, 8}), {.kernel = {2, 2}, .stride = {1, 1}}));
+  });
+  add("MaxPool/3x3_s2_pad1", [](Builder& b) {
+    b.output(b.max_pool(b.input("x", {2, 5, 9, 10}), {.kernel = {3, 3},
+                                                      .stride = {2, 2},
+                                                      .padding = Padding::explicit_pads,
+                                                      .pads = {1, 1, 1, 1}}));
+  });
+  add("MaxPool/ceil_mode", [](Builder& b) {
+    b.output(b.max_pool(b.input("x", {1, 3, 8, 9}),
+                        {.kernel = {3, 3}, .stride = {2, 2}, .ceil_mode = true}));
+  });
+  add("MaxPool/dilation2", [](Builder& b) {
+    b.output(b.max_pool(b.input("x", {2, 2, 9, 9}),
+                        {.kernel = {2, 2}, .stride = {1, 1}, .dilation = {2, 2}}));
+  });
+  add("MaxPool/blocked_16ch", [](Builder& b) {
+    auto x = b.relu(conv(b, b.input("x", {2, 3, 9, 9}), 16, {}));
+    b.output(b.max_pool(x, {.kernel = {2, 2}, .stride = {2, 2}}));
+  });
+  add("AveragePool/exclude_pad", [](Builder& b) {
+    b.output(b.avg_pool(b.input("x", {2, 3, 7, 7}), {.kernel = {3, 3},
+                                                     .stride = {2, 2},
+                                                     .padding = Padding::explicit_pads,
+                                                     .pads = {1, 1, 1, 1}}));
+  });
+  add("AveragePool/include_pad", [](Builder& b) {
+    b.output(b.avg_pool(b.input("x", {2, 3, 7, 6}), {.kernel = {3, 2},
+                                                     .stride = {1, 2},
+                                                     .padding = Padding::explicit_pads,
+                                                     .pads = {1, 0, 1, 1},
+                                                     .count_include_pad = true}));
+  });
+  add("AveragePool/ceil_exclude", [](Builder& b) {
+    b.output(b.avg_pool(b.input("x", {1, 2, 8, 8}),
+                        {.kernel = {3, 3}, .stride = {2, 2}, .ceil_mode = true}));
+  });
+  add("AveragePool/ceil_include_overhang", [](Builder& b) {
+    // The last windows overhang the padding: ONNX leaves the overhang out of the divisor.
+    b.output(b.avg_pool(b.input("x", {1, 2, 8, 8}), {.kernel = {3, 3},
+                                                     .stride = {2, 2},
+                                                     .padding = Padding::explicit_pads,
+                                                     .pads = {1, 1, 1, 1},
+                                                     .ceil_mode = true,
+                                                     .count_include_pad = true}));
+  });
+  add("GlobalAveragePool/odd", [](Builder& b) {
+    b.output(b.global_avg_pool(b.input("x", {3, 5, 7, 6})));
+  });
+
+  // ---- element-wise ----
+  add("Relu/4d", [](Builder& b) { b.output(b.relu(b.input("x", {2, 3, 5, 7}))); });
+  add("LeakyRelu/alpha0.2", [](Builder& b) { b.output(b.leaky_relu(b.input("x", {3, 17}), 0.2)); });
+  add("Sigmoid/2d", [](Builder& b) { b.output(b.sigmoid(b.input("x", {4, 13}))); });
+  add("Tanh/3d", [](Builder& b) { b.output(b.tanh(b.input("x", {2, 5, 7}))); });
+  add("Identity/4d", [](Builder& b) {
+    b.output(b.node("Identity", {b.input("x", {2, 3, 4, 5})}, {}));
+  });
+  add("Softmax/last_axis", [](Builder& b) { b.output(b.softmax(b.input("x", {5, 11}))); });
+  add("Softmax/axis1_4d", [](Builder& b) { b.output(b.softmax(b.input("x", {2, 6, 3, 4}), 1)); });
+  add("Sigmoid/after_blocked_conv", [](Builder& b) {
+    b.output(b.sigmoid(conv(b, b.input("x", {2, 3, 6, 6}), 16, {})));
+  });
+
+  // ---- shapes ----
+  add("Flatten/axis1_after_conv", [](Builder& b) {
+    // A blocked convolution output flattened in NCHW order.
+    b.output(b.flatten(conv(b, b.input("x", {2, 3, 6, 5}), 16, {})));
+  });
+  add("Flatten/axis2", [](Builder& b) {
+    b.output(b.node("Flatten", {b.input("x", {2, 3, 4, 5})}, {{"axis", std::int64_t{2}}}));
+  });
+  add("Reshape/infer", [](Builder& b) {
+    b.output(b.reshape(b.input("x", {2, 3, 4, 5}), {0, -1, 10}));
+  });
+
+  // ---- Dense ----
+  add("Dense/bias", [](Builder& b) { b.output(b.dense(b.input("x", {4, 37}), 9)); });
+  add("Dense/no_bias", [](Builder& b) {
+    b.output(b.dense(b.input("x", {3, 20}), 5, {.bias = false}));
+  });
+  add("Dense/relu_fused_chain", [](Builder& b) {
+    auto x = b.relu(b.dense(b.input("x", {5, 30}), 17));
+    b.output(b.dense(x, 3));
+  });
+  add("Dense/after_flatten_conv_pool", [](Builder& b) {
+    // The baseline's shape in miniature: conv relu pool conv relu pool flatten dense.
+    auto x = b.input("x", {2, 3, 12, 12});
+    x = b.relu(conv(b, x, 8, {}));
+    x = b.max_pool(x, {.kernel = {2, 2}, .stride = {1, 1}});
+    x = b.relu(conv(b, x, 16, {}));
+    x = b.max_pool(x, {.kernel = {2, 2}, .stride = {1, 1}});
+    b.output(b.dense(b.relu(b.dense(b.flatten(x), 10)), 1));
+  });
+  add(
+      "Dense/frozen_weights",
+      [](Builder& b) {
+        b.output(b.dense(b.input("x", {4, 12}), 6));
+      },
+      true);
+
+  // ---- Add, Concat ----
+  add("Add/same_shape", [](Builder& b) {
+    b.output(b.add(b.input("a", {2, 3, 4, 5}), b.input("b", {2, 3, 4, 5})));
+  });
+  add("Add/broadcast_channel", [](Builder& b) {
+    b.output(b.add(b.input("a", {2, 3, 4, 5}), b.input("b", {3, 1, 1})));
+  });
+  add("Add/broadcast_both", [](Builder& b) {
+    b.output(b.add(b.input("a", {2, 1, 5}), b.input("b", {3, 1})));
+  });
+  add("Add/residual_fanout", [](Builder& b) {
+    // x feeds two branches: its gradient is the sum of both.
+    auto x = b.input("x", {2, 16, 5, 5});
+    auto y = conv(b, x, 16, {.padding = Padding::same});
+    b.output(b.add(b.relu(y), x));
+  });
+  add("Add/same_value_twice", [](Builder& b) {
+    auto x = b.input("x", {3, 4});
+    b.output(b.add(x, x));
+  });
+  add("Concat/channels", [](Builder& b) {
+    b.output(b.concat({b.input("a", {2, 3, 4, 5}), b.input("b", {2, 2, 4, 5})}, 1));
+  });
+  add("Concat/last_axis_three", [](Builder& b) {
+    b.output(b.concat({b.input("a", {2, 3}), b.input("b", {2, 4}), b.input("c", {2, 1})}, -1));
+  });
+
+  // ---- Dropout ----
+  add("Dropout/ratio0", [](Builder& b) { b.output(b.dropout(b.input("x", {3, 10}), 0.0)); });
+  add(
+      "Dropout/ratio0.5_random",
+      [](Builder& b) {
+        b.output(b.dropout(b.input("x", {4, 50}), 0.5));
+      },
+      false, true);
+
+  // ---- BatchNormalization ----
+  add("BatchNormalization/4d_training", [](Builder& b) {
+    b.output(b.batch_norm(b.input("x", {4, 3, 5, 6}), {.epsilon = 1e-3, .momentum = 0.9}));
+  });
+  add("BatchNormalization/2d_training", [](Builder& b) {
+    b.output(b.batch_norm(b.input("x", {6, 7})));
+  });
+  add("BatchNormalization/after_blocked_conv", [](Builder& b) {
+    b.output(b.relu(b.batch_norm(conv(b, b.input("x", {3, 3, 6, 6}), 16, {.bias = false}))));
+  });
+  add(
+      "BatchNormalization/frozen",
+      [](Builder& b) {
+        b.output(b.batch_norm(b.input("x", {2, 4, 3, 3})));
+      },
+      true);
+
+  // ---- losses ----
+  add("BinaryCrossEntropyWithLogits/weighted", [](Builder& b) {
+    b.output(b.node("BinaryCrossEntropyWithLogits",
+                    {b.dense(b.input("x", {6, 5}), 1), b.input("labels", {6, 1})},
+                    {{"weight_positive", 2.5}, {"weight_negative", 0.5}}));
+  });
+  add("SoftmaxCrossEntropy/basic", [](Builder& b) {
+    b.output(b.node("SoftmaxCrossEntropy",
+                    {b.dense(b.input("x", {5, 8}), 4), b.input("classes", {5}, DType::i64)}, {}));
+  });
+  return all;
+}
+
+}  // namespace
+
+const std::vector<OpCase>& op_cases() {
+  static const std::vector<OpCase> all = build_cases();
+  return all;
+}
+
+}  // namespace onnxforge::testing

@@ -1,0 +1,31 @@
+// A catalogue of small graphs, one op (or a short chain) each, over random and odd shapes and the
+// stride / padding / dilation / groups / ceil_mode variants; shared by the backend op harness.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "graph/builder.hpp"
+#include "graph/graph.hpp"
+
+namespace onnxforge::testing {
+
+struct OpCase {
+  std::string name;  // "Conv/stride2_asym_pads": op, then variant (GoogleTest-safe after '/')
+  Graph graph;       // static shapes; its outputs are what the harness compares
+  // Every trainable parameter frozen (non-trainable): a frozen batch norm, no weight gradients.
+  bool frozen = false;
+  // Dropout with ratio > 0: outputs are random; the harness skips value comparisons.
+  bool random = false;
+};
+
+// Every case, built deterministically (parameters drawn from a seed, biases non-zero).
+const std::vector<OpCase>& op_cases();
+
+// Random tensors for a graph's inputs: floating in [-1, 1] (labels named "labels" in [0, 1]),
+// i64 class labels for SoftmaxCrossEntropy.
+Tensor random_tensor(const Shape& shape, Random& rng, double low = -1.0, double high = 1.0);
+std::map<std::string, Tensor> random_feeds(const Graph& graph, Random& rng);
+
+}  // namespace onnxforge::testing
