@@ -385,8 +385,8 @@ void OnednnProgram::forward(Mode mode) {
     if (!options_.training) {
       fail("onednn backend: forward(training) needs a Program compiled with training = true");
     }
-    dropout_seed_ =
-        hash_name("dropout", options_.seed + 0x9e3779b97f4a7c15ull * ++training_forwards_);
+    // Masks depend on (seed, optimizer step) only: a resumed run draws the same ones.
+    dropout_seed_ = hash_name("dropout " + std::to_string(step_), options_.seed);
     run_plan(Plan::training);
     have_training_forward_ = true;
   } else {

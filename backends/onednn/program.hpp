@@ -172,7 +172,6 @@ class OnednnProgram final : public Program {
   std::uint64_t prepared_version_ = 0;
   bool have_training_forward_ = false;
   std::uint64_t dropout_seed_ = 0;
-  std::uint64_t training_forwards_ = 0;
 
   // Optimizer slots, plain like the parameters.
   struct Slots {
