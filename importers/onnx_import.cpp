@@ -75,6 +75,24 @@ class Attrs {
     }
   }
   bool has(const std::string& name) const { return map_.count(name) != 0; }
+  // A 1-D window seen as 2-D (height 1): kernel_shape, strides, dilations, pads gain a leading
+  // 1 (or 0 for pads).
+  void lift_1d() {
+    auto lift = [&](const char* name, std::int64_t lead) {
+      if (!has(name)) return;
+      auto v = ints(name, {});
+      if (std::string(name) == "pads") {
+        if (v.size() != 2) return;
+        lifted_[name] = {0, v[0], 0, v[1]};
+      } else if (v.size() == 1) {
+        lifted_[name] = {lead, v[0]};
+      }
+    };
+    lift("kernel_shape", 1);
+    lift("strides", 1);
+    lift("dilations", 1);
+    lift("pads", 0);
+  }
   std::int64_t i(const std::string& name, std::int64_t fallback) const {
     const auto* a = get(name, onnx::AttributeProto::INT, "an int");
     return a ? a->i() : fallback;
@@ -89,6 +107,7 @@ class Attrs {
   }
   std::vector<std::int64_t> ints(const std::string& name,
                                  std::vector<std::int64_t> fallback) const {
+    if (auto it = lifted_.find(name); it != lifted_.end()) return it->second;
     const auto* a = get(name, onnx::AttributeProto::INTS, "a list of ints");
     return a ? std::vector<std::int64_t>(a->ints().begin(), a->ints().end()) : fallback;
   }
@@ -119,6 +138,7 @@ class Attrs {
   }
   std::string where_;
   std::map<std::string, const onnx::AttributeProto*> map_;
+  std::map<std::string, std::vector<std::int64_t>> lifted_;
 };
 
 class Importer {
@@ -129,7 +149,8 @@ class Importer {
   int opset() const { return opset_; }
   const std::string& where() const { return where_; }
 
-  Graph run(const std::map<std::string, Shape>& input_shapes);
+  Graph run(const std::map<std::string, Shape>& input_shapes,
+            const std::map<std::string, Tensor>& constants);
 
   // ---- values ----------------------------------------------------------------------------
   std::string resolve(const std::string& name) const {
@@ -263,6 +284,10 @@ class Importer {
   }
 
   bool is_consumed(const std::string& name) const { return consumed_.count(name) != 0; }
+  // A constant derived from an ONNX initializer stays trainable like it.
+  void inherit_trainable(const std::string& derived, const std::string& source) {
+    if (onnx_initializers_.count(resolve(source))) onnx_initializers_.insert(derived);
+  }
 
   std::set<std::string> bn_statistics;  // initializers never trainable
 
@@ -356,12 +381,47 @@ std::vector<std::int64_t> pair_attr(const Attrs& a, const char* name) {
 
 // ---- handlers --------------------------------------------------------------------------------
 
+// [N,C,L] -> [N,C,1,L] (a constant is reshaped at import); returns the new value's name.
+std::string lift_value(Importer& im, const std::string& name, const std::string& suffix) {
+  const auto info = im.info(name);
+  Shape lifted{info.shape[0], info.shape[1], 1, info.shape[2]};
+  const auto out = im.temp(im.resolve(name) + suffix);
+  if (im.is_const(name)) {
+    im.set_const(out, im.constant(name).reshaped(lifted));
+    im.inherit_trainable(out, name);
+    return out;
+  }
+  std::vector<std::int64_t> target(lifted.begin(), lifted.end());
+  if (target[0] == kDynamic) target[0] = 0;
+  im.emit("Reshape", {im.use(name)}, {{"shape", target}}, out, "/lift");
+  return out;
+}
+
+// [N,C,1,L] -> [N,C,L] into `output`.
+void lower_value(Importer& im, const std::string& name, const std::string& output) {
+  const auto info = im.info(name);
+  std::vector<std::int64_t> target{info.shape[0] == kDynamic ? 0 : info.shape[0], info.shape[1],
+                                   info.shape[3]};
+  im.emit("Reshape", {name}, {{"shape", target}}, output, "/lower");
+}
+
 void conv(Importer& im, const onnx::NodeProto& n, Attrs& a) {
   a.allow({"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"});
-  const auto x = im.info(n.input(0));
-  const auto w = im.info(n.input(1));
+  auto x = im.info(n.input(0));
+  auto w = im.info(n.input(1));
+  std::string x_name = n.input(0);
+  std::string w_name = n.input(1);
+  const bool one_d = x.shape.size() == 3 && w.shape.size() == 3;
+  if (one_d) {
+    // Conv1d as a Conv2d of height 1.
+    a.lift_1d();
+    x_name = lift_value(im, x_name, "/2d");
+    w_name = lift_value(im, w_name, "/2d");
+    x = im.info(x_name);
+    w = im.info(w_name);
+  }
   if (x.shape.size() != 4 || w.shape.size() != 4) {
-    fail("{}: only 2-D convolutions are supported (input {}, weight {})", a.where(),
+    fail("{}: only 1-D and 2-D convolutions are supported (input {}, weight {})", a.where(),
          to_string(x.shape), to_string(w.shape));
   }
   const Shape kernel{w.shape[2], w.shape[3]};
@@ -371,12 +431,14 @@ void conv(Importer& im, const onnx::NodeProto& n, Attrs& a) {
   const auto strides = pair_attr(a, "strides");
   const auto dilations = pair_attr(a, "dilations");
   const auto pads = window_pads(a, x.shape, kernel, strides, dilations);
-  std::vector<std::string> inputs{im.use(n.input(0)), im.use(n.input(1))};
+  std::vector<std::string> inputs{im.use(x_name), im.use(w_name)};
   if (!input_or_empty(n, 2).empty()) inputs.push_back(im.use(n.input(2)));
+  const auto out = one_d ? im.temp(n.output(0) + "/2d") : n.output(0);
   im.emit(
       "Conv", inputs,
       {{"strides", strides}, {"pads", pads}, {"dilations", dilations}, {"group", a.i("group", 1)}},
-      n.output(0));
+      out);
+  if (one_d) lower_value(im, out, n.output(0));
 }
 
 void pool(Importer& im, const onnx::NodeProto& n, Attrs& a) {
@@ -388,9 +450,16 @@ void pool(Importer& im, const onnx::NodeProto& n, Attrs& a) {
     a.allow({"auto_pad", "ceil_mode", "count_include_pad", "kernel_shape", "pads", "strides"});
   }
   only_first_output_used(im, n, a);
-  const auto x = im.info(n.input(0));
+  auto x = im.info(n.input(0));
+  std::string x_name = n.input(0);
+  const bool one_d = x.shape.size() == 3;
+  if (one_d) {
+    a.lift_1d();
+    x_name = lift_value(im, x_name, "/2d");
+    x = im.info(x_name);
+  }
   if (x.shape.size() != 4) {
-    fail("{}: only 2-D pooling is supported (input {})", a.where(), to_string(x.shape));
+    fail("{}: only 1-D and 2-D pooling are supported (input {})", a.where(), to_string(x.shape));
   }
   const auto kernel = a.ints("kernel_shape", {});
   if (kernel.size() != 2) a.unsupported("kernel_shape", "must have 2 values (2-D pooling)");
@@ -406,7 +475,9 @@ void pool(Importer& im, const onnx::NodeProto& n, Attrs& a) {
   } else {
     attrs["count_include_pad"] = a.i("count_include_pad", 0);
   }
-  im.emit(n.op_type(), {im.use(n.input(0))}, attrs, n.output(0));
+  const auto out = one_d ? im.temp(n.output(0) + "/2d") : n.output(0);
+  im.emit(n.op_type(), {im.use(x_name)}, attrs, out);
+  if (one_d) lower_value(im, out, n.output(0));
 }
 
 void global_average_pool(Importer& im, const onnx::NodeProto& n, Attrs& a) {
@@ -458,7 +529,7 @@ void softmax(Importer& im, const onnx::NodeProto& n, Attrs& a) {
 
 // Y = alpha * A' B' + beta * C
 void gemm(Importer& im, const onnx::NodeProto& n, Attrs& a) {
-  a.allow({"alpha", "beta", "transA", "transB"});
+  a.allow({"alpha", "beta", "transA", "transB", "broadcast"});
   const double alpha = a.f("alpha", 1.0);
   const double beta = a.f("beta", 1.0);
   const bool trans_a = a.i("transA", 0) != 0;
@@ -581,8 +652,32 @@ void matmul(Importer& im, const onnx::NodeProto& n, Attrs& a) {
 
 // Element-wise arithmetic on constants, on shape vectors (import time) or on run-time values.
 void arithmetic(Importer& im, const onnx::NodeProto& n, Attrs& a) {
-  a.allow({});
   const auto& op = n.op_type();
+  std::string second = n.input(1);
+  if (im.opset() < 7) {
+    // Opset 6: no implicit broadcasting; broadcast=1 aligns B with A at `axis` (or the end).
+    a.allow({"broadcast", "axis"});
+    const auto ra = im.info(n.input(0)).shape.size();
+    const auto b = im.info(n.input(1));
+    if (a.i("broadcast", 0) != 0 && a.has("axis")) {
+      const auto axis = normalize_axis(a, a.i("axis", 0), ra);
+      Shape aligned = b.shape;
+      while (static_cast<std::int64_t>(aligned.size()) + axis < static_cast<std::int64_t>(ra)) {
+        aligned.push_back(1);
+      }
+      if (aligned != b.shape) {
+        std::vector<std::int64_t> target(aligned.begin(), aligned.end());
+        second = im.temp(im.resolve(n.input(1)) + "/aligned");
+        if (im.is_const(n.input(1))) {
+          im.set_const(second, im.constant(n.input(1)).reshaped(aligned));
+        } else {
+          im.emit("Reshape", {im.use(n.input(1))}, {{"shape", target}}, second, "/align");
+        }
+      }
+    }
+  } else {
+    a.allow({});
+  }
   if (im.is_sym(n.input(0)) || im.is_sym(n.input(1))) {
     if (!im.is_const(n.input(0)) || !im.is_const(n.input(1))) {
       fail(
@@ -591,7 +686,7 @@ void arithmetic(Importer& im, const onnx::NodeProto& n, Attrs& a) {
           a.where());
     }
   }
-  im.emit_or_fold(op, {n.input(0), n.input(1)}, {}, n.output(0));
+  im.emit_or_fold(op, {n.input(0), second}, {}, n.output(0));
 }
 
 void flatten(Importer& im, const onnx::NodeProto& n, Attrs& a) {
@@ -687,6 +782,14 @@ void reshape(Importer& im, const onnx::NodeProto& n, Attrs& a) {
   im.emit_or_fold("Reshape", {n.input(0)}, {{"shape", t}}, n.output(0));
 }
 
+// Opset 1-4: the target shape is an attribute.
+void reshape_v1(Importer& im, const onnx::NodeProto& n, Attrs& a) {
+  a.allow({"shape"});
+  const auto x = im.info(n.input(0));
+  const auto t = ir_target(a, x.shape, a.ints("shape", {}), false);
+  im.emit_or_fold("Reshape", {n.input(0)}, {{"shape", t}}, n.output(0));
+}
+
 void transpose(Importer& im, const onnx::NodeProto& n, Attrs& a) {
   a.allow({"perm"});
   const auto rank = im.info(n.input(0)).shape.size();
@@ -697,7 +800,7 @@ void transpose(Importer& im, const onnx::NodeProto& n, Attrs& a) {
 
 void concat(Importer& im, const onnx::NodeProto& n, Attrs& a) {
   a.allow({"axis"});
-  if (!a.has("axis")) fail("{}: attribute 'axis' is required", a.where());
+  if (!a.has("axis") && im.opset() >= 4) fail("{}: attribute 'axis' is required", a.where());
   std::vector<std::string> inputs(n.input().begin(), n.input().end());
   const bool any_sym = std::any_of(inputs.begin(), inputs.end(), [&](const std::string& i) {
     return im.is_sym(i) && !im.is_const(i);
@@ -720,14 +823,14 @@ void concat(Importer& im, const onnx::NodeProto& n, Attrs& a) {
     return;
   }
   const auto rank = im.info(inputs[0]).shape.size();
-  const auto axis = normalize_axis(a, a.i("axis", 0), rank);
+  const auto axis = normalize_axis(a, a.i("axis", 1), rank);
   im.emit_or_fold("Concat", inputs, {{"axis", axis}}, n.output(0));
 }
 
 void dropout(Importer& im, const onnx::NodeProto& n, Attrs& a) {
   double ratio = 0.5;
   if (im.opset() < 12) {
-    a.allow({"ratio"});
+    a.allow({"ratio", "is_test"});
     ratio = a.f("ratio", 0.5);
   } else {
     a.allow({"seed"});
@@ -755,7 +858,7 @@ void dropout(Importer& im, const onnx::NodeProto& n, Attrs& a) {
 
 void batch_norm(Importer& im, const onnx::NodeProto& n, Attrs& a) {
   if (im.opset() < 9) {
-    a.allow({"epsilon", "momentum", "spatial"});
+    a.allow({"epsilon", "momentum", "spatial", "is_test"});
     if (a.i("spatial", 1) != 1)
       a.unsupported("spatial", "= 0 (per-activation statistics) is not supported");
   } else if (im.opset() < 14) {
@@ -1029,8 +1132,8 @@ void cast(Importer& im, const onnx::NodeProto& n, Attrs& a) {
 const std::vector<OpRule>& op_rules() {
   static const std::vector<OpRule> rules = {
       {"Conv", 1, kMaxOpset, conv},
-      {"MaxPool", 8, kMaxOpset, pool},
-      {"AveragePool", 7, kMaxOpset, pool},
+      {"MaxPool", 1, kMaxOpset, pool},
+      {"AveragePool", 1, kMaxOpset, pool},
       {"GlobalAveragePool", 1, kMaxOpset, global_average_pool},
       {"Relu", 6, kMaxOpset, activation},
       {"LeakyRelu", 6, kMaxOpset, activation},
@@ -1038,20 +1141,21 @@ const std::vector<OpRule>& op_rules() {
       {"Tanh", 6, kMaxOpset, activation},
       {"Softmax", 1, kMaxOpset, softmax},
       {"LogSoftmax", 1, kMaxOpset, softmax},
-      {"Gemm", 7, kMaxOpset, gemm},
+      {"Gemm", 6, kMaxOpset, gemm},
       {"MatMul", 1, kMaxOpset, matmul},
-      {"Add", 7, kMaxOpset, arithmetic},
-      {"Sub", 7, kMaxOpset, arithmetic},
-      {"Mul", 7, kMaxOpset, arithmetic},
-      {"Div", 7, kMaxOpset, arithmetic},
+      {"Add", 6, kMaxOpset, arithmetic},
+      {"Sub", 6, kMaxOpset, arithmetic},
+      {"Mul", 6, kMaxOpset, arithmetic},
+      {"Div", 6, kMaxOpset, arithmetic},
       {"Flatten", 1, kMaxOpset, flatten},
       {"Reshape", 5, kMaxOpset, reshape},
+      {"Reshape", 1, 4, reshape_v1},
       {"Transpose", 1, kMaxOpset, transpose},
-      {"Concat", 4, kMaxOpset, concat},
-      {"Dropout", 7, kMaxOpset, dropout},
-      {"BatchNormalization", 7, kMaxOpset, batch_norm},
+      {"Concat", 1, kMaxOpset, concat},
+      {"Dropout", 6, kMaxOpset, dropout},
+      {"BatchNormalization", 6, kMaxOpset, batch_norm},
       {"Identity", 1, kMaxOpset, identity},
-      {"Constant", 9, kMaxOpset, constant},
+      {"Constant", 1, kMaxOpset, constant},
       {"Clip", 6, kMaxOpset, clip},
       {"Pad", 2, kMaxOpset, pad},
       {"Squeeze", 1, kMaxOpset, squeeze},
@@ -1147,7 +1251,8 @@ void Importer::topological_order() {
   }
 }
 
-Graph Importer::run(const std::map<std::string, Shape>& input_shapes) {
+Graph Importer::run(const std::map<std::string, Shape>& input_shapes,
+                    const std::map<std::string, Tensor>& constants) {
   auto& g = *model_.mutable_graph();
   graph_.name = g.name().empty() ? "model" : g.name();
   topological_order();
@@ -1189,6 +1294,10 @@ Graph Importer::run(const std::map<std::string, Shape>& input_shapes) {
   }
   for (const auto& in : g.input()) {
     if (consts_.count(in.name())) continue;  // an initializer listed as input (IR < 4)
+    if (auto it = constants.find(in.name()); it != constants.end()) {
+      consts_[in.name()] = it->second;
+      continue;
+    }
     const auto where = "input '" + in.name() + "'";
     if (!in.type().has_tensor_type()) fail("{}: only tensor inputs are supported", where);
     const int elem = in.type().tensor_type().elem_type();
@@ -1207,6 +1316,10 @@ Graph Importer::run(const std::map<std::string, Shape>& input_shapes) {
   }
   for (const auto& [name, shape] : input_shapes) {
     if (!graph_.is_input(name)) fail("--input-shape names '{}', which is not a graph input", name);
+  }
+  for (const auto& [name, value] : constants) {
+    if (!consts_.count(name))
+      fail("a constant is given for '{}', which is not a graph input", name);
   }
 
   for (const int index : order_) {
@@ -1298,7 +1411,8 @@ namespace onnx_io {
 
 Graph import_model(onnx::ModelProto& model, const fs::path& model_dir,
                    const std::string& model_path, bool check,
-                   const std::map<std::string, Shape>& input_shapes) {
+                   const std::map<std::string, Shape>& input_shapes,
+                   const std::map<std::string, Tensor>& constants) {
   int opset = -1;
   for (const auto& o : model.opset_import()) {
     if (o.domain().empty() || o.domain() == "ai.onnx") opset = static_cast<int>(o.version());
@@ -1323,7 +1437,7 @@ Graph import_model(onnx::ModelProto& model, const fs::path& model_dir,
     fail("opset {} is not supported (supported: {} to {})", opset, kMinOpset, kMaxOpset);
   }
   Importer importer(model, model_dir, opset);
-  return importer.run(input_shapes);
+  return importer.run(input_shapes, constants);
 }
 
 }  // namespace onnx_io
@@ -1334,13 +1448,18 @@ std::vector<std::string> supported_onnx_ops() {
   return {names.begin(), names.end()};
 }
 
+bool is_supported_onnx_op(const std::string& op, int opset) {
+  return find_rule(op, opset) != nullptr;
+}
+
 Graph import_onnx(const std::string& path, const ImportOptions& options) {
   try {
     const std::string bytes = read_file(path);
     onnx::ModelProto model;
     onnx_io::parse_model(bytes, model, "model");
     const auto dir = fs::absolute(fs::path(path)).parent_path();
-    return onnx_io::import_model(model, dir, path, options.check, options.input_shapes);
+    return onnx_io::import_model(model, dir, path, options.check, options.input_shapes,
+                                 options.constants);
   } catch (const Error& e) {
     const std::string message = e.what();
     if (message.rfind(path + ":", 0) == 0) throw;
@@ -1352,7 +1471,8 @@ Graph import_onnx_bytes(const std::string& bytes, const std::string& model_dir,
                         const ImportOptions& options) {
   onnx::ModelProto model;
   onnx_io::parse_model(bytes, model, "model");
-  return onnx_io::import_model(model, model_dir, "", options.check, options.input_shapes);
+  return onnx_io::import_model(model, model_dir, "", options.check, options.input_shapes,
+                               options.constants);
 }
 
 Graph load_model(const std::string& name_or_path, const ModelOptions& builtin,

@@ -25,6 +25,9 @@ struct ImportOptions {
   // Replaces the declared shape of graph inputs (e.g. {"data", {1, 3, 100, 100}}); kDynamic is
   // allowed for the batch (axis 0).
   std::map<std::string, Shape> input_shapes;
+  // Graph inputs bound to a value at import time: they become non-trainable constants and are
+  // no longer inputs (for inputs that the IR needs as constants: shapes, axes, pads, bounds).
+  std::map<std::string, Tensor> constants;
   // Runs onnx::checker::check_model first.
   bool check = true;
 };
@@ -41,9 +44,12 @@ Graph import_onnx_bytes(const std::string& bytes, const std::string& model_dir =
 Graph load_model(const std::string& name_or_path, const ModelOptions& builtin = {},
                  const ImportOptions& onnx = {});
 
-// ONNX op types (default domain) the importer maps, for opsets 7..17.
+// ONNX op types (default domain) the importer maps, for opsets 7..17 (and older forms where
+// their semantics are mapped, e.g. opset 6 of pytorch-converted models; an op older than its
+// mapped forms is an error naming the op and opset).
 std::vector<std::string> supported_onnx_ops();
-inline constexpr int kMinOpset = 7;
+bool is_supported_onnx_op(const std::string& op, int opset);
+inline constexpr int kMinOpset = 1;
 inline constexpr int kMaxOpset = 17;
 
 }  // namespace onnxforge

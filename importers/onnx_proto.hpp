@@ -38,6 +38,7 @@ void parse_model(const std::string& bytes, onnx::ModelProto& model, const std::s
 // Imports a parsed model (its raw data is released as it is read).
 Graph import_model(onnx::ModelProto& model, const std::filesystem::path& model_dir,
                    const std::string& model_path, bool check,
-                   const std::map<std::string, Shape>& input_shapes);
+                   const std::map<std::string, Shape>& input_shapes,
+                   const std::map<std::string, Tensor>& constants = {});
 
 }  // namespace onnxforge::onnx_io
