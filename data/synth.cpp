@@ -350,10 +350,15 @@ cv::Mat draw_face(Rng& rng, int gender, SynthDomain domain, int out_w, int out_h
     if (s > 0) x *= 1.0 - taper * s * s * s;
     head.emplace_back(x, y);
   }
-  p.poly(head, skin);
-  // Soft shading on the far side and under the cheekbones.
-  p.ellipse(-std::copysign(a * 0.85, f.yaw + 1e-9), 0.2 * b, a * 0.22, b * 0.55, 0,
-            mix(skin, skin_shadow, 0.3), -1, 0.0);
+  // A darker rim, then the lit face slightly inside it, offset away from the turned side.
+  p.poly(head, mix(skin, skin_shadow, 0.6));
+  {
+    const double shrink = rng.uniform(0.9, 0.95);
+    const double offset = -f.yaw * a * 0.25;
+    std::vector<cv::Point2d> lit;
+    for (const auto& q : head) lit.emplace_back(q.x * shrink + offset, q.y * (shrink + 0.03));
+    p.poly(lit, skin);
+  }
   if (makeup && rng.chance(0.6)) {
     const cv::Scalar blush = mix(skin, cv::Scalar(120, 110, 230), 0.25);
     for (int side = -1; side <= 1; side += 2) {
