@@ -617,6 +617,11 @@ SynthSummary generate_synthetic_faces(const SynthOptions& options) {
   }
   const fs::path marker = options.out / "onnxforge-synth.txt";
   const bool ours = fs::exists(marker);
+  if (!ours && fs::exists(options.out) && !fs::is_empty(options.out)) {
+    throw std::runtime_error(fmt::format(
+        "{} is not empty and was not written by onnxforge synth; choose an empty or new --out",
+        options.out.string()));
+  }
   for (const char* sub : {"gender", "faces"}) {
     const fs::path dir = options.out / sub;
     if (!fs::exists(dir)) continue;
