@@ -3,8 +3,8 @@
 #include <cstdio>
 
 #include "apps/command.hpp"
-#include "graph/models.hpp"
 #include "graph/summary.hpp"
+#include "importers/onnx_import.hpp"
 
 namespace onnxforge::cli {
 namespace {
@@ -25,7 +25,7 @@ const Registration registration{
         ModelOptions options;
         options.input = parse_shape(*input, "--input");
         options.include_top = *top;
-        std::fputs(summary(build_model(*model, options)).c_str(), stdout);
+        std::fputs(summary(load_model(*model, options)).c_str(), stdout);
       });
     }};
 

@@ -1,6 +1,8 @@
 // Built-in models by name.
 //   baseline: Conv 16@3x3 ReLU -> MaxPool 2x2/1 -> Conv 16@3x3 ReLU -> MaxPool 2x2/1 -> Dense 64
 //             ReLU -> Dense 1 sigmoid, 'valid' padding (9,050,961 parameters at 3x100x100).
+//   improved: four 'same' conv blocks (32-64-128-128) with batch norm, global average pooling,
+//             dropout 0.3, Dense 64 ReLU, Dense 1 sigmoid (configs/improved.toml says why).
 //   vgg16:    the 13-convolution VGG16 feature extractor (Keras layer names), optionally with its
 //             three fully connected layers (include_top).
 #pragma once
