@@ -29,6 +29,13 @@ std::string join(const std::vector<std::string>& names) {
   return out;
 }
 
+// Hidden entries (".ipynb_checkpoints", ".DS_Store", "._x.jpg") and macOS zip metadata
+// ("__MACOSX") are never classes or images.
+bool is_metadata(const fs::path& path) {
+  const std::string name = path.filename().string();
+  return (!name.empty() && name[0] == '.') || name == "__MACOSX";
+}
+
 // Collects image files under `dir`, following directory symlinks but never a directory twice.
 class Walker {
  public:
@@ -63,6 +70,10 @@ class Walker {
     ancestors.push_back(real);
     for (const auto& entry : entries) {
       const fs::path& path = entry.path();
+      if (is_metadata(path)) {
+        skipped_.push_back({path, "hidden or metadata entry ignored"});
+        continue;
+      }
       std::error_code status_ec;
       const auto status = fs::status(path, status_ec);  // follows symlinks
       if (status_ec) {
@@ -161,6 +172,10 @@ ImageFolder scan_image_folder(const fs::path& root, const ScanOptions& options) 
   std::sort(entries.begin(), entries.end(),
             [](const auto& a, const auto& b) { return a.path() < b.path(); });
   for (const auto& entry : entries) {
+    if (is_metadata(entry.path())) {
+      folder.skipped.push_back({entry.path(), "hidden or metadata entry ignored (not a class)"});
+      continue;
+    }
     std::error_code status_ec;
     const auto status = fs::status(entry.path(), status_ec);  // follows symlinks
     if (status_ec || !fs::is_directory(status)) {

@@ -49,9 +49,10 @@ struct ImageFolder {
 // True for .jpg .jpeg .png .bmp in any case.
 bool has_image_extension(const std::filesystem::path& path);
 
-// Scans `root`. Throws std::runtime_error (one line naming the folder) when the root is missing or
-// not a folder, when a class has no folder or its folders hold no image files, or when fewer than
-// two classes remain.
+// Scans `root`. Hidden entries (".ipynb_checkpoints", "._x.jpg") and "__MACOSX" are skipped, never
+// taken as classes or images. Throws std::runtime_error (one line naming the folder) when the root
+// is missing or not a folder, when a class has no folder or its folders hold no image files, or
+// when fewer than two classes remain.
 ImageFolder scan_image_folder(const std::filesystem::path& root, const ScanOptions& options = {});
 
 struct Split {

@@ -54,6 +54,8 @@ TEST(ImageFolder, SortedClassesRecursionAnyCaseExtensionsAndCounts) {
   write_image(dir / "Female/e.JPG", pattern(8, 8, 5));
   testing::write_bytes(dir / "Female/notes.txt", {'h', 'i'});
   testing::write_bytes(dir / "README.md", {'x'});
+  write_image(dir / ".ipynb_checkpoints/x.jpg", pattern(8, 8, 6));  // not a third class
+  testing::write_bytes(dir / "Male/._a.jpg", {0, 5, 22, 7});        // macOS metadata
 
   const auto folder = scan_image_folder(dir.path());
   ASSERT_EQ(folder.classes, (std::vector<std::string>{"Female", "Male"}));
@@ -64,7 +66,7 @@ TEST(ImageFolder, SortedClassesRecursionAnyCaseExtensionsAndCounts) {
   EXPECT_TRUE(std::any_of(folder.samples.begin(), folder.samples.end(), [&](const Sample& s) {
     return s.path == dir / "Male/sub/deeper/b.PNG";
   }));
-  ASSERT_EQ(folder.skipped.size(), 2U);  // notes.txt and the file in the root
+  ASSERT_EQ(folder.skipped.size(), 4U);  // notes.txt, the root file, two hidden entries
   for (const auto& skip : folder.skipped) EXPECT_FALSE(skip.reason.empty());
 }
 
