@@ -1361,7 +1361,8 @@ Graph Importer::run(const std::map<std::string, Shape>& input_shapes,
     if (bn_statistics.count(init.name) || frozen.count(init.name)) init.trainable = false;
   }
   graph_.validate();
-  return std::move(graph_);
+  // MatMul + Add exports (tf2onnx, Keras) become Dense layers with a bias.
+  return fuse_dense_bias(std::move(graph_));
 }
 
 std::string read_file(const std::string& path) {
