@@ -1,0 +1,298 @@
+// report.html / report.md for one run, several runs and runs with missing pieces; and a look at
+// report.html as a user sees it: rendered by headless Chromium.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "eval/plots.hpp"
+#include "eval/report.hpp"
+#include "tests/eval/eval_fixtures.hpp"
+
+namespace onnxforge::eval {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TempDir;
+using testing::write_text;
+
+std::size_t count(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
+  return n;
+}
+
+std::vector<RunRecord> load(const std::vector<fs::path>& dirs) {
+  std::vector<RunRecord> runs;
+  for (const auto& d : dirs) runs.push_back(load_run(d));
+  return runs;
+}
+
+TEST(Report, Base64AndEscaping) {
+  EXPECT_EQ(base64_encode(""), "");
+  EXPECT_EQ(base64_encode("f"), "Zg==");
+  EXPECT_EQ(base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(base64_encode("foo"), "Zm9v");
+  EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(html_escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+}
+
+TEST(Report, OneRunHasEverySection) {
+  TempDir tmp;
+  const fs::path run = tmp.path() / "baseline_cnn";
+  testing::make_run(run, "baseline_cnn", 1.5);
+  const auto runs = load({run});
+  ASSERT_EQ(runs[0].name, "baseline_cnn");
+  EXPECT_TRUE(runs[0].notes.empty()) << runs[0].notes.front();
+  const auto out = write_report(runs, run);
+  const std::string html = read_file(out.html), md = read_file(out.markdown);
+  for (const char* needle :
+       {"<h2>Metrics</h2>", "Validation split", "Test split", "<h2>Training</h2>", "50.0 s",
+        "Images/s", "<h2>Figures</h2>", "<h2>Models</h2>", "conv1        32x98x98",
+        "<h2>Configurations</h2>", "batch_size = 32", "Limitations and ethical concerns",
+        "Dataset bias", "Non-binary", "Consent", "Misuse", "95% percentile-bootstrap",
+        "<span class=\"ci\">["})
+    EXPECT_NE(html.find(needle), std::string::npos) << needle;
+  for (const char* needle : {"## Metrics", "### Validation split", "| baseline_cnn |", "```toml",
+                             "## Limitations and ethical concerns", "**Consent.**"})
+    EXPECT_NE(md.find(needle), std::string::npos) << needle;
+  if (find_gnuplot()) {
+    // loss, accuracy, ROC (val + test), two confusion matrices
+    EXPECT_EQ(out.figures.size(), 5u);
+    EXPECT_EQ(count(html, "src=\"data:image/png;base64,"), 5u);
+    EXPECT_EQ(count(md, "](plots/baseline_cnn-"), 5u);
+    EXPECT_TRUE(out.warnings.empty()) << out.warnings.front();
+  }
+}
+
+TEST(Report, ComparisonOverlaysEveryModel) {
+  TempDir tmp;
+  const std::vector<fs::path> dirs{tmp.path() / "baseline", tmp.path() / "improved",
+                                   tmp.path() / "vgg16"};
+  testing::make_run(dirs[0], "baseline", 0.8);
+  testing::make_run(dirs[1], "improved", 1.6);
+  testing::make_run(dirs[2], "vgg16", 2.4);
+  const auto out = write_report(load(dirs), tmp.path() / "cmp");
+  const std::string html = read_file(out.html);
+  EXPECT_NE(html.find("Model comparison: baseline, improved, vgg16"), std::string::npos);
+  EXPECT_NE(html.find("class=\"best\""), std::string::npos);
+  if (find_gnuplot()) {
+    EXPECT_TRUE(fs::exists(tmp.path() / "cmp" / "plots" / "all-roc-val.png"));
+    EXPECT_TRUE(fs::exists(tmp.path() / "cmp" / "plots" / "all-roc-test.svg"));
+    EXPECT_EQ(out.figures.size(), 2u + 3u * 5u);
+    const std::string svg = read_file(tmp.path() / "cmp" / "plots" / "all-roc-test.svg");
+    for (const char* model : {"baseline (AUC", "improved (AUC", "vgg16 (AUC"})
+      EXPECT_NE(svg.find(model), std::string::npos) << model;
+  }
+}
+
+TEST(Report, MissingPiecesAreNotAvailableNeverACrash) {
+  TempDir tmp;
+  const fs::path partial = tmp.path() / "partial", empty = tmp.path() / "empty",
+                 broken = tmp.path() / "broken", absent = tmp.path() / "absent";
+  testing::make_run(partial, "partial", 1.0, /*complete=*/false);
+  fs::create_directories(empty);
+  testing::make_run(broken, "broken", 1.0);
+  write_text(broken / "val" / "metrics.json", "{ not json");  // recomputed from predictions.csv
+  fs::remove(broken / "test" / "metrics.json");
+  write_text(broken / "test" / "predictions.csv", "path,label,score\na.jpg,7,0.5\n");
+  write_text(broken / "history.csv", "epoch,train_loss\n1,abc\n");
+  const auto runs = load({partial, empty, broken, absent});
+  ASSERT_TRUE(runs[2].splits[0].metrics.has_value());  // val recomputed
+  EXPECT_FALSE(runs[2].splits[1].metrics.has_value());
+  ReportOptions options;
+  options.title = "Partial <runs>";
+  ReportOutputs out;
+  ASSERT_NO_THROW(out = write_report(runs, tmp.path() / "report", options));
+  const std::string html = read_file(out.html);
+  for (const char* needle :
+       {"Partial &lt;runs&gt;", "not available", "Model summary not available (summary.txt)",
+        "Configuration not available (config.toml)", "summary.txt not available",
+        "Test metrics not available", "recomputed from predictions.csv", "label &#39;7&#39;",
+        "history.csv unreadable", "run folder", "training history not available"})
+    EXPECT_NE(html.find(needle), std::string::npos) << needle;
+  EXPECT_TRUE(fs::exists(out.markdown));
+}
+
+TEST(Report, DegenerateMetricsStillMakeAReport) {
+  TempDir tmp;
+  MetricsOptions options;
+  options.bootstrap_resamples = 20;
+  const std::vector<Prediction> one_class{{"a", 1, 0.9}, {"b", 1, 0.2}};
+  const std::vector<Prediction> nan_only{{"a", 1, std::nan("")}};
+  RunRecord run;
+  run.name = "degenerate";
+  run.splits.push_back(split_record("val", compute_metrics(one_class, options)));
+  run.splits.push_back(split_record("test", compute_metrics(nan_only, options)));
+  const auto out = write_report(std::span(&run, 1), tmp.path());
+  const std::string html = read_file(out.html);
+  EXPECT_NE(html.find("ROC AUC is undefined"), std::string::npos);
+  EXPECT_NE(html.find("no predictions with a finite score"), std::string::npos);
+  if (find_gnuplot()) {
+    const std::string svg = read_file(tmp.path() / "plots" / "degenerate-roc.svg");
+    EXPECT_NE(svg.find("AUC undefined"), std::string::npos);
+  }
+}
+
+// ---- rendering in headless Chromium ------------------------------------------------------
+
+std::optional<fs::path> find_chromium() {
+  if (const char* forced = std::getenv("ONNXFORGE_CHROMIUM"))
+    return *forced ? std::optional<fs::path>(forced) : std::nullopt;
+  const char* path = std::getenv("PATH");
+  if (!path) return std::nullopt;
+  for (const char* name :
+       {"chromium", "chromium-browser", "chromium-headless-shell", "google-chrome"}) {
+    std::stringstream dirs(path);
+    std::string dir;
+    while (std::getline(dirs, dir, ':')) {
+      const fs::path candidate = fs::path(dir) / name;
+      if (!dir.empty() && ::access(candidate.c_str(), X_OK) == 0) return candidate;
+    }
+  }
+  return std::nullopt;
+}
+
+std::string run_capture(const std::string& command) {
+  std::string out;
+  std::FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) return out;
+  char buffer[65536];
+  for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
+  ::pclose(pipe);
+  return out;
+}
+
+struct Image {
+  std::uint32_t width = 0, height = 0;
+  std::vector<std::uint32_t> pixels;  // 0xRRGGBB
+};
+
+std::uint32_t be32(const std::string& s, std::size_t at) {
+  return (std::uint32_t(std::uint8_t(s[at])) << 24) |
+         (std::uint32_t(std::uint8_t(s[at + 1])) << 16) |
+         (std::uint32_t(std::uint8_t(s[at + 2])) << 8) | std::uint32_t(std::uint8_t(s[at + 3]));
+}
+
+// A minimal PNG decoder: 8-bit RGB or RGBA, not interlaced (what Chromium writes).
+Image decode_png(const std::string& png) {
+  if (png.size() < 33 || png.compare(0, 8, "\x89PNG\r\n\x1a\n") != 0)
+    throw std::runtime_error("not a PNG");
+  Image img;
+  int channels = 0;
+  std::string idat;
+  for (std::size_t at = 8; at + 8 <= png.size();) {
+    const std::uint32_t length = be32(png, at);
+    const std::string type = png.substr(at + 4, 4);
+    if (type == "IHDR") {
+      img.width = be32(png, at + 8);
+      img.height = be32(png, at + 12);
+      const int depth = std::uint8_t(png[at + 16]), color = std::uint8_t(png[at + 17]);
+      if (depth != 8 || (color != 2 && color != 6) || png[at + 20] != 0)
+        throw std::runtime_error("unsupported PNG format");
+      channels = color == 2 ? 3 : 4;
+    } else if (type == "IDAT") {
+      idat += png.substr(at + 8, length);
+    } else if (type == "IEND") {
+      break;
+    }
+    at += 12 + length;
+  }
+  const std::size_t stride = std::size_t(img.width) * channels;
+  std::vector<unsigned char> raw((stride + 1) * img.height);
+  uLongf raw_size = raw.size();
+  if (uncompress(raw.data(), &raw_size, reinterpret_cast<const Bytef*>(idat.data()), idat.size()) !=
+          Z_OK ||
+      raw_size != raw.size())
+    throw std::runtime_error("corrupt PNG data");
+  std::vector<unsigned char> prev(stride, 0), cur(stride);
+  img.pixels.reserve(std::size_t(img.width) * img.height);
+  for (std::uint32_t y = 0; y < img.height; ++y) {
+    const unsigned char* line = raw.data() + y * (stride + 1);
+    const int filter = line[0];
+    for (std::size_t x = 0; x < stride; ++x) {
+      const int a = x >= std::size_t(channels) ? cur[x - channels] : 0, b = prev[x],
+                c = x >= std::size_t(channels) ? prev[x - channels] : 0;
+      int predictor = 0;
+      switch (filter) {
+        case 0:
+          predictor = 0;
+          break;
+        case 1:
+          predictor = a;
+          break;
+        case 2:
+          predictor = b;
+          break;
+        case 3:
+          predictor = (a + b) / 2;
+          break;
+        case 4: {
+          const int p = a + b - c, pa = std::abs(p - a), pb = std::abs(p - b), pc = std::abs(p - c);
+          predictor = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+          break;
+        }
+        default:
+          throw std::runtime_error("bad PNG filter");
+      }
+      cur[x] = static_cast<unsigned char>(line[1 + x] + predictor);
+    }
+    for (std::uint32_t x = 0; x < img.width; ++x) {
+      const unsigned char* p = cur.data() + std::size_t(x) * channels;
+      img.pixels.push_back((std::uint32_t(p[0]) << 16) | (std::uint32_t(p[1]) << 8) | p[2]);
+    }
+    std::swap(prev, cur);
+  }
+  return img;
+}
+
+TEST(Report, RendersInHeadlessChromiumWithEveryFigureLoaded) {
+  const auto chromium = find_chromium();
+  if (!chromium)
+    GTEST_SKIP() << "Chromium not found (scripts/setup.sh installs the Debian package "
+                    "`chromium`): report.html was not rendered";
+  TempDir tmp;
+  const std::vector<fs::path> dirs{tmp.path() / "baseline", tmp.path() / "vgg16"};
+  testing::make_run(dirs[0], "baseline", 1.0);
+  testing::make_run(dirs[1], "vgg16", 2.0);
+  const auto out = write_report(load(dirs), tmp.path() / "report");
+  const std::string common = fmt::format(
+      "timeout 60 '{}' --headless --disable-gpu --no-sandbox --hide-scrollbars "
+      "--no-first-run --user-data-dir='{}' ",
+      chromium->string(), (tmp.path() / "profile").string());
+  const std::string url = "'file://" + fs::absolute(out.html).string() + "'";
+
+  // 1. Every <img> decoded: the page's load handler writes the count on <html>.
+  const std::string dom = run_capture(common + "--dump-dom " + url + " 2>/dev/null");
+  ASSERT_NE(dom.find("<html"), std::string::npos) << "Chromium printed no DOM";
+  std::smatch match;
+  ASSERT_TRUE(std::regex_search(dom, match, std::regex("data-figures-loaded=\"(\\d+)/(\\d+)\"")))
+      << "the load handler did not run";
+  EXPECT_EQ(match[1].str(), match[2].str()) << "figures that failed to load";
+  EXPECT_EQ(std::stoul(match[2].str()), out.figures.size());
+  if (find_gnuplot()) {
+    EXPECT_EQ(out.figures.size(), 2u + 2u * 5u);
+  }
+
+  // 2. The screenshot is not blank: many colours, a fair share of non-white pixels.
+  const fs::path shot = tmp.path() / "report.png";
+  (void)run_capture(common + "--window-size=1280,2400 --screenshot='" + shot.string() + "' " + url +
+                    " 2>/dev/null");
+  ASSERT_TRUE(fs::exists(shot)) << "Chromium wrote no screenshot";
+  const Image img = decode_png(read_file(shot));
+  EXPECT_EQ(img.width, 1280u);
+  EXPECT_EQ(img.height, 2400u);
+  std::set<std::uint32_t> colours(img.pixels.begin(), img.pixels.end());
+  std::size_t non_white = 0;
+  for (auto p : img.pixels) non_white += p != 0xFFFFFF;
+  EXPECT_GT(colours.size(), 50u) << "the page looks blank";
+  EXPECT_GT(double(non_white) / double(img.pixels.size()), 0.05) << "the page is mostly white";
+}
+
+}  // namespace
+}  // namespace onnxforge::eval
