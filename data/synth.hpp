@@ -15,16 +15,18 @@
 //                             nose size, neck width, shoulder width, makeup (eyeliner, shadow,
 //                             blush, lipstick: ~55% F, 3% M)
 //   drawn gender only         facial hair (stubble, moustache, goatee, beard: ~45% of M, no F),
-//                             earrings (45% F, 6% M), tied-back hair (18% F, 5% M)
-//   independent of gender     skin tone, hair and eye colour, glasses, age (grey hair,
+//                             earrings (45% F, 6% M), hair tied back (long hair: 18% F, 5% M)
+//   independent of gender     skin tone (studio: a slight shift), hair and eye colour, glasses, age
+//   (grey hair,
 //                             forehead lines; receding hairline for M), pose, clothes,
 //                             background, lighting, blur, noise, JPEG quality
 // The faces/ domain differs in camera and scene, not in people: image size 64..300 px with
-// aspect 0.72..1.35, faces smaller (60-100% of the short side) and off-centre, outdoor, indoor,
-// night or saturated backgrounds with depth-of-field blur, stronger directional light, colour
-// casts and exposure, more blur and noise, JPEG quality 30-90, 6% greyscale. In a quick check
-// (default sizes, seed 1) logistic regression on 100 PCA components of 32x32 pixels reached
-// 83% on gender/test and 56% on faces/: learnable, not trivial, and the shifted domain harder.
+// aspect 0.72..1.35, faces smaller (scale 0.6-1.0 of the short side; studio 0.88-1.08) and
+// off-centre, outdoor, indoor, night or saturated backgrounds with depth-of-field blur, stronger
+// directional light, colour casts and exposure, more blur and noise, JPEG quality 30-90, 6%
+// greyscale. In a quick check (default sizes, seed 1) logistic regression on 100 PCA components of
+// 32x32 pixels reached 83% on gender/test and 56% on faces/: learnable, not trivial, and the
+// shifted domain harder.
 #pragma once
 
 #include <cstddef>
