@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -18,6 +19,8 @@ struct DatasetArgs {
   std::string classes;
   int size = 100;
   int threads = 0;
+  double validation_split = 0.0;
+  std::uint64_t seed = 42;
 };
 
 std::vector<std::string> split_list(const std::string& text) {
@@ -47,6 +50,11 @@ const onnxforge::cli::Registration reg{
       sub->add_option("--size", args->size, "decode to SIZE x SIZE pixels")->capture_default_str();
       sub->add_option("--threads", args->threads, "decode threads (0 = all cores)")
           ->capture_default_str();
+      sub->add_option(
+             "--validation-split", args->validation_split,
+             "also show a seeded, stratified split: this fraction of each class to validation")
+          ->capture_default_str();
+      sub->add_option("--seed", args->seed, "seed of the validation split")->capture_default_str();
       sub->callback([args] {
         namespace data = onnxforge::data;
         data::ScanOptions scan;
@@ -72,6 +80,17 @@ const onnxforge::cli::Registration reg{
         }
         fmt::print("decoded and resized to {}x{} in {:.2f} s ({:.0f} images/s)\n", args->size,
                    args->size, seconds, folder.samples.size() / std::max(seconds, 1e-9));
+        if (args->validation_split > 0.0) {
+          const auto split = data::split_validation(folder, args->validation_split, args->seed);
+          const auto train = split.train.counts();
+          const auto val = split.validation.counts();
+          fmt::print("validation split {} (seed {}), before decoding:\n", args->validation_split,
+                     args->seed);
+          for (std::size_t label = 0; label < folder.classes.size(); ++label) {
+            fmt::print("  {:<12} train {:>7}  validation {:>7}\n", folder.classes[label],
+                       train[label], val[label]);
+          }
+        }
       });
     }};
 
