@@ -2,13 +2,18 @@
 // parameters, vectorised and OpenMP-parallel), gradient norms and dropout.
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "backends/onednn/program.hpp"
 
+// The vector helpers below are internal and always inlined: no ABI crosses them.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace onnxforge::onednn {
 
-void optimizer_step(const OptimizerSpec& spec, std::int64_t step, double gradient_scale, float* w,
-                    const float* g, float* slot_a, float* slot_b, std::size_t n) {
+[[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] void optimizer_step(
+    const OptimizerSpec& spec, std::int64_t step, double gradient_scale, float* w, const float* g,
+    float* slot_a, float* slot_b, std::size_t n) {
   const auto count = static_cast<std::int64_t>(n);
   const float scale = static_cast<float>(gradient_scale);
   const float lr = static_cast<float>(spec.learning_rate);
@@ -51,7 +56,8 @@ void optimizer_step(const OptimizerSpec& spec, std::int64_t step, double gradien
   }
 }
 
-double sum_of_squares(const float* x, std::size_t n) {
+[[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] double sum_of_squares(
+    const float* x, std::size_t n) {
   const auto count = static_cast<std::int64_t>(n);
   double sum = 0.0;
 #pragma omp parallel for simd reduction(+ : sum) schedule(static)
@@ -71,8 +77,8 @@ inline std::uint64_t mix(std::uint64_t z) {
 
 }  // namespace
 
-void dropout_forward(const float* x, float* y, float* mask, std::size_t n, double ratio,
-                     std::uint64_t seed) {
+[[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] void dropout_forward(
+    const float* x, float* y, float* mask, std::size_t n, double ratio, std::uint64_t seed) {
   const auto count = static_cast<std::int64_t>(n);
   const float keep_scale = static_cast<float>(1.0 / (1.0 - ratio));
   // Drop when the top 24 bits, as a fraction, fall below the ratio.
@@ -86,10 +92,186 @@ void dropout_forward(const float* x, float* y, float* mask, std::size_t n, doubl
   }
 }
 
-void multiply(const float* a, const float* b, float* out, std::size_t n) {
+[[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] void multiply(const float* a,
+                                                                                    const float* b,
+                                                                                    float* out,
+                                                                                    std::size_t n) {
   const auto count = static_cast<std::int64_t>(n);
 #pragma omp parallel for simd schedule(static)
   for (std::int64_t i = 0; i < count; ++i) out[i] = a[i] * b[i];
+}
+
+namespace {
+
+// GCC vector extensions: 8 floats, their lane masks and 8 bytes. Built for the default target,
+// they compile to AVX2 / AVX-512 inside the target_clones functions below.
+typedef float v8f __attribute__((vector_size(32)));
+typedef std::int32_t v8i __attribute__((vector_size(32)));
+typedef std::uint8_t v8b __attribute__((vector_size(8)));
+
+[[gnu::always_inline]] inline v8f load8(const float* p) {
+  v8f v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+[[gnu::always_inline]] inline void store8(float* p, v8f v) { std::memcpy(p, &v, sizeof v); }
+
+// One (n, channel block) plane of 8 channels (Lanes = 8) or 16 (two vectors). Branch-free: the
+// winner and its tap are selected per lane, first maximum in scan order (strict >).
+template <int Vectors>
+[[gnu::always_inline]] inline void max_pool_plane_blocked(const PoolGeometry& g, const float* x,
+                                                          float* y, std::uint8_t* argmax) {
+  for (std::int64_t oh = 0; oh < g.out_h; ++oh) {
+    for (std::int64_t ow = 0; ow < g.out_w; ++ow) {
+      v8f best[Vectors], tap[Vectors];
+      for (int v = 0; v < Vectors; ++v) {
+        best[v] = v8f{} - INFINITY;
+        tap[v] = v8f{} + 255.f;
+      }
+      for (std::int64_t kh = 0; kh < g.kernel_h; ++kh) {
+        const std::int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+        if (ih < 0 || ih >= g.in_h) continue;
+        for (std::int64_t kw = 0; kw < g.kernel_w; ++kw) {
+          const std::int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
+          if (iw < 0 || iw >= g.in_w) continue;
+          const float* px = x + ih * g.src_h + iw * g.src_w;
+          const float t = static_cast<float>(kh * g.kernel_w + kw);
+          for (int v = 0; v < Vectors; ++v) {
+            const v8f value = load8(px + 8 * v);
+            const v8i better = value > best[v];
+            best[v] = better ? value : best[v];
+            tap[v] = better ? v8f{} + t : tap[v];
+          }
+        }
+      }
+      const std::int64_t at = oh * g.dst_h + ow * g.dst_w;
+      for (int v = 0; v < Vectors; ++v) {
+        store8(y + at + 8 * v, best[v]);
+        if (argmax) {
+          const v8b bytes = __builtin_convertvector(__builtin_convertvector(tap[v], v8i), v8b);
+          std::memcpy(argmax + at + 8 * v, &bytes, sizeof bytes);
+        }
+      }
+    }
+  }
+}
+
+[[gnu::always_inline]] inline void max_pool_plane_scalar(const PoolGeometry& g, const float* x,
+                                                         float* y, std::uint8_t* argmax) {
+  for (std::int64_t oh = 0; oh < g.out_h; ++oh) {
+    for (std::int64_t ow = 0; ow < g.out_w; ++ow) {
+      float best = -INFINITY;
+      std::uint8_t tap = 255;
+      for (std::int64_t kh = 0; kh < g.kernel_h; ++kh) {
+        const std::int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+        if (ih < 0 || ih >= g.in_h) continue;
+        for (std::int64_t kw = 0; kw < g.kernel_w; ++kw) {
+          const std::int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
+          if (iw < 0 || iw >= g.in_w) continue;
+          const float value = x[ih * g.src_h + iw * g.src_w];
+          const bool better = value > best;
+          best = better ? value : best;
+          tap = better ? static_cast<std::uint8_t>(kh * g.kernel_w + kw) : tap;
+        }
+      }
+      y[oh * g.dst_h + ow * g.dst_w] = best;
+      if (argmax) argmax[oh * g.dst_h + ow * g.dst_w] = tap;
+    }
+  }
+}
+
+// Backward of one plane: for each dst element and each in-bounds tap k, dx[tap k] += dy where
+// the lane's argmax is k (masked vector adds, no branches on data).
+template <int Vectors>
+[[gnu::always_inline]] inline void max_pool_plane_backward_blocked(const PoolGeometry& g,
+                                                                   const float* dy,
+                                                                   const std::uint8_t* argmax,
+                                                                   float* dx) {
+  for (std::int64_t oh = 0; oh < g.out_h; ++oh) {
+    for (std::int64_t ow = 0; ow < g.out_w; ++ow) {
+      const std::int64_t at = oh * g.dst_h + ow * g.dst_w;
+      v8f grad[Vectors];
+      v8i tap[Vectors];
+      for (int v = 0; v < Vectors; ++v) {
+        grad[v] = load8(dy + at + 8 * v);
+        v8b bytes;
+        std::memcpy(&bytes, argmax + at + 8 * v, sizeof bytes);
+        tap[v] = __builtin_convertvector(bytes, v8i);
+      }
+      for (std::int64_t kh = 0; kh < g.kernel_h; ++kh) {
+        const std::int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+        if (ih < 0 || ih >= g.in_h) continue;
+        for (std::int64_t kw = 0; kw < g.kernel_w; ++kw) {
+          const std::int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
+          if (iw < 0 || iw >= g.in_w) continue;
+          float* q = dx + ih * g.src_h + iw * g.src_w;
+          const auto k = static_cast<std::int32_t>(kh * g.kernel_w + kw);
+          for (int v = 0; v < Vectors; ++v) {
+            const v8i hit = tap[v] == k;
+            store8(q + 8 * v, load8(q + 8 * v) + (hit ? grad[v] : v8f{}));
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+[[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] void max_pool_forward(
+    const PoolGeometry& g, const float* x, float* y, std::uint8_t* argmax) {
+  const std::int64_t planes = g.batch * g.channel_blocks;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t p = 0; p < planes; ++p) {
+    const std::int64_t n = p / g.channel_blocks, c = p % g.channel_blocks;
+    const float* px = x + n * g.src_n + c * g.src_c;
+    float* py = y + n * g.dst_n + c * g.dst_c;
+    std::uint8_t* pa = argmax ? argmax + n * g.dst_n + c * g.dst_c : nullptr;
+    if (g.block == 8) {
+      max_pool_plane_blocked<1>(g, px, py, pa);
+    } else if (g.block == 16) {
+      max_pool_plane_blocked<2>(g, px, py, pa);
+    } else {
+      max_pool_plane_scalar(g, px, py, pa);
+    }
+  }
+}
+
+[[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] void max_pool_backward(
+    const PoolGeometry& g, const float* dy, const std::uint8_t* argmax, float* dx) {
+  const std::int64_t planes = g.batch * g.channel_blocks;
+  const std::int64_t block = g.block;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t p = 0; p < planes; ++p) {
+    const std::int64_t n = p / g.channel_blocks, c = p % g.channel_blocks;
+    float* pdx = dx + n * g.src_n + c * g.src_c;
+    for (std::int64_t h = 0; h < g.in_h; ++h) {
+      for (std::int64_t w = 0; w < g.in_w; ++w) {
+        float* q = pdx + h * g.src_h + w * g.src_w;
+        for (std::int64_t b = 0; b < block; ++b) q[b] = 0.f;
+      }
+    }
+    const float* pdy = dy + n * g.dst_n + c * g.dst_c;
+    const std::uint8_t* pa = argmax + n * g.dst_n + c * g.dst_c;
+    if (block == 8) {
+      max_pool_plane_backward_blocked<1>(g, pdy, pa, pdx);
+      continue;
+    }
+    if (block == 16) {
+      max_pool_plane_backward_blocked<2>(g, pdy, pa, pdx);
+      continue;
+    }
+    for (std::int64_t oh = 0; oh < g.out_h; ++oh) {
+      for (std::int64_t ow = 0; ow < g.out_w; ++ow) {
+        const std::int64_t at = oh * g.dst_h + ow * g.dst_w;
+        const std::uint8_t t = pa[at];
+        if (t == 255) continue;
+        const std::int64_t ih = oh * g.stride_h - g.pad_top + (t / g.kernel_w) * g.dilation_h;
+        const std::int64_t iw = ow * g.stride_w - g.pad_left + (t % g.kernel_w) * g.dilation_w;
+        pdx[ih * g.src_h + iw * g.src_w] += pdy[at];
+      }
+    }
+  }
 }
 
 }  // namespace onnxforge::onednn

@@ -368,6 +368,95 @@ void lower_dense(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
 
 // ---- pooling -----------------------------------------------------------------------------------
 
+// The geometry of a plain or channel-blocked 4-D desc for PoolGeometry, or nothing.
+bool pool_strides(const Desc& md, std::int64_t* block, std::int64_t strides[4]) {
+  const auto& d = md.data;
+  if (d.format_kind != dnnl_blocked || d.ndims != 4 || md.data_type() != DataType::f32) {
+    return false;
+  }
+  const auto& blocking = d.format_desc.blocking;
+  if (blocking.inner_nblks == 0) {
+    *block = 1;
+  } else if (blocking.inner_nblks == 1 && blocking.inner_idxs[0] == 1) {
+    *block = blocking.inner_blks[0];
+  } else {
+    return false;
+  }
+  for (int i = 0; i < 4; ++i) strides[i] = blocking.strides[i];
+  return true;
+}
+
+// Max pooling through the loops of loops.cpp when the layouts allow (see PoolGeometry); the
+// oneDNN descriptor still chooses the dst layout. Returns false to use the oneDNN primitive.
+bool lower_max_pool_loops(OnednnProgram& p, const Node& n,
+                          const dnnl::pooling_v2_forward::primitive_desc& pd, const Window2d& win,
+                          Plan plan) {
+  if (win.kernel_h * win.kernel_w > 255) return false;
+  PoolGeometry g;
+  std::int64_t src_block = 0, dst_block = 0, ss[4], ds[4];
+  if (!pool_strides(pd.src_desc(), &src_block, ss) ||
+      !pool_strides(pd.dst_desc(), &dst_block, ds) || src_block != dst_block) {
+    return false;
+  }
+  const std::string x = n.inputs[0];
+  const std::string y = n.outputs[0];
+  const Shape xs = p.value(x).shape;
+  const Shape ys = p.value(y).shape;
+  g.block = src_block;
+  g.batch = xs[0];
+  g.channel_blocks = (xs[1] + g.block - 1) / g.block;
+  if (g.block == 1) {
+    // Unblocked: each channel is its own plane (the channel stride steps between them).
+    g.channel_blocks = xs[1];
+  }
+  g.in_h = xs[2];
+  g.in_w = xs[3];
+  g.out_h = ys[2];
+  g.out_w = ys[3];
+  g.kernel_h = win.kernel_h;
+  g.kernel_w = win.kernel_w;
+  g.stride_h = win.stride_h;
+  g.stride_w = win.stride_w;
+  g.dilation_h = win.dilation_h;
+  g.dilation_w = win.dilation_w;
+  g.pad_top = win.pad_top;
+  g.pad_left = win.pad_left;
+  g.src_n = ss[0];
+  g.src_c = ss[1];
+  g.src_h = ss[2];
+  g.src_w = ss[3];
+  g.dst_n = ds[0];
+  g.dst_c = ds[1];
+  g.dst_h = ds[2];
+  g.dst_w = ds[3];
+  p.define(y, pd.dst_desc());
+  memory xm = p.use(x, pd.src_desc(), plan);
+  memory ym = p.value(y).mem;
+  const bool training = plan == Plan::training;
+  std::shared_ptr<std::vector<std::uint8_t>> argmax;
+  if (training) {
+    argmax = std::make_shared<std::vector<std::uint8_t>>(pd.dst_desc().get_size() / sizeof(float));
+  }
+  p.add(plan,
+        fmt::format("{}: max pooling {}x{}/{} (loop) {}", n.name, g.kernel_h, g.kernel_w,
+                    g.stride_h, layout_name(pd.src_desc())),
+        [g, xm, ym, argmax]() {
+          max_pool_forward(g, floats(xm), floats(ym), argmax ? argmax->data() : nullptr);
+        });
+  if (!training) return true;
+  p.add_backward_builder([&p, n, x, y, g, argmax, src_md = pd.src_desc(),
+                          dst_md = pd.dst_desc()]() {
+    if (!p.needs_gradient(x) || !p.needs_gradient(y)) return;
+    memory dy = p.gradient_in(y, dst_md);
+    GradSink sink = p.gradient_sink(x, src_md);
+    memory dx = sink.mem;
+    p.add(Plan::backward, fmt::format("{}: max pooling backward (loop)", n.name),
+          [g, dy, dx, argmax]() { max_pool_backward(g, floats(dy), argmax->data(), floats(dx)); });
+    p.finish(sink);
+  });
+  return true;
+}
+
 void lower_pool(OnednnProgram& p, const Node& n, Plan plan) {
   const bool training = plan == Plan::training;
   const std::string x = n.inputs[0];
@@ -406,6 +495,7 @@ void lower_pool(OnednnProgram& p, const Node& n, Plan plan) {
                                       dilation, padding_l, padding_r);
   dnnl::pooling_v2_forward::primitive_desc pd(desc, p.engine());
   p.define(y, pd.dst_desc());
+  if (alg == algorithm::pooling_max && lower_max_pool_loops(p, n, pd, win, plan)) return;
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.use(x, pd.src_desc(), plan)},
                                        {DNNL_ARG_DST, p.value(y).mem}};
   std::optional<memory> workspace;
