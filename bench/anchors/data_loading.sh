@@ -60,3 +60,6 @@ for kind in decode cached; do
   done
 done
 echo "target: cached epochs >= 20000 images/s on 2 threads"
+echo "load average while measuring: $(cut -d' ' -f1-3 /proc/loadavg) (a busy machine lowers both sides)"
+echo "onnxforge-data-bench said:"
+sed 's/^/  /' <<<"$ours"
