@@ -97,12 +97,9 @@ void transform_sample(const std::uint8_t* rgb_hwc, int height, int width, const 
       const cv::Matx23d m(l00, l01, tx, l10, l11, ty);
       const cv::Mat in(height, width, CV_8UC3, const_cast<std::uint8_t*>(rgb_hwc));
       cv::Mat out(height, width, CV_8UC3, scratch);
-      if (!draw->flip && draw->angle_degrees == 0.0 && draw->shift_x == 0.0 &&
-          draw->shift_y == 0.0 && draw->zoom == 1.0) {
-        in.copyTo(out);
-      } else if (draw->angle_degrees == 0.0 && draw->shift_x == 0.0 && draw->shift_y == 0.0 &&
-                 draw->zoom == 1.0) {
-        cv::flip(in, out, 1);
+      if (draw->angle_degrees == 0.0 && draw->shift_x == 0.0 && draw->shift_y == 0.0 &&
+          draw->zoom == 1.0) {
+        cv::flip(in, out, 1);  // a flip alone: exact, and cheaper than a warp
       } else {
         cv::warpAffine(in, out, m, out.size(), cv::INTER_LINEAR, cv::BORDER_REPLICATE);
       }
