@@ -224,7 +224,7 @@ pre { background: #f6f8fa; border: 1px solid var(--line); border-radius: 6px; pa
   overflow-x: auto; font-size: .82rem; line-height: 1.35; margin: 8px 0; }
 .columns { display: grid; grid-template-columns: repeat(auto-fit, minmax(360px, 1fr)); gap: 16px; }
 .columns h4 { margin: 4px 0; }
-.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(440px, 1fr)); gap: 20px; }
+.figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 20px; }
 figure { margin: 0; border: 1px solid var(--line); border-radius: 8px; padding: 10px; background: #fff; }
 figure img { width: 100%; height: auto; display: block; }
 figcaption { color: var(--muted); font-size: .88rem; margin-top: 6px; }
@@ -263,6 +263,14 @@ constexpr MetricColumn kMetricColumns[] = {
     {"MCC", "mcc", true},
 };
 
+// The name of label 1, the class a score >= threshold predicts.
+std::string predicted_one(const json& m) {
+  if (m.contains("class_names") && m["class_names"].is_array() && m["class_names"].size() == 2 &&
+      m["class_names"][1].is_string())
+    return m["class_names"][1].get<std::string>();
+  return "label 1";
+}
+
 const json* split_metrics(const RunRecord& run, const std::string& split) {
   for (const auto& s : run.splits)
     if (s.name == split && s.metrics) return &*s.metrics;
@@ -299,7 +307,7 @@ MetricTable metric_table(std::span<const RunRecord> runs, const std::string& spl
     t.header.push_back(c.title);
     t.rank_column.push_back(true);
   }
-  for (const char* h : {"Threshold", "Positive", "TP", "FP", "TN", "FN"}) {
+  for (const char* h : {"Threshold", "Positive class", "TP", "FP", "TN", "FN"}) {
     t.header.push_back(h);
     t.rank_column.push_back(false);
   }
@@ -339,10 +347,10 @@ MetricTable metric_table(std::span<const RunRecord> runs, const std::string& spl
       const auto resamples = number(iv, "resamples");
       if (level && resamples)
         t.interval_note = fmt::format(
-            "Brackets: {:.0f}% percentile-bootstrap intervals ({} resamples). The predicted "
-            "class is the one named in decision_rule of metrics.json (score >= threshold "
-            "predicts label 1).",
-            *level * 100, static_cast<long long>(*resamples));
+            "Brackets: {:.0f}% percentile-bootstrap intervals ({} resamples). Positive class: "
+            "{}; a score >= the threshold predicts {}.",
+            *level * 100, static_cast<long long>(*resamples),
+            m->value("positive_class", std::string("n/a")), predicted_one(*m));
     }
     t.rows.push_back(std::move(row));
   }
@@ -600,32 +608,40 @@ ReportOutputs write_report(std::span<const RunRecord> runs, const fs::path& out_
   md += "## Metrics\n\n";
   for (const auto& split : splits) {
     const MetricTable t = metric_table(runs, split);
-    h += fmt::format("<h3>{} split</h3>\n<div class=\"scroll\"><table>\n<thead><tr>",
-                     split_title(split));
-    md += fmt::format("### {} split\n\n|", split_title(split));
-    for (const auto& col : t.header) {
-      h += fmt::format("<th>{}</th>", html_escape(col));
-      md += fmt::format(" {} |", col);
-    }
-    h += "</tr></thead>\n<tbody>\n";
-    md += "\n|";
-    for (std::size_t c = 0; c < t.header.size(); ++c) md += c == 0 ? " --- |" : " ---: |";
-    md += "\n";
-    for (std::size_t r = 0; r < t.rows.size(); ++r) {
-      const auto best = best_cells(t, r);
-      h += "<tr>";
+    h += fmt::format("<h3>{} split</h3>\n", split_title(split));
+    md += fmt::format("### {} split\n\n", split_title(split));
+    // Two tables so that neither needs a scroll bar: the metrics, then threshold and counts.
+    const std::size_t first_count_column = 2 + std::size(kMetricColumns);
+    std::vector<std::size_t> metric_columns, count_columns{0};
+    for (std::size_t c = 0; c < t.header.size(); ++c)
+      (c < first_count_column ? metric_columns : count_columns).push_back(c);
+    for (const auto* columns : {&metric_columns, &count_columns}) {
+      h += "<div class=\"scroll\"><table>\n<thead><tr>";
       md += "|";
-      for (std::size_t c = 0; c < t.rows[r].size(); ++c) {
-        const MetricCell& cell = t.rows[r][c];
-        h += fmt::format("<td{}>{}</td>", best[c] ? " class=\"best\"" : "",
-                         cell.html.empty() ? html_escape(cell.text) : cell.html);
-        md += fmt::format(" {}{}{} |", best[c] ? "**" : "", t.rows[r][c].text, best[c] ? "**" : "");
+      for (std::size_t c : *columns) {
+        h += fmt::format("<th>{}</th>", html_escape(t.header[c]));
+        md += fmt::format(" {} |", t.header[c]);
       }
-      h += "</tr>\n";
+      h += "</tr></thead>\n<tbody>\n";
+      md += "\n|";
+      for (std::size_t c : *columns) md += c == 0 ? " --- |" : " ---: |";
+      md += "\n";
+      for (std::size_t r = 0; r < t.rows.size(); ++r) {
+        const auto best = best_cells(t, r);
+        h += "<tr>";
+        md += "|";
+        for (std::size_t c : *columns) {
+          const MetricCell& cell = t.rows[r][c];
+          h += fmt::format("<td{}>{}</td>", best[c] ? " class=\"best\"" : "",
+                           cell.html.empty() ? html_escape(cell.text) : cell.html);
+          md += fmt::format(" {}{}{} |", best[c] ? "**" : "", cell.text, best[c] ? "**" : "");
+        }
+        h += "</tr>\n";
+        md += "\n";
+      }
+      h += "</tbody></table></div>\n";
       md += "\n";
     }
-    h += "</tbody></table></div>\n";
-    md += "\n";
     if (!t.interval_note.empty()) {
       h += fmt::format("<p class=\"note\">{}{}</p>\n", html_escape(t.interval_note),
                        runs.size() > 1 ? " The best value of each metric is in bold." : "");
