@@ -53,10 +53,9 @@ OMP_NUM_THREADS="$threads" /usr/bin/python3 "$here/torch_models.py" --threads "$
 import json, sys
 ours = {}
 for b in json.load(open(sys.argv[1]))["benchmarks"]:
-    if b.get("error_occurred"):
-        ours[b["name"]] = None
-    else:
-        ours[b["name"]] = b.get("items_per_second")
+    # "BM_X/fp32/min_time:5.000/real_time" -> "BM_X/fp32"
+    name = "/".join(p for p in b["name"].split("/") if not p.startswith("min_time") and p != "real_time")
+    ours[name] = None if b.get("error_occurred") else b.get("items_per_second")
 anchors = {}
 for line in open(sys.argv[2]):
     a = json.loads(line)

@@ -55,6 +55,7 @@ OpCase make(const std::string& name, const Build& build, bool frozen = false, bo
       init.value = random_tensor(init.value.shape(), rng, -0.5, 0.5);
     }
     if (frozen) init.trainable = false;
+    if (name.ends_with("_frozen_kernel") && n.ends_with("/kernel")) init.trainable = false;
   }
   return c;
 }
@@ -203,6 +204,12 @@ std::vector<OpCase> build_cases() {
 
   // ---- Dense ----
   add("Dense/bias", [](Builder& b) { b.output(b.dense(b.input("x", {4, 37}), 9)); });
+  add("Dense/bias_only_frozen_kernel", [](Builder& b) {
+    b.output(b.dense(b.input("x", {4, 12}), 6));
+  });
+  add("Conv/bias_only_frozen_kernel", [](Builder& b) {
+    b.output(conv(b, b.input("x", {2, 3, 7, 7}), 16, {}));
+  });
   add("Dense/no_bias", [](Builder& b) {
     b.output(b.dense(b.input("x", {3, 20}), 5, {.bias = false}));
   });

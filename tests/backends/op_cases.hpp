@@ -15,6 +15,7 @@ struct OpCase {
   std::string name;  // "Conv/stride2_asym_pads": op, then variant (GoogleTest-safe after '/')
   Graph graph;       // static shapes; its outputs are what the harness compares
   // Every trainable parameter frozen (non-trainable): a frozen batch norm, no weight gradients.
+  // Cases named "..._frozen_kernel" freeze only the kernels (a trainable bias alone).
   bool frozen = false;
   // Dropout with ratio > 0: outputs are random; the harness skips value comparisons.
   bool random = false;
