@@ -21,7 +21,7 @@ namespace onnxforge::onednn {
   if (spec.kind == OptimizerSpec::Kind::sgd) {
     const float momentum = static_cast<float>(spec.momentum);
     const bool nesterov = spec.nesterov;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (count > kParallelThreshold)
     for (std::int64_t i = 0; i < count; ++i) {
       const float gi = g[i] * scale + decay * w[i];
       const float velocity = momentum * slot_a[i] - lr * gi;
@@ -44,7 +44,7 @@ namespace onnxforge::onednn {
   const float eps = static_cast<float>(spec.epsilon);
   const float coupled_decay = decoupled ? 0.f : decay;
   const float shrink = decoupled ? 1.f - lr * decay : 1.f;
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (count > kParallelThreshold)
   for (std::int64_t i = 0; i < count; ++i) {
     const float wi = w[i] * shrink;
     const float gi = g[i] * scale + coupled_decay * w[i];
@@ -60,7 +60,7 @@ namespace onnxforge::onednn {
     const float* x, std::size_t n) {
   const auto count = static_cast<std::int64_t>(n);
   double sum = 0.0;
-#pragma omp parallel for simd reduction(+ : sum) schedule(static)
+#pragma omp parallel for simd reduction(+ : sum) schedule(static) if (count > kParallelThreshold)
   for (std::int64_t i = 0; i < count; ++i) sum += static_cast<double>(x[i]) * x[i];
   return sum;
 }
@@ -83,7 +83,7 @@ inline std::uint64_t mix(std::uint64_t z) {
   const float keep_scale = static_cast<float>(1.0 / (1.0 - ratio));
   // Drop when the top 24 bits, as a fraction, fall below the ratio.
   const auto threshold = static_cast<std::uint32_t>(ratio * 16777216.0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (count > kParallelThreshold)
   for (std::int64_t i = 0; i < count; ++i) {
     const auto u = static_cast<std::uint32_t>(mix(seed + static_cast<std::uint64_t>(i)) >> 40);
     const float m = u >= threshold ? keep_scale : 0.f;
@@ -97,7 +97,7 @@ inline std::uint64_t mix(std::uint64_t z) {
                                                                                     float* out,
                                                                                     std::size_t n) {
   const auto count = static_cast<std::int64_t>(n);
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (count > kParallelThreshold)
   for (std::int64_t i = 0; i < count; ++i) out[i] = a[i] * b[i];
 }
 
@@ -221,7 +221,7 @@ template <int Vectors>
 [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] void max_pool_forward(
     const PoolGeometry& g, const float* x, float* y, std::uint8_t* argmax) {
   const std::int64_t planes = g.batch * g.channel_blocks;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (planes > 1)
   for (std::int64_t p = 0; p < planes; ++p) {
     const std::int64_t n = p / g.channel_blocks, c = p % g.channel_blocks;
     const float* px = x + n * g.src_n + c * g.src_c;
@@ -241,7 +241,7 @@ template <int Vectors>
     const PoolGeometry& g, const float* dy, const std::uint8_t* argmax, float* dx) {
   const std::int64_t planes = g.batch * g.channel_blocks;
   const std::int64_t block = g.block;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (planes > 1)
   for (std::int64_t p = 0; p < planes; ++p) {
     const std::int64_t n = p / g.channel_blocks, c = p % g.channel_blocks;
     float* pdx = dx + n * g.src_n + c * g.src_c;

@@ -918,7 +918,7 @@ void lower_bce(OnednnProgram& p, const Node& n, Plan plan) {
           const float* labels = floats(tm);
           const auto count = static_cast<std::int64_t>(float_count(xm));
           double sum = 0.0;
-#pragma omp parallel for reduction(+ : sum)
+#pragma omp parallel for reduction(+ : sum) if (count > kParallelThreshold)
           for (std::int64_t i = 0; i < count; ++i) {
             const double z = logits[i];
             const double label = labels[i];
@@ -941,7 +941,7 @@ void lower_bce(OnednnProgram& p, const Node& n, Plan plan) {
             float* g = floats(dx);
             const auto count = static_cast<std::int64_t>(float_count(xm));
             const double scale = static_cast<double>(*floats(dy)) / static_cast<double>(count);
-#pragma omp parallel for
+#pragma omp parallel for if (count > kParallelThreshold)
             for (std::int64_t i = 0; i < count; ++i) {
               const double z = logits[i];
               const double s =

@@ -212,6 +212,10 @@ void lower_node(OnednnProgram& program, const Node& node, const Node* fused_relu
 Desc plain_desc(const Shape& shape, DataType type = DataType::f32);
 memory::dims dims_of(const Shape& shape);
 
+// Element counts below which a loop stays on the calling thread: a parallel region costs more
+// than it saves there (and much more on a busy machine).
+inline constexpr std::int64_t kParallelThreshold = 16384;
+
 // ---- loops (loops.cpp): plain or layout-agnostic element-wise work, OpenMP-parallel ----------
 // One optimizer step on float buffers, the arithmetic of apply_optimizer in float.
 void optimizer_step(const OptimizerSpec& spec, std::int64_t step, double gradient_scale, float* w,
