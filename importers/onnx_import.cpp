@@ -304,6 +304,12 @@ class Importer {
   }
   void topological_order();
 
+ public:
+  std::string cut_at_;
+
+ private:
+  std::string cut_output_;
+
   onnx::ModelProto& model_;
   fs::path dir_;
   int opset_;
@@ -1243,7 +1249,23 @@ void Importer::topological_order() {
     s = 2;
     order_.push_back(i);
   };
-  for (int i = 0; i < graph.node_size(); ++i) visit(i);
+  if (cut_at_.empty()) {
+    for (int i = 0; i < graph.node_size(); ++i) visit(i);
+  } else {
+    // Only the node named cut_at (or producing that value) and what it depends on.
+    int target = -1;
+    for (int i = 0; i < graph.node_size(); ++i) {
+      if (graph.node(i).name() == cut_at_) target = i;
+    }
+    if (target < 0) {
+      if (auto it = producer.find(cut_at_); it != producer.end()) target = it->second;
+    }
+    if (target < 0) {
+      fail("cut: the model has no node or node output named '{}'", cut_at_);
+    }
+    visit(target);
+    cut_output_ = graph.node(target).output(0);
+  }
   for (const auto& o : graph.output()) {
     if (!defined.count(o.name()) && !producer.count(o.name())) {
       fail("graph output '{}' is never defined", o.name());
@@ -1346,19 +1368,28 @@ Graph Importer::run(const std::map<std::string, Shape>& input_shapes,
 
   // Graph outputs keep their names: an aliased or constant output gets an Identity.
   where_ = "graph outputs";
-  for (const auto& o : g.output()) {
-    const auto r = resolve(o.name());
-    if (r == o.name()) {
+  std::vector<std::string> output_names;
+  for (const auto& o : g.output()) output_names.push_back(o.name());
+  if (!cut_output_.empty()) output_names = {cut_output_};
+  for (const auto& name : output_names) {
+    const auto r = resolve(name);
+    if (r == name) {
       graph_.outputs.push_back(use(r));
       continue;
     }
-    node_name_ = o.name() + "/identity";
-    const auto source = use(o.name());
-    emit("Identity", {source}, {}, o.name());
-    graph_.outputs.push_back(o.name());
+    node_name_ = name + "/identity";
+    const auto source = use(name);
+    emit("Identity", {source}, {}, name);
+    graph_.outputs.push_back(name);
   }
   for (auto& init : graph_.initializers) {
     if (bn_statistics.count(init.name) || frozen.count(init.name)) init.trainable = false;
+  }
+  if (!cut_output_.empty()) {
+    std::set<std::string> read;
+    for (const auto& node : graph_.nodes) read.insert(node.inputs.begin(), node.inputs.end());
+    read.insert(graph_.outputs.begin(), graph_.outputs.end());
+    std::erase_if(graph_.inputs, [&](const ValueInfo& v) { return !read.count(v.name); });
   }
   graph_.validate();
   // MatMul + Add exports (tf2onnx, Keras) become Dense layers with a bias.
@@ -1413,7 +1444,7 @@ namespace onnx_io {
 Graph import_model(onnx::ModelProto& model, const fs::path& model_dir,
                    const std::string& model_path, bool check,
                    const std::map<std::string, Shape>& input_shapes,
-                   const std::map<std::string, Tensor>& constants) {
+                   const std::map<std::string, Tensor>& constants, const std::string& cut_at) {
   int opset = -1;
   for (const auto& o : model.opset_import()) {
     if (o.domain().empty() || o.domain() == "ai.onnx") opset = static_cast<int>(o.version());
@@ -1438,6 +1469,7 @@ Graph import_model(onnx::ModelProto& model, const fs::path& model_dir,
     fail("opset {} is not supported (supported: {} to {})", opset, kMinOpset, kMaxOpset);
   }
   Importer importer(model, model_dir, opset);
+  importer.cut_at_ = cut_at;
   return importer.run(input_shapes, constants);
 }
 
@@ -1460,7 +1492,7 @@ Graph import_onnx(const std::string& path, const ImportOptions& options) {
     onnx_io::parse_model(bytes, model, "model");
     const auto dir = fs::absolute(fs::path(path)).parent_path();
     return onnx_io::import_model(model, dir, path, options.check, options.input_shapes,
-                                 options.constants);
+                                 options.constants, options.cut_at);
   } catch (const Error& e) {
     const std::string message = e.what();
     if (message.rfind(path + ":", 0) == 0) throw;
@@ -1473,7 +1505,7 @@ Graph import_onnx_bytes(const std::string& bytes, const std::string& model_dir,
   onnx::ModelProto model;
   onnx_io::parse_model(bytes, model, "model");
   return onnx_io::import_model(model, model_dir, "", options.check, options.input_shapes,
-                               options.constants);
+                               options.constants, options.cut_at);
 }
 
 Graph load_model(const std::string& name_or_path, const ModelOptions& builtin,

@@ -28,6 +28,11 @@ struct ImportOptions {
   // Graph inputs bound to a value at import time: they become non-trainable constants and are
   // no longer inputs (for inputs that the IR needs as constants: shapes, axes, pads, bounds).
   std::map<std::string, Tensor> constants;
+  // Imports only the node of this name (or the node producing the value of this name) and what
+  // it depends on; its first output becomes the only output. Unlike cut_at() after import, the
+  // layers after the cut never see the input shape (so a new input size works on a backbone
+  // whose classifier would not fit it).
+  std::string cut_at;
   // Runs onnx::checker::check_model first.
   bool check = true;
 };

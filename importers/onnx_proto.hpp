@@ -39,6 +39,7 @@ void parse_model(const std::string& bytes, onnx::ModelProto& model, const std::s
 Graph import_model(onnx::ModelProto& model, const std::filesystem::path& model_dir,
                    const std::string& model_path, bool check,
                    const std::map<std::string, Shape>& input_shapes,
-                   const std::map<std::string, Tensor>& constants = {});
+                   const std::map<std::string, Tensor>& constants = {},
+                   const std::string& cut_at = "");
 
 }  // namespace onnxforge::onnx_io
