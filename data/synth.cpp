@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -608,6 +609,16 @@ std::vector<std::uint8_t> render_synthetic_face(std::uint64_t image_seed, int la
   return bytes;
 }
 
+namespace {
+
+// What a complete set was generated with (the file OUT/onnxforge-synth.txt).
+std::string marker_text(const SynthOptions& options) {
+  return fmt::format("onnxforge synth v1\nseed={}\ntrain={}\nval={}\ntest={}\nlabel_noise={}\n",
+                     options.seed, options.train, options.val, options.test, options.label_noise);
+}
+
+}  // namespace
+
 SynthSummary generate_synthetic_faces(const SynthOptions& options) {
   if (options.out.empty()) throw std::invalid_argument("synth: no output folder given");
   if (options.train < 2 || options.val < 2 || options.test < 2) {
@@ -631,6 +642,8 @@ SynthSummary generate_synthetic_faces(const SynthOptions& options) {
     }
     fs::remove_all(dir);
   }
+  // The marker is written last: a run that stops half-way leaves no marker of a complete set.
+  fs::remove(marker);
 
   struct Job {
     fs::path dir;
@@ -683,10 +696,17 @@ SynthSummary generate_synthetic_faces(const SynthOptions& options) {
   summary.images = jobs.size();
   summary.bytes = bytes.load();
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::ofstream(marker) << fmt::format(
-      "onnxforge synth v1\nseed={}\ntrain={}\nval={}\ntest={}\nlabel_noise={}\n", options.seed,
-      options.train, options.val, options.test, options.label_noise);
+  std::ofstream(marker) << marker_text(options);
   return summary;
+}
+
+bool synthetic_faces_ready(const SynthOptions& options) {
+  std::ifstream file(options.out / "onnxforge-synth.txt");
+  if (!file) return false;
+  const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  return text == marker_text(options) && fs::is_directory(options.out / "gender" / "train") &&
+         fs::is_directory(options.out / "gender" / "test") &&
+         fs::is_directory(options.out / "faces");
 }
 
 }  // namespace onnxforge::data

@@ -64,6 +64,10 @@ struct SynthSummary {
 // OUT/onnxforge-synth.txt) are replaced.
 SynthSummary generate_synthetic_faces(const SynthOptions& options);
 
+// True when OUT holds a complete set generated with these options (same seed, sizes and label
+// noise; the marker file is written last), so a caller can reuse it instead of regenerating.
+bool synthetic_faces_ready(const SynthOptions& options);
+
 enum class SynthDomain { studio, wild };
 
 // One face as JPEG bytes: label 0 = female, 1 = male (the drawn gender, before label noise).

@@ -79,10 +79,15 @@ TEST(Synth, RefusesToOverwriteFoldersItDidNotWriteButReplacesItsOwn) {
     EXPECT_NE(std::string(e.what()).find(dir.path().string()), std::string::npos);
   }
   TempDir own;
+  EXPECT_FALSE(synthetic_faces_ready(small(own.path(), 1)));
   generate_synthetic_faces(small(own.path(), 1));
+  EXPECT_TRUE(synthetic_faces_ready(small(own.path(), 1)));
+  EXPECT_FALSE(synthetic_faces_ready(small(own.path(), 2)));
   auto options = small(own.path(), 1);
   options.train = 4;
+  EXPECT_FALSE(synthetic_faces_ready(options));
   generate_synthetic_faces(options);
+  EXPECT_TRUE(synthetic_faces_ready(options));
   EXPECT_EQ(scan_image_folder(own / "gender/train").samples.size(), 4U);
 }
 
