@@ -137,7 +137,16 @@ Tensor transpose_tensor(const Tensor& x, const std::vector<std::int64_t>& perm) 
     fail("transpose: perm of {} entries for a tensor of shape {}", perm.size(), to_string(in));
   }
   Shape out(in.size());
-  for (std::size_t i = 0; i < perm.size(); ++i) out[i] = in[static_cast<std::size_t>(perm[i])];
+  std::vector<bool> seen(perm.size(), false);
+  for (std::size_t i = 0; i < perm.size(); ++i) {
+    const auto p = perm[i];
+    if (p < 0 || p >= static_cast<std::int64_t>(perm.size()) || seen[static_cast<std::size_t>(p)]) {
+      fail("transpose: perm [{}] is not a permutation of 0..{}", fmt::join(perm, ","),
+           perm.size() - 1);
+    }
+    seen[static_cast<std::size_t>(p)] = true;
+    out[i] = in[static_cast<std::size_t>(p)];
+  }
   Tensor result(x.dtype(), out);
   const auto in_strides = strides_of(in);
   const auto element = size_of(x.dtype());

@@ -1353,6 +1353,23 @@ Graph Importer::run(const std::map<std::string, Shape>& input_shapes,
       fail("{}: op '{}' is not supported at opset {} (supported: {})", where_, node.op_type(),
            opset_, fmt::join(supported_onnx_ops(), ", "));
     }
+    // Arity first: handlers index inputs and outputs directly.
+    static const std::map<std::string, int> min_inputs = {
+        {"Conv", 2},   {"Gemm", 2},    {"MatMul", 2}, {"Add", 2},
+        {"Sub", 2},    {"Mul", 2},     {"Div", 2},    {"BatchNormalization", 5},
+        {"Gather", 2}, {"Constant", 0}};
+    int needed = 1;
+    if (auto it = min_inputs.find(node.op_type()); it != min_inputs.end()) needed = it->second;
+    if ((node.op_type() == "Reshape" && opset_ >= 5) || (node.op_type() == "Pad" && opset_ >= 11)) {
+      needed = 2;
+    }
+    if (node.input_size() < needed) {
+      fail("{}: needs at least {} inputs, has {}", where_, needed, node.input_size());
+    }
+    if (node.output_size() < 1 || node.output(0).empty()) fail("{}: has no output", where_);
+    for (int i = 0; i < needed; ++i) {
+      if (node.input(i).empty()) fail("{}: required input {} is empty", where_, i);
+    }
     for (int i = 0; i < node.output_size(); ++i) {
       if (!node.output(i).empty()) taken_.insert(node.output(i));
     }

@@ -635,6 +635,35 @@ TEST(OnnxBadInput, ExternalDataEscapes) {
   EXPECT_EQ(error(model_with("w.bin")), "no error");
 }
 
+TEST(OnnxBadInput, MutatedBytesNeverCrash) {
+  // Random byte flips and truncations of a valid model: each import either works or throws
+  // Error (std::exception at worst), with the checker on and off.
+  Builder b("fuzz", 1);
+  auto x = b.input("x", {kDynamic, 2, 6, 6});
+  x = b.relu(b.conv2d(x, {.filters = 3, .padding = Padding::same}));
+  x = b.batch_norm(b.max_pool(x));
+  b.output(b.softmax(b.dense(b.flatten(x), 4)));
+  const std::string good = export_onnx_bytes(b.build());
+  std::mt19937 rng(5);
+  int threw = 0;
+  for (int round = 0; round < 300; ++round) {
+    std::string bytes = good;
+    const int flips = 1 + static_cast<int>(rng() % 4);
+    for (int f = 0; f < flips; ++f) {
+      bytes[rng() % bytes.size()] = static_cast<char>(rng() & 0xff);
+    }
+    if (round % 5 == 0) bytes.resize(rng() % bytes.size());
+    ImportOptions options;
+    options.check = round % 2 == 0;
+    try {
+      import_onnx_bytes(bytes, "", options);
+    } catch (const std::exception&) {
+      ++threw;
+    }
+  }
+  EXPECT_GT(threw, 0);
+}
+
 // ---- VGG16 as users have it -------------------------------------------------------------------
 
 const char* kPython = "/usr/bin/python3";
