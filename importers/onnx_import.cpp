@@ -1504,9 +1504,11 @@ bool is_supported_onnx_op(const std::string& op, int opset) {
 
 Graph import_onnx(const std::string& path, const ImportOptions& options) {
   try {
-    const std::string bytes = read_file(path);
     onnx::ModelProto model;
-    onnx_io::parse_model(bytes, model, "model");
+    {
+      const std::string bytes = read_file(path);  // released once parsed
+      onnx_io::parse_model(bytes, model, "model");
+    }
     const auto dir = fs::absolute(fs::path(path)).parent_path();
     return onnx_io::import_model(model, dir, path, options.check, options.input_shapes,
                                  options.constants, options.cut_at);
