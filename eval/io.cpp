@@ -266,6 +266,12 @@ std::string history_row(const EpochRecord& e) {
                      format_double(e.seconds), format_double(e.images_per_second));
 }
 
+void write_history_csv(const fs::path& path, const History& history) {
+  std::string out = history_header();
+  for (const auto& e : history.epochs) out += history_row(e);
+  write_file_atomic(path, out);
+}
+
 History read_history_csv(const fs::path& path) {
   const std::string where = path.string();
   const auto rows = parse_csv(read_file(path), where);

@@ -52,6 +52,8 @@ struct History {
 std::string history_header();
 std::string history_row(const EpochRecord& record);
 History read_history_csv(const std::filesystem::path& path);
+// The whole history, atomically (the training loop rewrites it after every epoch).
+void write_history_csv(const std::filesystem::path& path, const History& history);
 
 // metrics.json: the keys documented in metrics.hpp and README of eval/.
 nlohmann::json metrics_to_json(const Metrics& metrics);

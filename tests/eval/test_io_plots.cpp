@@ -96,6 +96,8 @@ TEST(Csv, HistoryReadsColumnsByNameAndSumsTime) {
   EXPECT_DOUBLE_EQ(h.epochs[1].val_accuracy, 0.75);
   EXPECT_DOUBLE_EQ(h.total_seconds(), 40);
   EXPECT_DOUBLE_EQ(*h.images_per_second(), (10 * 100 + 30 * 200) / 40.0);
+  write_history_csv(tmp.path() / "copy.csv", h);
+  EXPECT_EQ(read_file(tmp.path() / "copy.csv"), read_file(path));
   write_text(path, "epoch,train_loss\n1,0.5\n");  // partial history: other columns NaN
   const History partial = read_history_csv(path);
   EXPECT_TRUE(std::isnan(partial.epochs[0].val_loss));
