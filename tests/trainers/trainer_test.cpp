@@ -1,0 +1,427 @@
+// The training loop on the reference backend with tiny in-memory data: optimizers against their
+// closed forms, overfitting a tiny set, exact resume, atomic checkpoints under kill -9, NaN
+// detection, and one-line config errors.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "graph/builder.hpp"
+#include "graph/error.hpp"
+#include "trainers/checkpoint.hpp"
+#include "trainers/config.hpp"
+#include "trainers/trainer.hpp"
+#include "trainers/transfer.hpp"
+
+namespace onnxforge::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path temp_dir(const std::string& name) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("onnxforge_trainer_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+#define EXPECT_ERROR(statement, ...)                                                   \
+  do {                                                                                 \
+    try {                                                                              \
+      statement;                                                                       \
+      ADD_FAILURE() << "no error from: " #statement;                                   \
+    } catch (const std::exception& e) {                                                \
+      const std::string message = e.what();                                            \
+      EXPECT_EQ(message.find('\n'), std::string::npos) << "not one line: " << message; \
+      for (const char* fragment : {__VA_ARGS__}) {                                     \
+        EXPECT_NE(message.find(fragment), std::string::npos)                           \
+            << "message '" << message << "' lacks '" << fragment << "'";               \
+      }                                                                                \
+    }                                                                                  \
+  } while (0)
+
+// ---- optimizers against their closed forms ------------------------------------------------------
+
+TEST(Optimizers, SgdMomentumAndNesterovClosedForm) {
+  // Two steps with gradient g each: v1 = -lr g, w1 = w0 - lr g; v2 = m v1 - lr g.
+  const double lr = 0.1, m = 0.9, g = 2.0, w0 = 1.0;
+  std::vector<double> w{w0}, grad{g}, velocity{0.0};
+  OptimizerSpec spec{.kind = OptimizerSpec::Kind::sgd, .learning_rate = lr, .momentum = m};
+  for (int step = 1; step <= 2; ++step) {
+    apply_optimizer<double>(spec, step, 1.0, w, grad, velocity, {});
+  }
+  EXPECT_DOUBLE_EQ(w[0], w0 - lr * g + (m * (-lr * g) - lr * g));
+  std::vector<double> wn{w0}, vn{0.0};
+  spec.nesterov = true;
+  for (int step = 1; step <= 2; ++step) apply_optimizer<double>(spec, step, 1.0, wn, grad, vn, {});
+  // Nesterov: w += m v_t - lr g.
+  const double v1 = -lr * g, v2 = m * v1 - lr * g;
+  EXPECT_DOUBLE_EQ(wn[0], w0 + (m * v1 - lr * g) + (m * v2 - lr * g));
+}
+
+TEST(Optimizers, AdamFirstStepsClosedForm) {
+  const double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-7;
+  std::vector<double> w{0.5, -0.25}, g1{0.3, -2.0}, g2{-0.1, 1.0}, m{0, 0}, v{0, 0};
+  OptimizerSpec spec{.kind = OptimizerSpec::Kind::adam, .learning_rate = lr, .epsilon = eps};
+  apply_optimizer<double>(spec, 1, 1.0, w, g1, m, v);
+  // Step 1: m_hat = g, v_hat = g^2 -> w -= lr * g / (|g| + eps).
+  EXPECT_DOUBLE_EQ(w[0], 0.5 - lr * 0.3 / (0.3 + eps));
+  EXPECT_DOUBLE_EQ(w[1], -0.25 + lr * 2.0 / (2.0 + eps));
+  const double w_before = w[0];
+  apply_optimizer<double>(spec, 2, 1.0, w, g2, m, v);
+  const double m2 = b1 * (1 - b1) * 0.3 + (1 - b1) * -0.1;
+  const double v2 = b2 * (1 - b2) * 0.09 + (1 - b2) * 0.01;
+  const double expected =
+      w_before - lr * (m2 / (1 - b1 * b1)) / (std::sqrt(v2 / (1 - b2 * b2)) + eps);
+  EXPECT_NEAR(w[0], expected, 1e-15);
+}
+
+TEST(Optimizers, AdamWDecouplesWeightDecayAndSgdAddsL2) {
+  std::vector<double> w{2.0}, g{0.0}, m{0}, v{0};
+  OptimizerSpec adamw{
+      .kind = OptimizerSpec::Kind::adamw, .learning_rate = 0.1, .weight_decay = 0.01};
+  apply_optimizer<double>(adamw, 1, 1.0, w, g, m, v);
+  EXPECT_DOUBLE_EQ(w[0], 2.0 - 0.1 * 0.01 * 2.0);  // zero gradient: only the decay
+  std::vector<double> ws{2.0}, vs{0};
+  OptimizerSpec sgd{.kind = OptimizerSpec::Kind::sgd, .learning_rate = 0.1, .weight_decay = 0.01};
+  apply_optimizer<double>(sgd, 1, 0.5, ws, g, vs, {});
+  EXPECT_DOUBLE_EQ(ws[0], 2.0 - 0.1 * (0.01 * 2.0));
+  std::vector<double> wc{1.0}, gc{4.0}, vc{0};
+  apply_optimizer<double>(OptimizerSpec{.learning_rate = 0.1}, 1, 0.25, wc, gc, vc, {});
+  EXPECT_DOUBLE_EQ(wc[0], 1.0 - 0.1 * 1.0);  // gradient scaled by 0.25 (clipping)
+}
+
+// ---- the loop on tiny data ----------------------------------------------------------------------
+
+// 8x8 RGB images: class 1 ("Male") is brighter on the left half, class 0 on the right.
+data::ImageCache tiny_images(int count, std::uint64_t seed) {
+  data::ImageCache cache;
+  cache.height = 8;
+  cache.width = 8;
+  cache.classes = {"Female", "Male"};
+  Random rng(seed);
+  for (int i = 0; i < count; ++i) {
+    const int label = i % 2;
+    for (int y = 0; y < 8; ++y) {
+      for (int x = 0; x < 8; ++x) {
+        const bool bright = (x < 4) == (label == 1);
+        for (int c = 0; c < 3; ++c) {
+          cache.pixels.push_back(
+              static_cast<std::uint8_t>((bright ? 150 : 60) + 60 * rng.uniform()));
+        }
+      }
+    }
+    cache.labels.push_back(label);
+    cache.paths.push_back("img" + std::to_string(i) + ".png");
+  }
+  return cache;
+}
+
+Graph tiny_model(std::uint64_t seed, bool with_dropout = false) {
+  Builder b("tiny", seed);
+  auto x = b.input("image", {kDynamic, 3, 8, 8});
+  x = b.relu(b.conv2d(x, {.filters = 4, .kernel = {3, 3}}));
+  x = b.max_pool(x, {.kernel = {2, 2}});
+  x = b.flatten(x);
+  if (with_dropout) x = b.dropout(x, 0.2);
+  x = b.sigmoid(b.dense(x, 1));
+  b.output(x);
+  return b.build();
+}
+
+TrainConfig tiny_config(int epochs) {
+  TrainConfig c = parse_config(R"(
+name = "tiny"
+[model]
+input = [3, 8, 8]
+[data]
+train = "in-memory"
+val = "in-memory"
+[train]
+epochs = 1
+batch_size = 8
+backend = "reference"
+[optimizer]
+name = "adam"
+lr = 0.01
+)",
+                               "tiny.toml");
+  c.train.epochs = epochs;
+  return c;
+}
+
+TrainData tiny_data() { return {tiny_images(32, 1), tiny_images(16, 2), std::nullopt}; }
+
+TrainOptions quiet(const fs::path& dir) {
+  TrainOptions o;
+  o.run_dir = dir;
+  o.final_evaluation = false;
+  o.print = [](const std::string&) {};
+  return o;
+}
+
+TEST(TrainLoop, TinyModelOverfitsTinyDataset) {
+  const auto dir = temp_dir("overfit");
+  const auto result = train_model(tiny_config(25), tiny_model(3), tiny_data(), quiet(dir));
+  ASSERT_EQ(result.history.size(), 25u);
+  EXPECT_EQ(result.history.back().train_accuracy, 1.0);
+  EXPECT_EQ(result.history.back().val_accuracy, 1.0);
+  EXPECT_LT(result.history.back().train_loss, result.history.front().train_loss / 4);
+  EXPECT_TRUE(fs::exists(dir / "history.csv"));
+  EXPECT_TRUE(fs::exists(dir / "config.toml"));
+  EXPECT_TRUE(fs::exists(dir / "checkpoints" / "best.ckpt"));
+  // The resolved config reads back to the same config.
+  const TrainConfig again = load_config(dir / "config.toml");
+  EXPECT_EQ(to_toml(again), to_toml(tiny_config(25)));
+  fs::remove_all(dir);
+}
+
+TEST(TrainLoop, ResumeEndsAtTheWeightsOfAnUninterruptedRun) {
+  const auto straight = temp_dir("straight");
+  const auto split = temp_dir("split");
+  TrainConfig config = tiny_config(4);
+  config.optimizer.name = "sgd";
+  config.optimizer.momentum = 0.9;
+  config.augment.flip = 0.5;
+  config.augment.brightness = 0.2;
+  const Graph model = tiny_model(5, /*with_dropout=*/true);
+  const auto a = train_model(config, model, tiny_data(), quiet(straight));
+
+  TrainConfig first_half = config;
+  first_half.train.epochs = 2;
+  train_model(first_half, model, tiny_data(), quiet(split));
+  TrainOptions resume = quiet(split);
+  resume.resume = true;
+  const auto b = train_model(config, model, tiny_data(), resume);
+
+  ASSERT_EQ(b.history.size(), 4u);
+  for (const auto& init : a.training_graph.graph.initializers) {
+    const Tensor wa = a.program->parameter(init.name);
+    const Tensor wb = b.program->parameter(init.name);
+    for (std::int64_t i = 0; i < wa.size(); ++i) {
+      EXPECT_NEAR(wa.value(i), wb.value(i), 1e-6 * std::max(1.0, std::abs(wa.value(i))))
+          << init.name << "[" << i << "]";
+    }
+  }
+  // The reference backend keeps double weights in memory but checkpoints f32: equal to 1e-6.
+  EXPECT_NEAR(a.history.back().train_loss, b.history.back().train_loss, 1e-6);
+  fs::remove_all(straight);
+  fs::remove_all(split);
+}
+
+TEST(TrainLoop, EarlyStoppingRestoresTheBestWeights) {
+  const auto dir = temp_dir("early");
+  TrainConfig config = tiny_config(30);
+  config.optimizer.lr = 0.05;
+  config.early_stopping.patience = 2;
+  config.early_stopping.min_delta = 10.0;  // nothing counts as an improvement after epoch 1
+  const auto result = train_model(config, tiny_model(3), tiny_data(), quiet(dir));
+  EXPECT_TRUE(result.stopped_early);
+  EXPECT_EQ(result.history.size(), 3u);
+  const Checkpoint best = load_checkpoint(dir / "checkpoints" / "best.ckpt");
+  for (const auto& [name, value] : best.parameters) {
+    EXPECT_EQ(result.program->parameter(name), value) << name;
+  }
+  fs::remove_all(dir);
+}
+
+TEST(TrainLoop, NanLossStopsWithEpochAndStepAndKeepsTheLastCheckpoint) {
+  const auto dir = temp_dir("nan");
+  TrainConfig config = tiny_config(1);
+  train_model(config, tiny_model(3), tiny_data(), quiet(dir));
+  const auto before = load_checkpoint(dir / "checkpoints" / "last.ckpt");
+  config.train.epochs = 3;
+  config.optimizer.name = "sgd";
+  config.optimizer.lr = 1e30;  // the weights overflow within a step or two
+  TrainOptions resume = quiet(dir);
+  resume.resume = true;
+  EXPECT_ERROR(train_model(config, tiny_model(3), tiny_data(), resume), "loss is", "epoch 2",
+               "step", "last.ckpt");
+  const auto after = load_checkpoint(dir / "checkpoints" / "last.ckpt");
+  EXPECT_EQ(after.state.at("next_epoch"), 1);
+  EXPECT_EQ(after.parameters.at("dense/kernel"), before.parameters.at("dense/kernel"));
+  fs::remove_all(dir);
+}
+
+// ---- transfer learning --------------------------------------------------------------------------
+
+Graph tiny_backbone() {
+  Builder b("backbone", 9);
+  auto x = b.input("data", {kDynamic, 3, 16, 16});
+  x = b.relu(b.conv2d(x, {.filters = 4, .kernel = {3, 3}, .name = "conv1"}));
+  x = b.max_pool(x, {.kernel = {2, 2}, .name = "pool1"});
+  x = b.relu(b.conv2d(x, {.filters = 2, .kernel = {1, 1}, .name = "conv2"}));
+  x = b.sigmoid(b.dense(b.flatten(x), 1, {.name = "top"}));
+  b.output(x);
+  return b.build();
+}
+
+TEST(Transfer, CutFreezeAttachHeadCachedEqualsUncachedAndFrozenStayIdentical) {
+  TrainConfig config = tiny_config(1);
+  config.transfer.backbone = "tiny";
+  config.transfer.cut_at = "pool1";
+  config.transfer.head_units = {6};
+  config.transfer.head_dropout = 0.25;
+  const Graph backbone = prepare_backbone(tiny_backbone(), "pool1", {3, 8, 8});
+  EXPECT_EQ(backbone.value(backbone.outputs.at(0)).shape, (Shape{kDynamic, 4, 3, 3}));
+  EXPECT_EQ(backbone.find_initializer("conv2/kernel"), nullptr);  // cut away
+  for (const auto& init : backbone.initializers) EXPECT_FALSE(init.trainable) << init.name;
+
+  const auto cached_dir = temp_dir("cached");
+  const auto uncached_dir = temp_dir("uncached");
+  const auto cached = train_transfer(config, backbone, tiny_data(), quiet(cached_dir));
+  config.transfer.cache_features = false;
+  const auto uncached = train_transfer(config, backbone, tiny_data(), quiet(uncached_dir));
+  EXPECT_TRUE(cached.cached);
+  EXPECT_FALSE(uncached.cached);
+
+  for (const auto& init : cached.model.initializers) {
+    const Initializer* other = uncached.model.find_initializer(init.name);
+    ASSERT_NE(other, nullptr) << init.name;
+    if (backbone.find_initializer(init.name)) {
+      // Frozen: byte-identical to the backbone's, on both paths.
+      EXPECT_EQ(init.value, backbone.find_initializer(init.name)->value) << init.name;
+      EXPECT_EQ(other->value, init.value) << init.name;
+      continue;
+    }
+    for (std::int64_t i = 0; i < init.value.size(); ++i) {
+      EXPECT_NEAR(init.value.value(i), other->value.value(i), 1e-5) << init.name << "[" << i << "]";
+    }
+  }
+  // The trained head differs from its initialisation.
+  const Graph head = make_head({4, 3, 3}, config.transfer, config.train.seed);
+  EXPECT_NE(head.find_initializer("head_dense/kernel")->value,
+            cached.model.find_initializer("head_dense/kernel")->value);
+  fs::remove_all(cached_dir);
+  fs::remove_all(uncached_dir);
+}
+
+TEST(Transfer, FeatureCacheSpillsToDiskBeyondItsLimit) {
+  const auto dir = temp_dir("spill");
+  FeatureCache memory({2, 3}, 5, 1 << 20, dir);
+  EXPECT_FALSE(memory.spilled());
+  FeatureCache disk({2, 3}, 5, 16, dir);
+  EXPECT_TRUE(disk.spilled());
+  for (std::size_t i = 0; i < 5; ++i) disk.sample(i)[5] = static_cast<float>(i);
+  EXPECT_EQ(disk.sample(4)[5], 4.0f);
+  EXPECT_TRUE(fs::is_empty(dir));  // the mapped file is unlinked: nothing is left behind
+  fs::remove_all(dir);
+}
+
+TEST(Transfer, BadCutOrSizeNamesTheNode) {
+  EXPECT_ERROR(prepare_backbone(tiny_backbone(), "no_such_node", {3, 8, 8}), "no_such_node");
+  EXPECT_ERROR(prepare_backbone(tiny_backbone(), "pool1", {3, 2, 2}), "pool1");
+}
+
+// ---- checkpoints --------------------------------------------------------------------------------
+
+Checkpoint big_checkpoint(float fill) {
+  Checkpoint c;
+  Tensor t(DType::f32, {4, 1 << 20});  // 16 MiB: long enough to be killed mid-write
+  for (auto& v : t.data<float>()) v = fill;
+  c.parameters["w"] = t;
+  c.state = {{"fill", fill}};
+  return c;
+}
+
+TEST(Checkpoints, KillDuringSaveLeavesThePreviousCheckpointLoadable) {
+  const auto dir = temp_dir("kill");
+  const fs::path path = dir / "last.ckpt";
+  save_checkpoint(path, big_checkpoint(1.0f));
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      for (int i = 0;; ++i) save_checkpoint(path, big_checkpoint(static_cast<float>(2 + i % 7)));
+    }
+    ::usleep(static_cast<useconds_t>(20'000 + 37'000 * attempt));
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    const Checkpoint c = load_checkpoint(path);  // throws if torn
+    const float fill = c.parameters.at("w").data<float>()[0];
+    EXPECT_EQ(c.parameters.at("w").data<float>()[(4 << 20) - 1], fill);
+    EXPECT_EQ(c.state.at("fill").get<float>(), fill);
+  }
+  fs::remove_all(dir);
+}
+
+TEST(Checkpoints, CorruptedOrTruncatedFilesAreRefused) {
+  const auto dir = temp_dir("corrupt");
+  const fs::path path = dir / "c.ckpt";
+  Checkpoint c;
+  c.parameters["w"] = Tensor::from<float>({3}, {1, 2, 3});
+  save_checkpoint(path, c);
+  EXPECT_EQ(load_checkpoint(path).parameters.at("w"), c.parameters.at("w"));
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-12, std::ios::end);
+    f.put('\x7f');
+  }
+  EXPECT_ERROR(load_checkpoint(path), "c.ckpt", "corrupted");
+  fs::resize_file(path, 10);
+  EXPECT_ERROR(load_checkpoint(path), "c.ckpt", "not an onnxforge checkpoint");
+  EXPECT_ERROR(load_checkpoint(dir / "missing.ckpt"), "missing.ckpt", "not found");
+  fs::remove_all(dir);
+}
+
+// ---- configs ------------------------------------------------------------------------------------
+
+TEST(Configs, ErrorsAreOneLineNamingTheKeyOrPath) {
+  const std::string base = "[data]\ntrain = \"t\"\nval = \"v\"\n";
+  EXPECT_ERROR(parse_config(base + "[train]\nepochz = 3\n", "x.toml"), "x.toml",
+               "unknown key 'train.epochz'");
+  EXPECT_ERROR(parse_config(base + "[train]\nepochs = \"ten\"\n", "x.toml"), "'train.epochs'",
+               "an integer");
+  EXPECT_ERROR(parse_config(base + "[optimizer]\nname = \"adagrad\"\n", "x.toml"),
+               "'optimizer.name'", "adagrad");
+  EXPECT_ERROR(parse_config("[data]\nval = \"v\"\n", "x.toml"), "'data.train' is required");
+  EXPECT_ERROR(parse_config(base + "[train\n", "x.toml"), "x.toml:4");
+  EXPECT_ERROR(parse_config(base, "x.toml", {"train.batch_size=big"}), "'train.batch_size'");
+  EXPECT_ERROR(parse_config(base, "x.toml", {"nonsense"}), "--set 'nonsense'");
+  EXPECT_ERROR(load_config("/nonexistent/config.toml"), "/nonexistent/config.toml", "not found");
+
+  const TrainConfig c = parse_config(
+      base, "x.toml",
+      {"train.epochs=3", "optimizer.lr=0.5", "train.backend=reference", "augment.flip=0.5"});
+  EXPECT_EQ(c.train.epochs, 3);
+  EXPECT_EQ(c.optimizer.lr, 0.5);
+  EXPECT_EQ(c.train.backend, "reference");
+  EXPECT_EQ(c.augment.flip, 0.5);
+
+  TrainConfig missing = c;
+  missing.data.train = "/nonexistent/train";
+  EXPECT_ERROR(load_data(missing, {}), "/nonexistent/train");
+}
+
+TEST(Configs, ShippedConfigsParse) {
+  for (const char* name : {"baseline.toml", "improved.toml"}) {
+    const fs::path path = fs::path(ONNXFORGE_SOURCE_DIR) / "configs" / name;
+    if (!fs::exists(path)) continue;
+    EXPECT_NO_THROW(load_config(path)) << name;
+  }
+}
+
+TEST(Schedules, StepCosineAndConstant) {
+  TrainConfig c = tiny_config(10);
+  c.optimizer.lr = 1.0;
+  EXPECT_EQ(scheduled_lr(c, 7), 1.0);
+  c.schedule.name = "step";
+  c.schedule.step_size = 3;
+  c.schedule.gamma = 0.5;
+  EXPECT_DOUBLE_EQ(scheduled_lr(c, 2), 1.0);
+  EXPECT_DOUBLE_EQ(scheduled_lr(c, 3), 0.5);
+  EXPECT_DOUBLE_EQ(scheduled_lr(c, 7), 0.25);
+  c.schedule.name = "cosine";
+  c.schedule.min_lr = 0.1;
+  EXPECT_DOUBLE_EQ(scheduled_lr(c, 0), 1.0);
+  EXPECT_NEAR(scheduled_lr(c, 5), 0.55, 1e-12);
+}
+
+}  // namespace
+}  // namespace onnxforge::train

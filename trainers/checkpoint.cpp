@@ -1,0 +1,114 @@
+#include "trainers/checkpoint.hpp"
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "eval/io.hpp"
+#include "graph/error.hpp"
+
+namespace onnxforge::train {
+
+namespace {
+
+constexpr char kMagic[8] = {'O', 'F', 'C', 'K', 'P', 'T', '0', '1'};
+constexpr std::uint64_t kMaxHeader = 64ull << 20;
+
+std::uint64_t fnv1a(const char* data, std::size_t size) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (std::size_t i = 0; i < size; ++i) {
+    h ^= static_cast<unsigned char>(data[i]);
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+void put_u64(std::string& out, std::uint64_t v) {
+  char bytes[8];
+  std::memcpy(bytes, &v, 8);
+  out.append(bytes, 8);
+}
+
+std::uint64_t get_u64(const std::string& in, std::size_t at) {
+  std::uint64_t v;
+  std::memcpy(&v, in.data() + at, 8);
+  return v;
+}
+
+}  // namespace
+
+void save_checkpoint(const std::filesystem::path& path, const Checkpoint& checkpoint) {
+  nlohmann::json header;
+  header["format"] = "onnxforge checkpoint";
+  header["version"] = 1;
+  header["state"] = checkpoint.state;
+  header["tensors"] = nlohmann::json::array();
+  std::string blob;
+  for (const auto* group : {&checkpoint.parameters, &checkpoint.optimizer}) {
+    for (const auto& [name, tensor] : *group) {
+      header["tensors"].push_back(
+          {{"group", group == &checkpoint.parameters ? "parameters" : "optimizer"},
+           {"name", name},
+           {"dtype", std::string(to_string(tensor.dtype()))},
+           {"shape", tensor.shape()},
+           {"offset", blob.size()},
+           {"bytes", tensor.byte_size()}});
+      blob.append(reinterpret_cast<const char*>(tensor.raw()), tensor.byte_size());
+    }
+  }
+  const std::string json = header.dump();
+  std::string file(kMagic, 8);
+  put_u64(file, json.size());
+  file += json;
+  file += blob;
+  put_u64(file, fnv1a(file.data(), file.size()));
+  eval::write_file_atomic(path, file);
+}
+
+Checkpoint load_checkpoint(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: checkpoint not found or unreadable", path.string());
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  const std::string file = buffer.str();
+  const std::string where = path.string();
+  if (file.size() < 24 || std::memcmp(file.data(), kMagic, 8) != 0) {
+    fail("{}: not an onnxforge checkpoint (bad magic or too short)", where);
+  }
+  if (get_u64(file, file.size() - 8) != fnv1a(file.data(), file.size() - 8)) {
+    fail("{}: checkpoint is corrupted or truncated (checksum mismatch); use an earlier one", where);
+  }
+  const std::uint64_t header_size = get_u64(file, 8);
+  if (header_size > kMaxHeader || 16 + header_size > file.size() - 8) {
+    fail("{}: checkpoint header size {} is invalid", where, header_size);
+  }
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(file.substr(16, header_size));
+  } catch (const std::exception& e) {
+    fail("{}: checkpoint header is not valid JSON: {}", where, e.what());
+  }
+  Checkpoint checkpoint;
+  const std::size_t blob_begin = 16 + header_size;
+  const std::size_t blob_size = file.size() - 8 - blob_begin;
+  try {
+    checkpoint.state = header.at("state");
+    for (const auto& t : header.at("tensors")) {
+      const auto offset = t.at("offset").get<std::uint64_t>();
+      const auto bytes = t.at("bytes").get<std::uint64_t>();
+      Tensor tensor(parse_dtype(t.at("dtype").get<std::string>()), t.at("shape").get<Shape>());
+      if (bytes != tensor.byte_size() || offset > blob_size || bytes > blob_size - offset) {
+        fail("{}: tensor '{}' has an inconsistent size or offset", where,
+             t.at("name").get<std::string>());
+      }
+      std::memcpy(tensor.raw(), file.data() + blob_begin + offset, bytes);
+      auto& group = t.at("group") == "parameters" ? checkpoint.parameters : checkpoint.optimizer;
+      group[t.at("name").get<std::string>()] = std::move(tensor);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: checkpoint header is malformed: {}", where, e.what());
+  }
+  return checkpoint;
+}
+
+}  // namespace onnxforge::train

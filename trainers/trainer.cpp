@@ -1,0 +1,491 @@
+#include "trainers/trainer.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <numbers>
+
+#include "eval/evaluate.hpp"
+#include "eval/report.hpp"
+#include "graph/error.hpp"
+#include "graph/models.hpp"
+#include "graph/summary.hpp"
+#include "trainers/checkpoint.hpp"
+
+namespace onnxforge::train {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+double stable_bce(double logit, double label) {
+  return std::max(logit, 0.0) - logit * label + std::log1p(std::exp(-std::abs(logit)));
+}
+
+data::Augment augment_of(const AugmentConfig& a) {
+  data::Augment out;
+  out.flip_probability = a.flip;
+  out.rotation_degrees = a.rotation;
+  out.shift_fraction = a.shift;
+  out.zoom = a.zoom;
+  out.brightness = a.brightness;
+  out.contrast = a.contrast;
+  return out;
+}
+
+OptimizerSpec optimizer_of(const OptimizerConfig& o, double lr) {
+  OptimizerSpec spec;
+  spec.kind = o.name == "sgd"    ? OptimizerSpec::Kind::sgd
+              : o.name == "adam" ? OptimizerSpec::Kind::adam
+                                 : OptimizerSpec::Kind::adamw;
+  spec.learning_rate = lr;
+  spec.momentum = o.momentum;
+  spec.nesterov = o.nesterov;
+  spec.beta1 = o.beta1;
+  spec.beta2 = o.beta2;
+  spec.epsilon = o.epsilon;
+  spec.weight_decay = o.weight_decay;
+  return spec;
+}
+
+double metric_of(const eval::EpochRecord& r, const std::string& name) {
+  if (name == "val_loss") return r.val_loss;
+  if (name == "val_accuracy") return r.val_accuracy;
+  if (name == "loss") return r.train_loss;
+  return r.train_accuracy;
+}
+
+bool improves(const std::string& metric, double value, double best, double min_delta) {
+  return higher_is_better(metric) ? value > best + min_delta : value < best - min_delta;
+}
+
+nlohmann::json history_json(const std::vector<eval::EpochRecord>& history) {
+  auto rows = nlohmann::json::array();
+  for (const auto& r : history) {
+    rows.push_back({r.epoch, r.train_loss, r.train_accuracy, r.val_loss, r.val_accuracy, r.lr,
+                    r.seconds, r.images_per_second});
+  }
+  return rows;
+}
+
+std::vector<eval::EpochRecord> history_from_json(const nlohmann::json& rows) {
+  std::vector<eval::EpochRecord> history;
+  for (const auto& row : rows) {
+    history.push_back({row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7]});
+  }
+  return history;
+}
+
+void write_history(const fs::path& path, const std::vector<eval::EpochRecord>& history) {
+  std::string text = eval::history_header();
+  for (const auto& r : history) text += eval::history_row(r);
+  eval::write_file_atomic(path, text);
+}
+
+// Keras-like progress: "Epoch 3/10  120/348 [=====>......] - ETA 12s - loss 0.4123 - ...".
+std::string progress_line(int epoch, int epochs, std::size_t step, std::size_t steps,
+                          double elapsed, double loss, double accuracy, double images_per_second) {
+  constexpr int width = 24;
+  const auto done = steps ? static_cast<int>(width * step / steps) : width;
+  std::string bar(static_cast<std::size_t>(done), '=');
+  if (done < width) bar += '>' + std::string(static_cast<std::size_t>(width - done - 1), '.');
+  const double eta =
+      step ? elapsed / static_cast<double>(step) * static_cast<double>(steps - step) : 0.0;
+  return fmt::format(
+      "Epoch {}/{}  {}/{} [{}] - {} {:.0f}s - loss {:.4f} - accuracy {:.4f} - "
+      "{:.1f} img/s",
+      epoch, epochs, step, steps, bar, step < steps ? "ETA" : "took", step < steps ? eta : elapsed,
+      loss, accuracy, images_per_second);
+}
+
+}  // namespace
+
+TrainData load_data(const TrainConfig& config, const data::WarningSink& warn) {
+  data::ScanOptions scan;
+  scan.classes = config.data.classes;
+  if (!config.data.label_map.empty()) scan.label_map = data::parse_label_map(config.data.label_map);
+  data::LoadOptions load;
+  load.height = static_cast<int>(config.model.input[1]);
+  load.width = static_cast<int>(config.model.input[2]);
+  load.warn = warn;
+
+  TrainData out;
+  auto train_folder = data::scan_image_folder(config.data.train, scan);
+  scan.classes = train_folder.classes;  // every split uses the training labels
+  data::ImageFolder val_folder;
+  if (config.data.val.empty()) {
+    auto split =
+        data::split_validation(train_folder, config.data.validation_split, config.train.seed);
+    train_folder = std::move(split.train);
+    val_folder = std::move(split.validation);
+  } else {
+    val_folder = data::scan_image_folder(config.data.val, scan);
+  }
+  out.train = data::load_images(train_folder, load);
+  out.val = data::load_images(val_folder, load);
+  if (!config.data.test.empty()) {
+    out.test = data::load_images(data::scan_image_folder(config.data.test, scan), load);
+  }
+  return out;
+}
+
+Graph build_configured_model(const TrainConfig& config) {
+  ModelOptions options;
+  options.input = config.model.input;
+  options.seed = config.train.seed;
+  return build_model(config.model.name, options);
+}
+
+TrainingGraph make_training_graph(const Graph& model, int batch,
+                                  const std::vector<double>& class_weights) {
+  TrainingGraph tg;
+  if (model.inputs.size() != 1 || model.outputs.size() != 1) {
+    fail("model '{}' must have one image input and one output to train", model.name);
+  }
+  tg.graph = with_batch(model, batch);
+  tg.image = model.inputs[0].name;
+  tg.probability = model.outputs[0];
+  const Node* head = tg.graph.producer(tg.probability);
+  if (!head || head->op != "Sigmoid" ||
+      element_count(tg.graph.value(tg.probability).shape) != static_cast<std::int64_t>(batch)) {
+    fail(
+        "model '{}' must end in a Dense 1 + Sigmoid (binary classification) to train with "
+        "binary cross-entropy; its output '{}' is {}",
+        model.name, tg.probability, head ? head->op : "an input");
+  }
+  tg.logits = head->inputs.at(0);
+  const auto& logits_info = tg.graph.value(tg.logits);
+  tg.graph.inputs.push_back({tg.labels, logits_info.dtype, logits_info.shape});
+  Node loss{tg.loss, "BinaryCrossEntropyWithLogits", {tg.logits, tg.labels}, {tg.loss}, {}};
+  if (!class_weights.empty()) {
+    loss.attributes["weight_negative"] = class_weights.at(0);
+    loss.attributes["weight_positive"] = class_weights.at(1);
+  }
+  tg.graph.nodes.push_back(loss);
+  tg.graph.validate();
+  return tg;
+}
+
+namespace {
+
+data::BatchOptions batch_options(const TrainConfig& config, data::Mode mode) {
+  data::BatchOptions options;
+  options.batch_size = config.train.batch_size;
+  options.mode = mode;
+  options.drop_last = true;  // training: the Program has a fixed batch; the order changes
+  options.seed = config.train.seed;
+  options.preprocess = data::Preprocess::named(config.data.preprocess);
+  options.threads = config.data.loader_threads;
+  if (mode == data::Mode::train) options.augment = augment_of(config.augment);
+  return options;
+}
+
+}  // namespace
+
+std::unique_ptr<BatchSource> images_in_order(const TrainConfig& config,
+                                             const data::ImageCache& images) {
+  return image_batches(images, batch_options(config, data::Mode::evaluate));
+}
+
+TrainSources image_sources(const TrainConfig& config, const TrainData& data) {
+  TrainSources sources;
+  sources.train = image_batches(data.train, batch_options(config, data::Mode::train));
+  sources.val = images_in_order(config, data.val);
+  if (data.test) sources.test = images_in_order(config, *data.test);
+  sources.classes = data.train.classes;
+  return sources;
+}
+
+Scores score_dataset(Program& program, const TrainingGraph& tg, BatchSource& source,
+                     double threshold) {
+  Tensor inputs(DType::f32, tg.graph.value(tg.image).shape);
+  Tensor labels(DType::f32, tg.graph.value(tg.labels).shape);
+  Scores scores;
+  scores.probability.reserve(source.size());
+  source.start_epoch(0);
+  double loss_sum = 0;
+  std::size_t correct = 0;
+  for (int n; (n = source.next(inputs, labels)) > 0;) {
+    program.set_input(tg.image, inputs);
+    program.forward(Mode::inference);
+    const Tensor probability = program.fetch(tg.probability);
+    const Tensor logits = program.fetch(tg.logits);
+    for (int i = 0; i < n; ++i) {
+      const double p = probability.value(i);
+      const double label = labels.value(i);
+      scores.probability.push_back(p);
+      loss_sum += stable_bce(logits.value(i), label);
+      correct += (p >= threshold) == (label >= 0.5);
+    }
+  }
+  const auto count = static_cast<double>(std::max<std::size_t>(1, scores.probability.size()));
+  scores.loss = loss_sum / count;
+  scores.accuracy = static_cast<double>(correct) / count;
+  return scores;
+}
+
+double scheduled_lr(const TrainConfig& config, int epoch) {
+  const auto& s = config.schedule;
+  const double lr = config.optimizer.lr;
+  if (s.name == "step") return lr * std::pow(s.gamma, epoch / std::max(1, s.step_size));
+  if (s.name == "cosine") {
+    const double progress = static_cast<double>(epoch) / std::max(1, config.train.epochs);
+    return s.min_lr + (lr - s.min_lr) * 0.5 * (1.0 + std::cos(std::numbers::pi * progress));
+  }
+  return lr;
+}
+
+TrainResult train_model(const TrainConfig& config, const Graph& model, const TrainData& data,
+                        const TrainOptions& options) {
+  TrainSources sources = image_sources(config, data);
+  return train_model(config, model, sources, options);
+}
+
+TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSources& sources,
+                        const TrainOptions& options) {
+  const auto print = options.print ? options.print : [](const std::string& line) {
+    std::fputs((line + "\n").c_str(), stdout);
+    std::fflush(stdout);
+  };
+  const fs::path run = options.run_dir;
+  const fs::path last_path = run / "checkpoints" / "last.ckpt";
+  const fs::path best_path = run / "checkpoints" / "best.ckpt";
+  fs::create_directories(run / "checkpoints");
+  std::string log;
+  auto say = [&](const std::string& line) {
+    print(line);
+    log += line + "\n";
+  };
+
+  TrainResult result;
+  const int batch_size = config.train.batch_size;
+  if (sources.train->size() < static_cast<std::size_t>(batch_size)) {
+    fail("{}: {} training images are fewer than one batch of {}", config.data.train,
+         sources.train->size(), batch_size);
+  }
+  result.training_graph = make_training_graph(model, batch_size, config.train.class_weights);
+  const TrainingGraph& tg = result.training_graph;
+  CompileOptions compile;
+  compile.training = true;
+  compile.loss = tg.loss;
+  compile.keep = {tg.logits, tg.probability};
+  compile.threads = config.train.threads;
+  compile.seed = config.train.seed;
+  const auto backend = make_backend(config.train.backend);
+  std::string why;
+  if (!backend->available(&why)) fail("backend '{}' is not available: {}", backend->name(), why);
+  result.program = backend->compile(tg.graph, compile);
+  Program& program = *result.program;
+
+  // Trainer state, all of it in the checkpoint.
+  int start_epoch = 0;
+  double best = higher_is_better(config.checkpoint.monitor) ? -INFINITY : INFINITY;
+  double stop_best = higher_is_better(config.early_stopping.monitor) ? -INFINITY : INFINITY;
+  double plateau_best = higher_is_better(config.schedule.monitor) ? -INFINITY : INFINITY;
+  int stop_wait = 0, plateau_wait = 0;
+  double plateau_lr = config.optimizer.lr;
+  auto state_json = [&](int next_epoch) {
+    return nlohmann::json{{"next_epoch", next_epoch},
+                          {"best", best},
+                          {"best_epoch", result.best_epoch},
+                          {"stop_best", stop_best},
+                          {"stop_wait", stop_wait},
+                          {"plateau_best", plateau_best},
+                          {"plateau_wait", plateau_wait},
+                          {"plateau_lr", plateau_lr},
+                          {"history", history_json(result.history)}};
+  };
+  auto snapshot = [&](int next_epoch, bool with_optimizer) {
+    Checkpoint c;
+    for (const auto& init : tg.graph.initializers)
+      c.parameters[init.name] = program.parameter(init.name);
+    if (with_optimizer) c.optimizer = program.optimizer_state();
+    c.state = state_json(next_epoch);
+    return c;
+  };
+
+  if (options.resume) {
+    const Checkpoint c = load_checkpoint(last_path);
+    for (const auto& [name, value] : c.parameters) program.set_parameter(name, value);
+    program.set_optimizer_state(c.optimizer);
+    const auto& s = c.state;
+    // JSON has no infinity: a best value still at its initial +-inf was written as null.
+    auto number = [&](const char* key, double initial) {
+      return s.at(key).is_null() ? initial : s.at(key).get<double>();
+    };
+    start_epoch = s.at("next_epoch");
+    best = number("best", best);
+    result.best_epoch = s.at("best_epoch");
+    stop_best = number("stop_best", stop_best);
+    stop_wait = s.at("stop_wait");
+    plateau_best = number("plateau_best", plateau_best);
+    plateau_wait = s.at("plateau_wait");
+    plateau_lr = s.at("plateau_lr");
+    result.history = history_from_json(s.at("history"));
+    if (fs::exists(run / "train.log")) log = eval::read_file(run / "train.log");
+    say(fmt::format("Resuming {} at epoch {}/{} from {}", config.name, start_epoch + 1,
+                    config.train.epochs, last_path.string()));
+  } else {
+    eval::write_file_atomic(run / "config.toml", to_toml(config));
+    eval::write_file_atomic(run / "summary.txt",
+                            options.summary.empty() ? summary(model) : options.summary);
+  }
+
+  BatchSource& train_source = *sources.train;
+  const std::size_t steps = train_source.batches_per_epoch();
+
+  Tensor images(DType::f32, tg.graph.value(tg.image).shape);
+  Tensor labels(DType::f32, tg.graph.value(tg.labels).shape);
+  const auto run_start = Clock::now();
+  say(fmt::format("Training {} ({}) on {}: {} train / {} val images, batch {}, {} steps/epoch",
+                  config.name, model.name, backend->name(), train_source.size(),
+                  sources.val->size(), batch_size, steps));
+
+  for (int epoch = start_epoch; epoch < config.train.epochs; ++epoch) {
+    const double lr = config.schedule.name == "plateau" ? plateau_lr : scheduled_lr(config, epoch);
+    const OptimizerSpec spec = optimizer_of(config.optimizer, lr);
+    train_source.start_epoch(epoch);
+    const auto epoch_start = Clock::now();
+    double loss_sum = 0;
+    std::size_t correct = 0, seen = 0, step = 0;
+    for (int n; (n = train_source.next(images, labels)) > 0;) {
+      ++step;
+      program.set_input(tg.image, images);
+      program.set_input(tg.labels, labels);
+      program.forward(Mode::training);
+      const double loss = program.fetch(tg.loss).value(0);
+      if (!std::isfinite(loss)) {
+        fail("training stopped: the loss is {} at epoch {} step {}; the last good checkpoint is {}",
+             loss, epoch + 1, step,
+             fs::exists(last_path) ? last_path.string() : std::string("(none yet)"));
+      }
+      const Tensor probability = program.fetch(tg.probability);
+      for (int i = 0; i < n; ++i) {
+        correct += (probability.value(i) >= 0.5) == (labels.value(i) >= 0.5);
+      }
+      loss_sum += loss * n;
+      seen += static_cast<std::size_t>(n);
+      program.backward();
+      double scale = 1.0;
+      if (config.train.clip_norm > 0) {
+        const double norm = program.gradient_norm();
+        if (norm > config.train.clip_norm) scale = config.train.clip_norm / norm;
+      }
+      program.update(spec, scale);
+      if (options.interactive) {
+        const double elapsed = seconds_since(epoch_start);
+        std::fprintf(stdout, "\r%s",
+                     progress_line(epoch + 1, config.train.epochs, step, steps, elapsed,
+                                   loss_sum / static_cast<double>(seen),
+                                   static_cast<double>(correct) / static_cast<double>(seen),
+                                   static_cast<double>(seen) / elapsed)
+                         .c_str());
+        std::fflush(stdout);
+      }
+    }
+    const double train_seconds = seconds_since(epoch_start);
+    const Scores val = score_dataset(program, tg, *sources.val, config.train.threshold);
+    eval::EpochRecord record{static_cast<double>(epoch + 1),
+                             loss_sum / static_cast<double>(seen),
+                             static_cast<double>(correct) / static_cast<double>(seen),
+                             val.loss,
+                             val.accuracy,
+                             lr,
+                             seconds_since(epoch_start),
+                             static_cast<double>(seen) / train_seconds};
+    result.history.push_back(record);
+    if (options.interactive) std::fputs("\r\033[K", stdout);
+    say(progress_line(epoch + 1, config.train.epochs, steps, steps, train_seconds,
+                      record.train_loss, record.train_accuracy, record.images_per_second) +
+        fmt::format(" - val_loss {:.4f} - val_accuracy {:.4f} - lr {:.3g}", val.loss, val.accuracy,
+                    lr));
+    write_history(run / "history.csv", result.history);
+
+    // Callbacks: checkpoint of the best, plateau schedule, early stopping.
+    const double monitored = metric_of(record, config.checkpoint.monitor);
+    if (improves(config.checkpoint.monitor, monitored, best, 0.0)) {
+      best = monitored;
+      result.best_epoch = epoch + 1;
+      save_checkpoint(best_path, snapshot(epoch + 1, false));
+    }
+    if (config.schedule.name == "plateau") {
+      const double value = metric_of(record, config.schedule.monitor);
+      if (improves(config.schedule.monitor, value, plateau_best, 0.0)) {
+        plateau_best = value;
+        plateau_wait = 0;
+      } else if (++plateau_wait >= config.schedule.patience) {
+        plateau_lr = std::max(config.schedule.min_lr, plateau_lr * config.schedule.factor);
+        plateau_wait = 0;
+      }
+    }
+    bool stop = false;
+    if (config.early_stopping.patience > 0) {
+      const double value = metric_of(record, config.early_stopping.monitor);
+      if (improves(config.early_stopping.monitor, value, stop_best,
+                   config.early_stopping.min_delta)) {
+        stop_best = value;
+        stop_wait = 0;
+      } else if (++stop_wait >= config.early_stopping.patience) {
+        stop = epoch + 1 < config.train.epochs;
+      }
+    }
+    save_checkpoint(last_path, snapshot(epoch + 1, true));
+    eval::write_file_atomic(run / "train.log", log);
+    if (stop) {
+      result.stopped_early = true;
+      say(fmt::format("Early stopping at epoch {}: {} has not improved for {} epochs", epoch + 1,
+                      config.early_stopping.monitor, config.early_stopping.patience));
+      break;
+    }
+  }
+  result.best_value = best;
+  result.seconds = seconds_since(run_start);
+  if (result.stopped_early && config.early_stopping.restore_best && fs::exists(best_path)) {
+    const Checkpoint c = load_checkpoint(best_path);
+    for (const auto& [name, value] : c.parameters) program.set_parameter(name, value);
+    say(fmt::format("Restored the best weights (epoch {}, {} {:.4f})", result.best_epoch,
+                    config.checkpoint.monitor, best));
+  }
+
+  if (options.final_evaluation) {
+    eval::MetricsOptions metrics;
+    metrics.threshold = config.train.threshold;
+    metrics.class_names = {sources.classes.at(0), sources.classes.at(1)};
+    metrics.positive_label = config.train.positive_class == sources.classes.at(0) ? 0 : 1;
+    auto evaluate = [&](BatchSource& source, const std::string& split) {
+      const Scores s = score_dataset(program, tg, source, config.train.threshold);
+      std::vector<eval::Prediction> predictions;
+      for (std::size_t i = 0; i < source.size(); ++i) {
+        predictions.push_back({source.paths()[i].string(), source.labels()[i], s.probability[i]});
+      }
+      eval::SplitOptions split_options;
+      split_options.split_name = split;
+      split_options.model_name = config.name;
+      const auto out = eval::evaluate_split(predictions, metrics, run / split, split_options);
+      for (const auto& w : out.warnings) say("warning: " + split + ": " + w);
+      say(fmt::format(
+          "{:>4}: accuracy {:.4f}  AUC {}  ({} images)", split, out.metrics.accuracy.value_or(NAN),
+          out.metrics.auc ? fmt::format("{:.4f}", *out.metrics.auc) : "n/a", source.size()));
+    };
+    evaluate(*sources.val, "val");
+    if (sources.test) evaluate(*sources.test, "test");
+    eval::write_file_atomic(run / "train.log", log);
+    const std::vector<eval::RunRecord> runs{eval::load_run(run, metrics)};
+    const auto report = eval::write_report(runs, run);
+    for (const auto& w : report.warnings) say("warning: " + w);
+    say("Report: " + report.html.string());
+  }
+  eval::write_file_atomic(run / "train.log", log);
+  return result;
+}
+
+}  // namespace onnxforge::train

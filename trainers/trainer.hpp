@@ -1,0 +1,100 @@
+// The training loop: a model, its binary cross-entropy on logits, an optimizer and callbacks
+// (learning-rate schedule, checkpoint of the best, early stopping, progress), atomic checkpoints
+// and exact resume; at the end, validation and test evaluated with eval/ into the run folder:
+//
+//   RUN/config.toml        the resolved config          RUN/summary.txt   the model summary
+//   RUN/history.csv        one row per epoch            RUN/train.log     the progress lines
+//   RUN/checkpoints/last.ckpt, best.ckpt                RUN/val/, RUN/test/ metrics.json,
+//   RUN/plots/             loss, accuracy, ROC, confusion figures       predictions.csv
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backends/backend.hpp"
+#include "data/loader.hpp"
+#include "eval/io.hpp"
+#include "graph/graph.hpp"
+#include "trainers/batches.hpp"
+#include "trainers/config.hpp"
+
+namespace onnxforge::train {
+
+struct TrainData {
+  data::ImageCache train;
+  data::ImageCache val;
+  std::optional<data::ImageCache> test;
+};
+
+// Scans and decodes the configured folders (decode on all cores); bad files are skipped with one
+// warning line each. Throws Error naming the folder when a split cannot be used.
+TrainData load_data(const TrainConfig& config, const data::WarningSink& warn);
+
+// The configured built-in model at the configured input size, initialised from train.seed.
+Graph build_configured_model(const TrainConfig& config);
+
+// A model whose output is a sigmoid probability, given a fixed batch, a `labels` input and the
+// mean binary cross-entropy on the sigmoid's input (the logits), named `loss`.
+struct TrainingGraph {
+  Graph graph;
+  std::string image;  // the image input
+  std::string labels = "labels";
+  std::string logits;
+  std::string probability;  // the model output
+  std::string loss = "loss";
+};
+TrainingGraph make_training_graph(const Graph& model, int batch,
+                                  const std::vector<double>& class_weights = {});
+
+// The batches of each split: train (shuffled, maybe augmented), val and test (in order).
+struct TrainSources {
+  std::unique_ptr<BatchSource> train, val, test;  // test may be null
+  std::vector<std::string> classes;               // label i is classes[i]
+};
+TrainSources image_sources(const TrainConfig& config, const TrainData& data);
+// Every image of a cache in order, never augmented, with the configured preprocessing.
+std::unique_ptr<BatchSource> images_in_order(const TrainConfig& config,
+                                             const data::ImageCache& images);
+
+// Scores of a source in inference mode, in its order (the last partial batch padded).
+struct Scores {
+  std::vector<double> probability;
+  double loss = 0.0;      // mean binary cross-entropy
+  double accuracy = 0.0;  // at `threshold`
+};
+Scores score_dataset(Program& program, const TrainingGraph& tg, BatchSource& source,
+                     double threshold);
+
+struct TrainOptions {
+  std::filesystem::path run_dir;
+  bool resume = false;           // continue from run_dir/checkpoints/last.ckpt
+  bool final_evaluation = true;  // val/ and test/ metrics, plots and report.html at the end
+  std::function<void(const std::string&)> print;  // progress lines; default: stdout
+  bool interactive = false;                       // redraw one progress line per step (a terminal)
+  std::string summary;  // summary.txt; default: the summary of the trained model
+};
+
+struct TrainResult {
+  std::vector<eval::EpochRecord> history;
+  int best_epoch = 0;  // 1-based
+  double best_value = 0.0;
+  bool stopped_early = false;
+  double seconds = 0.0;
+  std::unique_ptr<Program> program;  // the trained program (best weights when restored)
+  TrainingGraph training_graph;
+};
+
+TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSources& sources,
+                        const TrainOptions& options);
+// The same on decoded images.
+TrainResult train_model(const TrainConfig& config, const Graph& model, const TrainData& data,
+                        const TrainOptions& options);
+
+// The learning rate of `epoch` (0-based) for the schedules without state (constant, step,
+// cosine); plateau starts at optimizer.lr and is reduced by the loop.
+double scheduled_lr(const TrainConfig& config, int epoch);
+
+}  // namespace onnxforge::train

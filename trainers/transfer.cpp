@@ -1,0 +1,202 @@
+#include "trainers/transfer.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+#include "graph/builder.hpp"
+#include "graph/error.hpp"
+#include "graph/passes.hpp"
+#include "graph/summary.hpp"
+
+namespace onnxforge::train {
+
+namespace fs = std::filesystem;
+
+Graph prepare_backbone(const Graph& backbone, const std::string& cut_at, const Shape& chw) {
+  if (backbone.inputs.size() != 1) {
+    fail("backbone '{}' must have one image input, it has {}", backbone.name,
+         backbone.inputs.size());
+  }
+  Graph g = cut_at.empty() ? backbone : onnxforge::cut_at(backbone, cut_at);
+  g = with_input_shape(std::move(g), g.inputs[0].name, {kDynamic, chw.at(0), chw.at(1), chw.at(2)});
+  for (auto& init : g.initializers) init.trainable = false;
+  return g;
+}
+
+Graph make_head(const Shape& feature_shape, const TransferConfig& transfer, std::uint64_t seed) {
+  Builder b("head", seed);
+  Shape input{kDynamic};
+  input.insert(input.end(), feature_shape.begin(), feature_shape.end());
+  auto x = b.input("features", input);
+  if (input.size() != 2) x = b.flatten(x, "head_flatten");
+  for (std::size_t i = 0; i < transfer.head_units.size(); ++i) {
+    // (fmt rather than string concatenation: GCC 12 warns falsely on the latter, -Wrestrict.)
+    const std::string suffix = i == 0 ? std::string() : fmt::format("_{}", i);
+    x = b.dense(x, transfer.head_units[i], {.name = fmt::format("head_dense{}", suffix)});
+    if (transfer.head_batch_norm) {
+      x = b.batch_norm(x, {.name = fmt::format("head_batch_norm{}", suffix)});
+    }
+    const std::string act = fmt::format("head_{}{}", transfer.head_activation, suffix);
+    if (transfer.head_activation == "relu") x = b.relu(x, act);
+    if (transfer.head_activation == "tanh") x = b.tanh(x, act);
+    if (transfer.head_activation == "sigmoid") x = b.sigmoid(x, act);
+    if (transfer.head_activation == "leaky_relu") x = b.leaky_relu(x, 0.3, act);
+    if (transfer.head_dropout > 0) {
+      x = b.dropout(x, transfer.head_dropout, fmt::format("head_dropout{}", suffix));
+    }
+  }
+  x = b.sigmoid(b.dense(x, 1, {.name = "head_output"}), "head_probability");
+  b.output(x);
+  return b.build();
+}
+
+Graph attach_head(const Graph& backbone, const Graph& head) {
+  if (backbone.outputs.size() != 1 || head.inputs.size() != 1) {
+    fail("attach_head: the backbone needs one output and the head one input");
+  }
+  const std::string features = backbone.outputs[0];
+  const std::string head_input = head.inputs[0].name;
+  Graph g = backbone;
+  g.name = backbone.name + "+head";
+  for (const auto& init : head.initializers) g.initializers.push_back(init);
+  for (Node node : head.nodes) {
+    for (auto& in : node.inputs) {
+      if (in == head_input) in = features;
+    }
+    g.nodes.push_back(std::move(node));
+  }
+  g.outputs = head.outputs;
+  g.validate();
+  return g;
+}
+
+void store_parameters(Graph& graph, const Program& program) {
+  for (auto& init : graph.initializers) {
+    if (program.graph().find_initializer(init.name)) init.value = program.parameter(init.name);
+  }
+}
+
+namespace {
+
+// Runs the frozen backbone over every image of `source` (inference, batch `batch`).
+std::unique_ptr<FeatureCache> extract_features(Program& backbone, const Graph& graph,
+                                               BatchSource& source, std::size_t memory_limit,
+                                               const fs::path& spill_dir) {
+  const std::string input = graph.inputs[0].name;
+  const std::string output = graph.outputs[0];
+  const Shape out_shape = graph.value(output).shape;
+  const Shape sample(out_shape.begin() + 1, out_shape.end());
+  auto cache = std::make_unique<FeatureCache>(sample, source.size(), memory_limit, spill_dir);
+  cache->labels = source.labels();
+  cache->paths = source.paths();
+  Tensor images(DType::f32, graph.value(input).shape);
+  Tensor labels(DType::f32, {out_shape[0], 1});
+  source.start_epoch(0);
+  std::size_t row = 0;
+  for (int n; (n = source.next(images, labels)) > 0;) {
+    backbone.set_input(input, images);
+    backbone.forward(Mode::inference);
+    const Tensor features = backbone.fetch(output);
+    const auto values = features.data<float>();
+    std::copy(values.begin(),
+              values.begin() + static_cast<std::ptrdiff_t>(n * cache->sample_size()),
+              cache->sample(row));
+    row += static_cast<std::size_t>(n);
+  }
+  return cache;
+}
+
+}  // namespace
+
+TransferResult train_transfer(const TrainConfig& config, const Graph& backbone,
+                              const TrainData& data, const TrainOptions& options) {
+  const auto print = options.print ? options.print : [](const std::string& line) {
+    std::fputs((line + "\n").c_str(), stdout);
+    std::fflush(stdout);
+  };
+  const Shape& out = backbone.value(backbone.outputs.at(0)).shape;
+  const Shape feature_shape(out.begin() + 1, out.end());
+  const Graph head = make_head(feature_shape, config.transfer, config.train.seed);
+  TransferResult result;
+  result.model = attach_head(backbone, head);
+  fs::create_directories(options.run_dir);
+
+  bool backbone_trains = false;
+  for (const auto& init : backbone.initializers)
+    backbone_trains = backbone_trains || init.trainable;
+  const bool augmenting = config.augment.flip > 0 || config.augment.rotation > 0 ||
+                          config.augment.shift > 0 || config.augment.zoom > 0 ||
+                          config.augment.brightness > 0 || config.augment.contrast > 0;
+  result.cached = config.transfer.cache_features && !backbone_trains && !augmenting;
+
+  TrainOptions head_options = options;
+  head_options.summary = summary(result.model);
+  if (result.cached) {
+    const auto start = std::chrono::steady_clock::now();
+    CompileOptions compile;
+    compile.threads = config.train.threads;
+    const Graph batched = with_batch(backbone, config.train.batch_size);
+    auto program = make_backend(config.train.backend)->compile(batched, compile);
+    const std::size_t limit = static_cast<std::size_t>(config.transfer.cache_memory_mb) << 20;
+    const fs::path spill = options.run_dir / "feature_cache";
+    auto features_of = [&](const data::ImageCache& split) {
+      return extract_features(*program, batched, *images_in_order(config, split), limit, spill);
+    };
+    auto train_cache = features_of(data.train);
+    auto val_cache = features_of(data.val);
+    std::unique_ptr<FeatureCache> test_cache;
+    if (data.test) test_cache = features_of(*data.test);
+    result.feature_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    print(fmt::format(
+        "Backbone features of {} images computed once in {:.1f} s ({} floats each{})",
+        train_cache->count() + val_cache->count() + (test_cache ? test_cache->count() : 0),
+        result.feature_seconds, train_cache->sample_size(),
+        train_cache->spilled() ? ", spilled to disk" : ""));
+    TrainSources features;
+    features.classes = data.train.classes;
+    features.train = feature_batches(*train_cache, {.batch_size = config.train.batch_size,
+                                                    .shuffle = true,
+                                                    .drop_last = true,
+                                                    .seed = config.train.seed});
+    const FeatureBatchOptions in_order{.batch_size = config.train.batch_size, .shuffle = false};
+    features.val = feature_batches(*val_cache, in_order);
+    if (test_cache) features.test = feature_batches(*test_cache, in_order);
+    result.training = train_model(config, head, features, head_options);
+  } else {
+    TrainSources images = image_sources(config, data);
+    result.training = train_model(config, result.model, images, head_options);
+  }
+  store_parameters(result.model, *result.training.program);
+
+  if (config.transfer.fine_tune_epochs > 0) {
+    Graph tuned = result.model;
+    int unfrozen = 0;
+    for (auto& init : tuned.initializers) {
+      if (init.name.rfind(config.transfer.unfreeze, 0) == 0 && is_floating(init.value.dtype()) &&
+          init.name.find("moving_") == std::string::npos) {
+        init.trainable = true;
+        ++unfrozen;
+      }
+    }
+    if (unfrozen == 0) {
+      fail("transfer.unfreeze: no parameter name starts with '{}'", config.transfer.unfreeze);
+    }
+    TrainConfig phase2 = config;
+    phase2.train.epochs = config.transfer.fine_tune_epochs;
+    phase2.optimizer.lr = config.transfer.fine_tune_lr;
+    phase2.name = fmt::format("{}-fine-tune", config.name);
+    TrainOptions phase2_options = options;
+    phase2_options.run_dir = options.run_dir / "fine_tune";
+    phase2_options.resume = false;
+    print(fmt::format("Fine-tuning {} parameters ({}*) at lr {}", unfrozen,
+                      config.transfer.unfreeze, phase2.optimizer.lr));
+    result.training = train_model(phase2, tuned, data, phase2_options);
+    store_parameters(tuned, *result.training.program);
+    result.model = std::move(tuned);
+  }
+  return result;
+}
+
+}  // namespace onnxforge::train
