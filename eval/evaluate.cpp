@@ -26,6 +26,9 @@ SplitOutputs evaluate_split(std::span<const Prediction> predictions, const Metri
   if (out.metrics.auc) {
     write_roc_csv(split_dir / "roc.csv", out.metrics.roc);
     out.files.push_back(split_dir / "roc.csv");
+  } else {
+    std::error_code ec;
+    fs::remove(split_dir / "roc.csv", ec);  // a stale curve from an earlier run would mislead
   }
   if (options.plots_dir) {
     Plotter plotter(*options.plots_dir);

@@ -57,6 +57,20 @@ std::string gnuplot_quote(const std::string& text) {
   return out;
 }
 
+namespace {
+
+// Text inside a double-quoted gnuplot string (where \n is a line break).
+std::string gnuplot_escape_double_quoted(const std::string& text) {
+  std::string out;
+  for (char ch : text) {
+    if (ch == '\\' || ch == '"') out += '\\';
+    out += (ch == '\n' || ch == '\r') ? ' ' : ch;
+  }
+  return out;
+}
+
+}  // namespace
+
 Plotter::Plotter(fs::path dir) : dir_(std::move(dir)), gnuplot_(find_gnuplot()) {}
 
 namespace {
@@ -214,8 +228,9 @@ std::optional<fs::path> Plotter::confusion(const ConfusionMatrix& cm, int positi
       labels += fmt::format(
           "set label {} \"{}\\n{:.1f}% of true {}\\n{:.1f}% of all\" at {},{} center front "
           "font \",14\"\n",
-          label_id++, counts[t][p], of_row * 100, class_names[static_cast<std::size_t>(t)],
-          of_all * 100, p, t);
+          label_id++, counts[t][p], of_row * 100,
+          gnuplot_escape_double_quoted(class_names[static_cast<std::size_t>(t)]), of_all * 100, p,
+          t);
     }
     data += "\n";
   }

@@ -184,7 +184,7 @@ TEST(Plots, DrawsPngAndSvgWithTheirScripts) {
   for (int e = 1; e <= 3; ++e)
     h.epochs.push_back({double(e), 1.0 / e, 0.5 + 0.1 * e, 1.2 / e, 0.45 + 0.1 * e, 0, 1, 1});
   EXPECT_TRUE(plotter.roc(series, "roc", "ROC with 'quotes'"));
-  EXPECT_TRUE(plotter.confusion(m.confusion, 1, {"Female", "Male"}, "cm", "Confusion"));
+  EXPECT_TRUE(plotter.confusion(m.confusion, 1, {"Fe\"male", "Male\\"}, "cm", "Confusion"));
   EXPECT_TRUE(plotter.loss(h, "loss", "Loss"));
   EXPECT_TRUE(plotter.accuracy(h, "acc", "Accuracy"));
   EXPECT_TRUE(plotter.warnings().empty()) << plotter.warnings().front();
