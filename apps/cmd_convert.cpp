@@ -1,5 +1,5 @@
 // onnxforge convert IN OUT [--cut-at NODE] [--input-shape NAME=1x3x100x100]... [--fold-batchnorm]
-//                          [--fold-constants] [--external-data]
+//                          [--fold-constants] [--nchw-input] [--external-data]
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
@@ -45,6 +45,7 @@ const Registration registration{
       auto fold_bn = std::make_shared<bool>(false);
       auto fold_consts = std::make_shared<bool>(false);
       auto external = std::make_shared<bool>(false);
+      auto nchw = std::make_shared<bool>(false);
       sub->add_option("in", *in, "input model: .onnx file or built-in name (baseline, vgg16)")
           ->required();
       sub->add_option("out", *out, "output .onnx file")->required();
@@ -57,6 +58,8 @@ const Registration registration{
                     "fold BatchNormalization into the preceding Conv/Dense");
       sub->add_flag("--fold-constants", *fold_consts,
                     "replace subgraphs of constants by their values and drop Identity nodes");
+      sub->add_flag("--nchw-input", *nchw,
+                    "an NHWC input read only by a Transpose to NCHW (tf2onnx/Keras) becomes NCHW");
       sub->add_flag("--external-data", *external,
                     "store weights in OUT's stem + .data next to it (needed above 2 GiB)");
       sub->callback([=] {
@@ -76,6 +79,7 @@ const Registration registration{
             graph = with_input_shape(std::move(graph), name, shape);
           }
         }
+        if (*nchw) graph = absorb_input_transpose(std::move(graph));
         if (*fold_bn) graph = fold_batchnorm(std::move(graph));
         if (*fold_consts) graph = fold_constants(remove_identities(std::move(graph)));
         ExportOptions export_options;

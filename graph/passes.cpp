@@ -408,6 +408,36 @@ Graph fold_batchnorm(Graph graph) {
   return prune(std::move(graph));
 }
 
+Graph absorb_input_transpose(Graph graph) {
+  graph.validate();
+  for (auto& in : graph.inputs) {
+    std::vector<std::size_t> readers;
+    for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
+      const auto& n = graph.nodes[i];
+      if (std::find(n.inputs.begin(), n.inputs.end(), in.name) != n.inputs.end()) {
+        readers.push_back(i);
+      }
+    }
+    if (readers.size() != 1) continue;
+    const Node transpose = graph.nodes[readers[0]];
+    if (transpose.op != "Transpose" ||
+        transpose.get_ints("perm", {}) != std::vector<std::int64_t>{0, 3, 1, 2} ||
+        std::count(graph.outputs.begin(), graph.outputs.end(), in.name) != 0 ||
+        std::count(graph.outputs.begin(), graph.outputs.end(), transpose.outputs[0]) != 0) {
+      continue;
+    }
+    in.shape = graph.value(transpose.outputs[0]).shape;
+    graph.nodes.erase(graph.nodes.begin() + static_cast<std::ptrdiff_t>(readers[0]));
+    for (auto& n : graph.nodes) {
+      for (auto& i : n.inputs) {
+        if (i == transpose.outputs[0]) i = in.name;
+      }
+    }
+  }
+  graph.validate();
+  return graph;
+}
+
 Graph fuse_dense_bias(Graph graph) {
   graph.validate();
   for (std::size_t i = 0; i < graph.nodes.size(); ++i) {

@@ -36,6 +36,11 @@ Graph fold_constants(Graph graph);
 //   s = scale / sqrt(var + eps);  W' = W * s (per output channel);  b' = (b - mean) * s + B.
 Graph fold_batchnorm(Graph graph);
 
+// A graph input read only by a Transpose with perm [0,3,1,2] (NHWC -> NCHW, as tf2onnx writes
+// Keras models) becomes an NCHW input of the same name and the Transpose goes: the graph then
+// takes the NCHW batches the data pipeline produces. Other inputs are left as they are.
+Graph absorb_input_transpose(Graph graph);
+
 // Dense without bias followed by Add of a constant [M] (or [1,M]) becomes Dense with that bias.
 Graph fuse_dense_bias(Graph graph);
 
