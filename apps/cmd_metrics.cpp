@@ -131,6 +131,7 @@ const onnxforge::cli::Registration reg{
         run.splits.push_back(eval::split_record(split.split_name, m));
         eval::ReportOptions report_options;
         report_options.plots = !args->no_plots;
+        report_options.run_details = false;
         report_options.title = fmt::format("Metrics: {} ({} split)", run.name, split.split_name);
         const auto report = eval::write_report(std::span(&run, 1), out, report_options);
 

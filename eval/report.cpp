@@ -224,7 +224,8 @@ pre { background: #f6f8fa; border: 1px solid var(--line); border-radius: 6px; pa
   overflow-x: auto; font-size: .82rem; line-height: 1.35; margin: 8px 0; }
 .columns { display: grid; grid-template-columns: repeat(auto-fit, minmax(360px, 1fr)); gap: 16px; }
 .columns h4 { margin: 4px 0; }
-.figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 20px; }
+.figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 20px;
+  align-items: start; }
 figure { margin: 0; border: 1px solid var(--line); border-radius: 8px; padding: 10px; background: #fff; }
 figure img { width: 100%; height: auto; display: block; }
 figcaption { color: var(--muted); font-size: .88rem; margin-top: 6px; }
@@ -545,7 +546,7 @@ ReportOutputs write_report(std::span<const RunRecord> runs, const fs::path& out_
                  return p.accuracy(*run.history, s + "-accuracy",
                                    fmt::format("Accuracy per epoch: {}", run.name));
                }));
-    } else {
+    } else if (options.run_details) {
       auto f = not_drawn("training history not available (history.csv)");
       f.caption = fmt::format("{}: loss and accuracy per epoch.", run.name);
       sec.figures.push_back(std::move(f));
@@ -653,26 +654,29 @@ ReportOutputs write_report(std::span<const RunRecord> runs, const fs::path& out_
     md += "No metrics available.\n\n";
   }
 
-  // Training.
-  h += "<h2>Training</h2>\n<div class=\"scroll\"><table>\n<thead><tr><th>Model</th><th>Epochs</th>"
-       "<th>Training time</th><th>Images/s</th><th>Final train loss</th><th>Final val loss</th>"
-       "<th>Best val accuracy</th></tr></thead>\n<tbody>\n";
-  md +=
-      "## Training\n\n| Model | Epochs | Training time | Images/s | Final train loss | Final val "
-      "loss | Best val accuracy |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
-  for (const auto& run : runs) {
-    const TrainingRow r = training_row(run);
-    h += fmt::format(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-        "<td>{}</td></tr>\n",
-        html_escape(r.name), r.epochs, r.time, r.ips, r.train_loss, r.val_loss,
-        html_escape(r.best_val));
-    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", r.name, r.epochs, r.time, r.ips,
-                      r.train_loss, r.val_loss, r.best_val);
+  if (options.run_details) {
+    // Training.
+    h +=
+        "<h2>Training</h2>\n<div class=\"scroll\"><table>\n<thead><tr><th>Model</th><th>Epochs</th>"
+        "<th>Training time</th><th>Images/s</th><th>Final train loss</th><th>Final val loss</th>"
+        "<th>Best val accuracy</th></tr></thead>\n<tbody>\n";
+    md +=
+        "## Training\n\n| Model | Epochs | Training time | Images/s | Final train loss | Final val "
+        "loss | Best val accuracy |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+    for (const auto& run : runs) {
+      const TrainingRow r = training_row(run);
+      h += fmt::format(
+          "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+          "<td>{}</td></tr>\n",
+          html_escape(r.name), r.epochs, r.time, r.ips, r.train_loss, r.val_loss,
+          html_escape(r.best_val));
+      md += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", r.name, r.epochs, r.time, r.ips,
+                        r.train_loss, r.val_loss, r.best_val);
+    }
+    h += "</tbody></table></div>\n<p class=\"note\">Images/s is the seconds-weighted mean of the "
+         "per-epoch throughput in history.csv; training time is the sum of its epoch times.</p>\n";
+    md += "\nImages/s is the seconds-weighted mean of the per-epoch throughput in history.csv.\n\n";
   }
-  h += "</tbody></table></div>\n<p class=\"note\">Images/s is the seconds-weighted mean of the "
-       "per-epoch throughput in history.csv; training time is the sum of its epoch times.</p>\n";
-  md += "\nImages/s is the seconds-weighted mean of the per-epoch throughput in history.csv.\n\n";
 
   // Figures.
   h += "<h2>Figures</h2>\n";
@@ -718,34 +722,36 @@ ReportOutputs write_report(std::span<const RunRecord> runs, const fs::path& out_
       "Every figure is also in plots/ as PNG and SVG, with the gnuplot script (.gp) and data "
       "(.dat) that drew it.\n\n";
 
-  // Model summaries and configurations.
-  h += "<h2>Models</h2>\n";
-  md += "## Models\n\n";
-  for (const auto& run : runs) {
-    h += fmt::format("<h3>{}</h3>\n", html_escape(run.name));
-    md += fmt::format("### {}\n\n", run.name);
-    if (run.summary) {
-      h += fmt::format("<pre>{}</pre>\n", html_escape(*run.summary));
-      md += fmt::format("```text\n{}\n```\n\n", *run.summary);
-    } else {
-      h += "<p class=\"missing\">Model summary not available (summary.txt).</p>\n";
-      md += "Model summary not available (summary.txt).\n\n";
+  if (options.run_details) {
+    // Model summaries and configurations.
+    h += "<h2>Models</h2>\n";
+    md += "## Models\n\n";
+    for (const auto& run : runs) {
+      h += fmt::format("<h3>{}</h3>\n", html_escape(run.name));
+      md += fmt::format("### {}\n\n", run.name);
+      if (run.summary) {
+        h += fmt::format("<pre>{}</pre>\n", html_escape(*run.summary));
+        md += fmt::format("```text\n{}\n```\n\n", *run.summary);
+      } else {
+        h += "<p class=\"missing\">Model summary not available (summary.txt).</p>\n";
+        md += "Model summary not available (summary.txt).\n\n";
+      }
     }
-  }
-  h += "<h2>Configurations</h2>\n<div class=\"columns\">\n";
-  md += "## Configurations\n\n";
-  for (const auto& run : runs) {
-    h += fmt::format("<div><h4>{}</h4>", html_escape(run.name));
-    md += fmt::format("### {}\n\n", run.name);
-    if (run.config_toml) {
-      h += fmt::format("<pre>{}</pre></div>\n", html_escape(*run.config_toml));
-      md += fmt::format("```toml\n{}\n```\n\n", *run.config_toml);
-    } else {
-      h += "<p class=\"missing\">Configuration not available (config.toml).</p></div>\n";
-      md += "Configuration not available (config.toml).\n\n";
+    h += "<h2>Configurations</h2>\n<div class=\"columns\">\n";
+    md += "## Configurations\n\n";
+    for (const auto& run : runs) {
+      h += fmt::format("<div><h4>{}</h4>", html_escape(run.name));
+      md += fmt::format("### {}\n\n", run.name);
+      if (run.config_toml) {
+        h += fmt::format("<pre>{}</pre></div>\n", html_escape(*run.config_toml));
+        md += fmt::format("```toml\n{}\n```\n\n", *run.config_toml);
+      } else {
+        h += "<p class=\"missing\">Configuration not available (config.toml).</p></div>\n";
+        md += "Configuration not available (config.toml).\n\n";
+      }
     }
+    h += "</div>\n";
   }
-  h += "</div>\n";
 
   // Notes and warnings.
   std::vector<std::string> notes;

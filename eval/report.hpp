@@ -46,6 +46,8 @@ SplitRecord split_record(const std::string& name, const Metrics& metrics);
 struct ReportOptions {
   std::string title;  // empty: "<run> report" or "Comparison of a, b, c"
   bool plots = true;  // draw the figures with gnuplot (into out_dir/plots)
+  // Training, model-summary and configuration sections; off for a lone split (`metrics`).
+  bool run_details = true;
 };
 
 struct ReportOutputs {

@@ -129,8 +129,12 @@ TEST(Report, DegenerateMetricsStillMakeAReport) {
   run.name = "degenerate";
   run.splits.push_back(split_record("val", compute_metrics(one_class, options)));
   run.splits.push_back(split_record("test", compute_metrics(nan_only, options)));
-  const auto out = write_report(std::span(&run, 1), tmp.path());
+  ReportOptions report_options;
+  report_options.run_details = false;  // as the `metrics` command: no training, models, configs
+  const auto out = write_report(std::span(&run, 1), tmp.path(), report_options);
   const std::string html = read_file(out.html);
+  EXPECT_EQ(html.find("<h2>Training</h2>"), std::string::npos);
+  EXPECT_EQ(html.find("<h2>Configurations</h2>"), std::string::npos);
   EXPECT_NE(html.find("ROC AUC is undefined"), std::string::npos);
   EXPECT_NE(html.find("no predictions with a finite score"), std::string::npos);
   if (find_gnuplot()) {
