@@ -644,9 +644,13 @@ TEST(OnnxBadInput, MutatedBytesNeverCrash) {
   x = b.batch_norm(b.max_pool(x));
   b.output(b.softmax(b.dense(b.flatten(x), 4)));
   const std::string good = export_onnx_bytes(b.build());
-  std::mt19937 rng(5);
+  // ONNXFORGE_FUZZ_ROUNDS / ONNXFORGE_FUZZ_SEED run a longer search by hand.
+  const char* rounds_env = std::getenv("ONNXFORGE_FUZZ_ROUNDS");
+  const char* seed_env = std::getenv("ONNXFORGE_FUZZ_SEED");
+  const int rounds = rounds_env ? std::atoi(rounds_env) : 300;
+  std::mt19937 rng(seed_env ? static_cast<unsigned>(std::atoi(seed_env)) : 5u);
   int threw = 0;
-  for (int round = 0; round < 300; ++round) {
+  for (int round = 0; round < rounds; ++round) {
     std::string bytes = good;
     const int flips = 1 + static_cast<int>(rng() % 4);
     for (int f = 0; f < flips; ++f) {
