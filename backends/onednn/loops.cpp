@@ -114,7 +114,7 @@ typedef std::uint8_t v8b __attribute__((vector_size(8)));
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-[[gnu::always_inline]] inline void store8(float* p, v8f v) { std::memcpy(p, &v, sizeof v); }
+[[gnu::always_inline]] inline void store8(float* p, const v8f& v) { std::memcpy(p, &v, sizeof v); }
 
 // One (n, channel block) plane of 8 channels (Lanes = 8) or 16 (two vectors). Branch-free: the
 // winner and its tap are selected per lane, first maximum in scan order (strict >).
