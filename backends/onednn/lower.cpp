@@ -1038,7 +1038,17 @@ Support node_support(const Graph& graph, const Node& node, const CompileOptions&
                                             "Dropout",
                                             "BatchNormalization",
                                             "BinaryCrossEntropyWithLogits",
-                                            "SoftmaxCrossEntropy"};
+                                            "SoftmaxCrossEntropy",
+                                            "Mul",
+                                            "Sub",
+                                            "Div",
+                                            "Transpose",
+                                            "LogSoftmax",
+                                            "Clip",
+                                            "Pad"};
+  if (node.op == "MatMul") {
+    return {false, "MatMul is not lowered in this backend yet (use Dense for 2-D products)"};
+  }
   if (!ops.count(node.op)) {
     return {false, fmt::format("op '{}' has no oneDNN lowering in this backend (it runs: {})",
                                node.op, fmt::join(ops, ", "))};
@@ -1119,7 +1129,7 @@ void lower_node(OnednnProgram& program, const Node& node, const Node* fused_relu
     lower_bce(program, node, plan);
   } else if (op == "SoftmaxCrossEntropy") {
     lower_softmax_ce(program, node, plan);
-  } else {
+  } else if (!lower_extra_node(program, node, plan)) {
     fail("onednn backend cannot run node '{}': no lowering for op '{}'", node.name, op);
   }
 }

@@ -208,6 +208,8 @@ Support node_support(const Graph& graph, const Node& node, const CompileOptions&
 // Lowers one node into `plan` (and registers its backward when plan is training). `fused_relu`
 // is the Relu node folded into a Conv/Dense as a post-op, or null.
 void lower_node(OnednnProgram& program, const Node& node, const Node* fused_relu, Plan plan);
+// The ops of graph/ops_extra.cpp (lower_extra.cpp); false when `node` is not one of them.
+bool lower_extra_node(OnednnProgram& program, const Node& node, Plan plan);
 // A plain (row-major) f32 desc of a shape; a scalar is {1}.
 Desc plain_desc(const Shape& shape, DataType type = DataType::f32);
 memory::dims dims_of(const Shape& shape);

@@ -296,6 +296,63 @@ std::vector<OpCase> build_cases() {
     b.output(b.node("SoftmaxCrossEntropy",
                     {b.dense(b.input("x", {5, 8}), 4), b.input("classes", {5}, DType::i64)}, {}));
   });
+  // ---- ops of imported models (graph/ops_extra.cpp) ----
+  add("Mul/same_shape", [](Builder& b) {
+    b.output(b.node("Mul", {b.input("a", {2, 3, 4, 5}), b.input("b", {2, 3, 4, 5})}, {}));
+  });
+  add("Mul/broadcast", [](Builder& b) {
+    b.output(b.node("Mul", {b.input("a", {2, 3, 4, 5}), b.input("b", {3, 1, 5})}, {}));
+  });
+  add("Sub/broadcast_both", [](Builder& b) {
+    b.output(b.node("Sub", {b.input("a", {4, 1, 3}), b.input("b", {2, 1})}, {}));
+  });
+  add("Div/by_sigmoid", [](Builder& b) {
+    // The divisor stays in (0.26, 0.74): no blow-up near zero.
+    auto d = b.sigmoid(b.input("b", {3, 7}));
+    b.output(b.node("Div", {b.input("a", {3, 7}), d}, {}));
+  });
+  add("Div/broadcast_after_conv", [](Builder& b) {
+    auto d = b.sigmoid(b.input("b", {16, 1, 1}));
+    b.output(b.node("Div", {conv(b, b.input("x", {2, 3, 6, 6}), 16, {}), d}, {}));
+  });
+  add("Transpose/nchw_to_nhwc", [](Builder& b) {
+    b.output(b.node("Transpose", {b.input("x", {2, 3, 4, 5})},
+                    {{"perm", std::vector<std::int64_t>{0, 2, 3, 1}}}));
+  });
+  add("Transpose/2d_after_conv_flatten", [](Builder& b) {
+    auto x = b.flatten(conv(b, b.input("x", {2, 3, 5, 5}), 8, {}));
+    b.output(b.node("Transpose", {x}, {{"perm", std::vector<std::int64_t>{1, 0}}}));
+  });
+  add("LogSoftmax/last_axis", [](Builder& b) {
+    b.output(b.node("LogSoftmax", {b.input("x", {4, 9})}, {}));
+  });
+  add("LogSoftmax/axis1_3d", [](Builder& b) {
+    b.output(b.node("LogSoftmax", {b.input("x", {2, 5, 3})}, {{"axis", std::int64_t{1}}}));
+  });
+  add("Clip/min_max", [](Builder& b) {
+    b.output(b.node("Clip", {b.input("x", {3, 4, 5})}, {{"min", -0.3}, {"max", 0.5}}));
+  });
+  add("Clip/min_only_blocked", [](Builder& b) {
+    b.output(b.node("Clip", {conv(b, b.input("x", {2, 3, 5, 5}), 16, {})}, {{"min", 0.0}}));
+  });
+  add("Pad/constant_4d", [](Builder& b) {
+    b.output(
+        b.node("Pad", {b.input("x", {1, 2, 4, 5})},
+               {{"pads", std::vector<std::int64_t>{0, 1, 2, 1, 0, 0, 1, 3}}, {"value", 0.25}}));
+  });
+  add("Pad/reflect", [](Builder& b) {
+    b.output(b.node(
+        "Pad", {b.input("x", {2, 5, 6})},
+        {{"pads", std::vector<std::int64_t>{0, 2, 3, 0, 1, 2}}, {"mode", std::string("reflect")}}));
+  });
+  add("Pad/edge", [](Builder& b) {
+    b.output(
+        b.node("Pad", {b.input("x", {3, 4})},
+               {{"pads", std::vector<std::int64_t>{1, 2, 2, 1}}, {"mode", std::string("edge")}}));
+  });
+  add("MatMul/batched_broadcast", [](Builder& b) {
+    b.output(b.node("MatMul", {b.input("a", {2, 3, 4}), b.input("b", {4, 5})}, {}));
+  });
   return all;
 }
 

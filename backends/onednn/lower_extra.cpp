@@ -1,0 +1,330 @@
+// Lowerings of the ops of graph/ops_extra.cpp (imported models): Mul, Sub, Div (oneDNN binary
+// for equal shapes, broadcasting loops otherwise), Transpose (a reorder between a permuted view
+// and a plain layout), LogSoftmax (oneDNN logsoftmax), Clip and Pad (loops on plain layouts).
+// MatMul is not lowered yet: supports() says so and compile() fails naming the node.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+
+#include "backends/onednn/program.hpp"
+#include "graph/error.hpp"
+
+namespace onnxforge::onednn {
+
+namespace {
+
+using dnnl::algorithm;
+using dnnl::prop_kind;
+
+float* floats(const memory& mem) { return static_cast<float*>(mem.get_data_handle()); }
+std::size_t float_count(const memory& mem) { return mem.get_desc().get_size() / sizeof(float); }
+
+// Strides of `shape` right-aligned to `out` (rank of out), 0 where it broadcasts.
+std::vector<std::int64_t> broadcast_strides(const Shape& shape, const Shape& out) {
+  const std::size_t rank = out.size();
+  std::vector<std::int64_t> strides(rank, 0);
+  std::int64_t stride = 1;
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    const std::size_t axis = shape.size() - 1 - i;
+    const std::size_t out_axis = rank - 1 - i;
+    strides[out_axis] = shape[axis] == 1 && out[out_axis] != 1 ? 0 : stride;
+    stride *= shape[axis];
+  }
+  return strides;
+}
+
+// Calls f(i, ia, ib) for every element i of `out` (row-major) with the broadcast offsets.
+template <typename F>
+void for_each_broadcast(const Shape& out, const std::vector<std::int64_t>& sa,
+                        const std::vector<std::int64_t>& sb, F f) {
+  const std::size_t rank = out.size();
+  const std::int64_t total = element_count(out);
+  std::vector<std::int64_t> index(rank, 0);
+  std::int64_t ia = 0, ib = 0;
+  for (std::int64_t i = 0; i < total; ++i) {
+    f(i, ia, ib);
+    for (std::size_t d = rank; d-- > 0;) {
+      ++index[d];
+      ia += sa[d];
+      ib += sb[d];
+      if (index[d] < out[d]) break;
+      ia -= sa[d] * out[d];
+      ib -= sb[d] * out[d];
+      index[d] = 0;
+    }
+  }
+}
+
+void lower_arithmetic(OnednnProgram& p, const Node& n, Plan plan) {
+  const std::string a = n.inputs[0];
+  const std::string b = n.inputs[1];
+  const std::string y = n.outputs[0];
+  const Shape as = p.value(a).shape;
+  const Shape bs = p.value(b).shape;
+  const Shape ys = p.value(y).shape;
+  const char op = n.op == "Mul" ? '*' : n.op == "Sub" ? '-' : '/';
+  if (as == ys && bs == ys) {
+    const algorithm alg = op == '*'   ? algorithm::binary_mul
+                          : op == '-' ? algorithm::binary_sub
+                                      : algorithm::binary_div;
+    const Desc md = p.value(a).md;
+    dnnl::binary::primitive_desc pd({alg, md, md, p.output_desc(y)}, p.engine());
+    p.define(y, pd.dst_desc());
+    p.add_primitive(plan, fmt::format("{}: binary {} ({})", n.name, n.op, pd.impl_info_str()),
+                    dnnl::binary(pd),
+                    {{DNNL_ARG_SRC_0, p.use(a, pd.src0_desc(), plan)},
+                     {DNNL_ARG_SRC_1, p.use(b, pd.src1_desc(), plan)},
+                     {DNNL_ARG_DST, p.value(y).mem}});
+  } else {
+    memory am = p.use(a, plain_desc(as), plan);
+    memory bm = p.use(b, plain_desc(bs), plan);
+    memory ym = p.define(y, plain_desc(ys));
+    const auto sa = broadcast_strides(as, ys);
+    const auto sb = broadcast_strides(bs, ys);
+    p.add(plan, fmt::format("{}: broadcast {} (loop)", n.name, n.op),
+          [am, bm, ym, ys, sa, sb, op]() {
+            const float* pa = floats(am);
+            const float* pb = floats(bm);
+            float* py = floats(ym);
+            for_each_broadcast(ys, sa, sb, [&](std::int64_t i, std::int64_t ia, std::int64_t ib) {
+              py[i] = op == '*' ? pa[ia] * pb[ib] : op == '-' ? pa[ia] - pb[ib] : pa[ia] / pb[ib];
+            });
+          });
+  }
+  if (plan != Plan::training) return;
+  p.add_backward_builder([&p, n, a, b, y, as, bs, ys, op]() {
+    if (!p.needs_gradient(y)) return;
+    const bool need_a = p.needs_gradient(a);
+    const bool need_b = p.needs_gradient(b);
+    if (!need_a && !need_b) return;
+    // Plain loops: da = dy * d(a op b)/da summed over a's broadcast dimensions, likewise db.
+    memory dy = p.gradient_in(y, plain_desc(ys));
+    memory am = p.use(a, plain_desc(as), Plan::backward);
+    memory bm = p.use(b, plain_desc(bs), Plan::backward);
+    memory da = need_a ? p.allocate(plain_desc(as)) : memory();
+    memory db = need_b ? p.allocate(plain_desc(bs)) : memory();
+    const auto sa = broadcast_strides(as, ys);
+    const auto sb = broadcast_strides(bs, ys);
+    p.add(Plan::backward, fmt::format("{}: {} backward (loop)", n.name, n.op),
+          [dy, am, bm, da, db, ys, sa, sb, op]() {
+            const float* g = floats(dy);
+            const float* pa = floats(am);
+            const float* pb = floats(bm);
+            float* pda = da ? floats(da) : nullptr;
+            float* pdb = db ? floats(db) : nullptr;
+            if (pda) std::fill(pda, pda + float_count(da), 0.f);
+            if (pdb) std::fill(pdb, pdb + float_count(db), 0.f);
+            for_each_broadcast(ys, sa, sb, [&](std::int64_t i, std::int64_t ia, std::int64_t ib) {
+              const float gi = g[i];
+              if (op == '*') {
+                if (pda) pda[ia] += gi * pb[ib];
+                if (pdb) pdb[ib] += gi * pa[ia];
+              } else if (op == '-') {
+                if (pda) pda[ia] += gi;
+                if (pdb) pdb[ib] -= gi;
+              } else {
+                if (pda) pda[ia] += gi / pb[ib];
+                if (pdb) pdb[ib] -= gi * pa[ia] / (pb[ib] * pb[ib]);
+              }
+            });
+          });
+    if (need_a) p.contribute(a, da, n.name);
+    if (need_b) p.contribute(b, db, n.name);
+  });
+}
+
+// Transpose: y (plain) is a reorder of x's plain bytes seen through permuted strides; backward
+// reorders dy seen through the inverse permutation into dx.
+void lower_transpose(OnednnProgram& p, const Node& n, Plan plan) {
+  const std::string x = n.inputs[0];
+  const std::string y = n.outputs[0];
+  const Shape xs = p.value(x).shape;
+  const Shape ys = p.value(y).shape;
+  const auto perm = n.get_ints("perm", {});
+  const std::size_t rank = xs.size();
+  auto strides_of = [](const Shape& s) {
+    memory::dims st(s.size(), 1);
+    for (std::size_t i = s.size(); i-- > 1;) st[i - 1] = st[i] * s[i];
+    return st;
+  };
+  const memory::dims x_strides = strides_of(xs);
+  const memory::dims y_strides = strides_of(ys);
+  memory::dims permuted(rank), inverse(rank);
+  for (std::size_t i = 0; i < rank; ++i) {
+    const auto from = static_cast<std::size_t>(perm[i]);
+    permuted[i] = x_strides[from];  // y dim i walks x dim perm[i]
+    inverse[from] = y_strides[i];   // x dim perm[i] sits at y's stride i
+  }
+  memory xp = p.use(x, plain_desc(xs), plan);
+  memory ym = p.define(y, plain_desc(ys));
+  memory view(Desc(dims_of(ys), DataType::f32, permuted), p.engine(), xp.get_data_handle());
+  p.add_primitive(plan, fmt::format("{}: transpose (reorder)", n.name), dnnl::reorder(view, ym),
+                  {{DNNL_ARG_FROM, view}, {DNNL_ARG_TO, ym}});
+  if (plan != Plan::training) return;
+  p.add_backward_builder([&p, n, x, y, xs, ys, inverse]() {
+    if (!p.needs_gradient(x) || !p.needs_gradient(y)) return;
+    memory dy = p.gradient_in(y, plain_desc(ys));
+    p.contribute(
+        x, memory(Desc(dims_of(xs), DataType::f32, inverse), p.engine(), dy.get_data_handle()),
+        n.name);
+  });
+}
+
+void lower_log_softmax(OnednnProgram& p, const Node& n, Plan plan) {
+  const bool training = plan == Plan::training;
+  const std::string x = n.inputs[0];
+  const std::string y = n.outputs[0];
+  const Shape xs = p.value(x).shape;
+  std::int64_t axis = n.get_int("axis", -1);
+  if (axis < 0) axis += static_cast<std::int64_t>(xs.size());
+  const Desc md = plain_desc(xs);
+  const auto prop = training ? prop_kind::forward_training : prop_kind::forward_inference;
+  dnnl::logsoftmax_forward::primitive_desc pd({prop, md, static_cast<int>(axis)}, p.engine());
+  p.define(y, pd.dst_desc());
+  p.add_primitive(plan, fmt::format("{}: logsoftmax ({})", n.name, pd.impl_info_str()),
+                  dnnl::logsoftmax_forward(pd),
+                  {{DNNL_ARG_SRC, p.use(x, md, plan)}, {DNNL_ARG_DST, p.value(y).mem}});
+  if (!training) return;
+  p.add_backward_builder([&p, n, x, y, md, axis, pd]() {
+    if (!p.needs_gradient(x) || !p.needs_gradient(y)) return;
+    dnnl::logsoftmax_backward::primitive_desc bpd({md, md, static_cast<int>(axis)}, p.engine(), pd);
+    memory dy = p.gradient_in(y, bpd.diff_dst_desc());
+    GradSink sink = p.gradient_sink(x, bpd.diff_src_desc());
+    p.add_primitive(
+        Plan::backward, fmt::format("{}: logsoftmax backward ({})", n.name, bpd.impl_info_str()),
+        dnnl::logsoftmax_backward(bpd),
+        {{DNNL_ARG_DST, p.value(y).mem}, {DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_DIFF_SRC, sink.mem}});
+    p.finish(sink);
+  });
+}
+
+// Clip: element-wise on x's own layout; the gradient flows where min <= x <= max (NaN passes).
+void lower_clip(OnednnProgram& p, const Node& n, Plan plan) {
+  const std::string x = n.inputs[0];
+  const std::string y = n.outputs[0];
+  const auto lo = static_cast<float>(n.get_float("min", -std::numeric_limits<double>::infinity()));
+  const auto hi = static_cast<float>(n.get_float("max", std::numeric_limits<double>::infinity()));
+  const Desc md = p.value(x).md;
+  memory xm = p.value(x).mem;
+  memory ym = p.define(y, md);
+  p.add(plan, fmt::format("{}: clip (loop)", n.name), [xm, ym, lo, hi]() {
+    const float* px = floats(xm);
+    float* py = floats(ym);
+    const auto count = static_cast<std::int64_t>(float_count(xm));
+#pragma omp parallel for if (count > kParallelThreshold)
+    for (std::int64_t i = 0; i < count; ++i) {
+      const float v = px[i];
+      py[i] = std::isnan(v) ? v : std::min(std::max(v, lo), hi);
+    }
+  });
+  if (plan != Plan::training) return;
+  p.add_backward_builder([&p, n, x, y, md, xm, lo, hi]() {
+    if (!p.needs_gradient(x) || !p.needs_gradient(y)) return;
+    memory dy = p.gradient_in(y, md);
+    GradSink sink = p.gradient_sink(x, md);
+    memory dx = sink.mem;
+    p.add(Plan::backward, fmt::format("{}: clip backward (loop)", n.name), [dy, dx, xm, lo, hi]() {
+      const float* px = floats(xm);
+      const float* g = floats(dy);
+      float* out = floats(dx);
+      const auto count = static_cast<std::int64_t>(float_count(xm));
+#pragma omp parallel for if (count > kParallelThreshold)
+      for (std::int64_t i = 0; i < count; ++i) {
+        out[i] = px[i] >= lo && px[i] <= hi ? g[i] : 0.f;
+      }
+    });
+    p.finish(sink);
+  });
+}
+
+// Pad: a map from every y element to its x element (or -1 for the constant), built once.
+void lower_pad(OnednnProgram& p, const Node& n, Plan plan) {
+  const std::string x = n.inputs[0];
+  const std::string y = n.outputs[0];
+  const Shape xs = p.value(x).shape;
+  const Shape ys = p.value(y).shape;
+  const auto pads = n.get_ints("pads", {});
+  const std::string mode = n.get_string("mode", "constant");
+  const auto value = static_cast<float>(n.get_float("value", 0.0));
+  const std::size_t rank = xs.size();
+  std::vector<std::int64_t> x_strides(rank, 1);
+  for (std::size_t i = rank; i-- > 1;) x_strides[i - 1] = x_strides[i] * xs[i];
+  auto map =
+      std::make_shared<std::vector<std::int64_t>>(static_cast<std::size_t>(element_count(ys)));
+  std::vector<std::int64_t> index(rank, 0);
+  for (auto& entry : *map) {
+    std::int64_t offset = 0;
+    bool inside = true;
+    for (std::size_t d = 0; d < rank && inside; ++d) {
+      std::int64_t c = index[d] - pads[d];
+      const std::int64_t size = xs[d];
+      if (c < 0 || c >= size) {
+        if (mode == "constant") {
+          inside = false;
+        } else if (mode == "edge") {
+          c = std::clamp<std::int64_t>(c, 0, size - 1);
+        } else if (size == 1) {
+          c = 0;
+        } else {  // reflect, without repeating the edge
+          const std::int64_t period = 2 * (size - 1);
+          c = ((c % period) + period) % period;
+          if (c >= size) c = period - c;
+        }
+      }
+      offset += c * x_strides[d];
+    }
+    entry = inside ? offset : -1;
+    for (std::size_t d = rank; d-- > 0;) {
+      if (++index[d] < ys[d]) break;
+      index[d] = 0;
+    }
+  }
+  memory xm = p.use(x, plain_desc(xs), plan);
+  memory ym = p.define(y, plain_desc(ys));
+  p.add(plan, fmt::format("{}: pad {} (loop)", n.name, mode), [xm, ym, map, value]() {
+    const float* px = floats(xm);
+    float* py = floats(ym);
+    const auto count = static_cast<std::int64_t>(map->size());
+    const std::int64_t* m = map->data();
+#pragma omp parallel for if (count > kParallelThreshold)
+    for (std::int64_t i = 0; i < count; ++i) py[i] = m[i] < 0 ? value : px[m[i]];
+  });
+  if (plan != Plan::training) return;
+  p.add_backward_builder([&p, n, x, y, xs, ys, map]() {
+    if (!p.needs_gradient(x) || !p.needs_gradient(y)) return;
+    memory dy = p.gradient_in(y, plain_desc(ys));
+    memory dx = p.allocate(plain_desc(xs));
+    p.add(Plan::backward, fmt::format("{}: pad backward (loop)", n.name), [dy, dx, map]() {
+      const float* g = floats(dy);
+      float* out = floats(dx);
+      std::fill(out, out + float_count(dx), 0.f);
+      for (std::size_t i = 0; i < map->size(); ++i) {
+        if ((*map)[i] >= 0) out[(*map)[i]] += g[i];
+      }
+    });
+    p.contribute(x, dx, n.name);
+  });
+}
+
+}  // namespace
+
+bool lower_extra_node(OnednnProgram& program, const Node& node, Plan plan) {
+  const std::string& op = node.op;
+  if (op == "Mul" || op == "Sub" || op == "Div") {
+    lower_arithmetic(program, node, plan);
+  } else if (op == "Transpose") {
+    lower_transpose(program, node, plan);
+  } else if (op == "LogSoftmax") {
+    lower_log_softmax(program, node, plan);
+  } else if (op == "Clip") {
+    lower_clip(program, node, plan);
+  } else if (op == "Pad") {
+    lower_pad(program, node, plan);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace onnxforge::onednn
