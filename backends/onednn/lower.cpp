@@ -1045,10 +1045,8 @@ Support node_support(const Graph& graph, const Node& node, const CompileOptions&
                                             "Transpose",
                                             "LogSoftmax",
                                             "Clip",
-                                            "Pad"};
-  if (node.op == "MatMul") {
-    return {false, "MatMul is not lowered in this backend yet (use Dense for 2-D products)"};
-  }
+                                            "Pad",
+                                            "MatMul"};
   if (!ops.count(node.op)) {
     return {false, fmt::format("op '{}' has no oneDNN lowering in this backend (it runs: {})",
                                node.op, fmt::join(ops, ", "))};

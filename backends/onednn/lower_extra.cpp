@@ -1,7 +1,7 @@
 // Lowerings of the ops of graph/ops_extra.cpp (imported models): Mul, Sub, Div (oneDNN binary
 // for equal shapes, broadcasting loops otherwise), Transpose (a reorder between a permuted view
 // and a plain layout), LogSoftmax (oneDNN logsoftmax), Clip and Pad (loops on plain layouts).
-// MatMul is not lowered yet: supports() says so and compile() fails naming the node.
+// and MatMul (oneDNN matmul with batch broadcasting).
 #include <fmt/format.h>
 
 #include <cmath>
@@ -307,6 +307,99 @@ void lower_pad(OnednnProgram& p, const Node& n, Plan plan) {
   });
 }
 
+// MatMul: oneDNN matmul on plain layouts, operands padded to the output's rank with leading 1s
+// (oneDNN broadcasts batch dimensions of 1). Backward: dA = dY x B^T and dB = A^T x dY through
+// transposed views (swapped strides), then a sum reduction over the batch dimensions an operand
+// was broadcast along.
+Shape padded(const Shape& s, std::size_t rank) {
+  Shape out(rank - s.size(), 1);
+  out.insert(out.end(), s.begin(), s.end());
+  return out;
+}
+
+// The plain desc of `s` with its last two dimensions swapped in place (a transposed view).
+Desc transposed_view(const Shape& s) {
+  Shape t = s;
+  std::swap(t[t.size() - 1], t[t.size() - 2]);
+  memory::dims strides(s.size(), 1);
+  for (std::size_t i = s.size(); i-- > 1;) strides[i - 1] = strides[i] * s[i];
+  std::swap(strides[s.size() - 1], strides[s.size() - 2]);
+  return Desc(dims_of(t), DataType::f32, strides);
+}
+
+// Writes `full` (dims `full_shape`) summed down to `target` (dims `shape`, same rank) into the
+// gradient of `name`.
+void contribute_reduced(OnednnProgram& p, const std::string& name, const memory& full,
+                        const Shape& full_shape, const Shape& shape, const std::string& label) {
+  const Desc target = plain_desc(shape);
+  if (full_shape == shape) {
+    GradSink sink = p.gradient_sink(name, target, target);
+    p.add_primitive(Plan::backward, label + " (copy)", dnnl::reorder(full, sink.mem),
+                    {{DNNL_ARG_FROM, full}, {DNNL_ARG_TO, sink.mem}});
+    p.finish(sink);
+    return;
+  }
+  dnnl::reduction::primitive_desc rpd({algorithm::reduction_sum, full.get_desc(), target, 0.f, 0.f},
+                                      p.engine());
+  GradSink sink = p.gradient_sink(name, target, target);
+  p.add_primitive(Plan::backward, label + " (batch sum)", dnnl::reduction(rpd),
+                  {{DNNL_ARG_SRC, full}, {DNNL_ARG_DST, sink.mem}});
+  p.finish(sink);
+}
+
+void lower_matmul(OnednnProgram& p, const Node& n, Plan plan) {
+  const std::string a = n.inputs[0];
+  const std::string b = n.inputs[1];
+  const std::string y = n.outputs[0];
+  const Shape ys = p.value(y).shape;
+  const std::size_t rank = ys.size();
+  const Shape as = padded(p.value(a).shape, rank);
+  const Shape bs = padded(p.value(b).shape, rank);
+  memory am = p.use(a, plain_desc(p.value(a).shape), plan);
+  memory bm = p.use(b, plain_desc(p.value(b).shape), plan);
+  const memory a_view(plain_desc(as), p.engine(), am.get_data_handle());
+  const memory b_view(plain_desc(bs), p.engine(), bm.get_data_handle());
+  memory ym = p.define(y, plain_desc(ys));
+  dnnl::matmul::primitive_desc pd({plain_desc(as), plain_desc(bs), plain_desc(ys)}, p.engine());
+  p.add_primitive(plan, fmt::format("{}: matmul ({})", n.name, pd.impl_info_str()),
+                  dnnl::matmul(pd),
+                  {{DNNL_ARG_SRC, a_view}, {DNNL_ARG_WEIGHTS, b_view}, {DNNL_ARG_DST, ym}});
+  if (plan != Plan::training) return;
+  p.add_backward_builder([&p, n, a, b, y, ys, as, bs, a_view, b_view]() {
+    if (!p.needs_gradient(y)) return;
+    memory dy = p.gradient_in(y, plain_desc(ys));
+    const std::size_t r = ys.size();
+    if (p.needs_gradient(a)) {
+      // dA (full batch) = dY [.., M, N] x B^T [.., N, K]
+      Shape full = ys;
+      full[r - 1] = as[r - 1];
+      memory da = p.allocate(plain_desc(full));
+      const Desc bt = transposed_view(bs);
+      dnnl::matmul::primitive_desc dpd({plain_desc(ys), bt, plain_desc(full)}, p.engine());
+      p.add_primitive(Plan::backward, fmt::format("{}: matmul backward A", n.name),
+                      dnnl::matmul(dpd),
+                      {{DNNL_ARG_SRC, dy},
+                       {DNNL_ARG_WEIGHTS, memory(bt, p.engine(), b_view.get_data_handle())},
+                       {DNNL_ARG_DST, da}});
+      contribute_reduced(p, a, da, full, as, fmt::format("{}: dA", n.name));
+    }
+    if (p.needs_gradient(b)) {
+      // dB (full batch) = A^T [.., K, M] x dY [.., M, N]
+      Shape full = ys;
+      full[r - 2] = bs[r - 2];
+      memory db = p.allocate(plain_desc(full));
+      const Desc at = transposed_view(as);
+      dnnl::matmul::primitive_desc dpd({at, plain_desc(ys), plain_desc(full)}, p.engine());
+      p.add_primitive(Plan::backward, fmt::format("{}: matmul backward B", n.name),
+                      dnnl::matmul(dpd),
+                      {{DNNL_ARG_SRC, memory(at, p.engine(), a_view.get_data_handle())},
+                       {DNNL_ARG_WEIGHTS, dy},
+                       {DNNL_ARG_DST, db}});
+      contribute_reduced(p, b, db, full, bs, fmt::format("{}: dB", n.name));
+    }
+  });
+}
+
 }  // namespace
 
 bool lower_extra_node(OnednnProgram& program, const Node& node, Plan plan) {
@@ -321,6 +414,8 @@ bool lower_extra_node(OnednnProgram& program, const Node& node, Plan plan) {
     lower_clip(program, node, plan);
   } else if (op == "Pad") {
     lower_pad(program, node, plan);
+  } else if (op == "MatMul") {
+    lower_matmul(program, node, plan);
   } else {
     return false;
   }

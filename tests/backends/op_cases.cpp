@@ -350,6 +350,15 @@ std::vector<OpCase> build_cases() {
         b.node("Pad", {b.input("x", {3, 4})},
                {{"pads", std::vector<std::int64_t>{1, 2, 2, 1}}, {"mode", std::string("edge")}}));
   });
+  add("MatMul/2d", [](Builder& b) {
+    b.output(b.node("MatMul", {b.input("a", {3, 7}), b.input("b", {7, 5})}, {}));
+  });
+  add("MatMul/batched", [](Builder& b) {
+    b.output(b.node("MatMul", {b.input("a", {2, 3, 4}), b.input("b", {2, 4, 5})}, {}));
+  });
+  add("MatMul/broadcast_a", [](Builder& b) {
+    b.output(b.node("MatMul", {b.input("a", {3, 4}), b.input("b", {2, 2, 4, 5})}, {}));
+  });
   add("MatMul/batched_broadcast", [](Builder& b) {
     b.output(b.node("MatMul", {b.input("a", {2, 3, 4}), b.input("b", {4, 5})}, {}));
   });
