@@ -1,6 +1,6 @@
 // Lowerings of the ops of graph/ops_extra.cpp (imported models): Mul, Sub, Div (oneDNN binary
 // for equal shapes, broadcasting loops otherwise), Transpose (a reorder between a permuted view
-// and a plain layout), LogSoftmax (oneDNN logsoftmax), Clip and Pad (loops on plain layouts).
+// and a plain layout), LogSoftmax (oneDNN logsoftmax), Clip and Pad (loops on plain layouts)
 // and MatMul (oneDNN matmul with batch broadcasting).
 #include <fmt/format.h>
 
