@@ -1337,7 +1337,12 @@ Graph Importer::run(const std::map<std::string, Shape>& input_shapes,
     graph_.values[in.name()] = graph_.inputs.back();
   }
   for (const auto& [name, shape] : input_shapes) {
-    if (!graph_.is_input(name)) fail("--input-shape names '{}', which is not a graph input", name);
+    if (!graph_.is_input(name)) {
+      std::vector<std::string> names;
+      for (const auto& in : graph_.inputs) names.push_back(in.name);
+      fail("a shape is given for '{}', which is not a graph input (inputs: {})", name,
+           fmt::join(names, ", "));
+    }
   }
   for (const auto& [name, value] : constants) {
     if (!consts_.count(name))
