@@ -8,8 +8,10 @@
 
 #include "apps/command.hpp"
 #include "graph/error.hpp"
+#include "importers/onnx_export.hpp"
+#include "importers/onnx_import.hpp"
 #include "trainers/config.hpp"
-#include "trainers/trainer.hpp"
+#include "trainers/transfer.hpp"
 
 namespace onnxforge::cli {
 namespace {
@@ -52,8 +54,21 @@ void run_train(const TrainArgs& args) {
   options.run_dir = run_dir;
   options.resume = !args.resume.empty();
   options.interactive = ::isatty(::fileno(stdout)) != 0;
-  train::train_model(config, train::build_configured_model(config), data, options);
-  std::printf("Run folder: %s\n", run_dir.string().c_str());
+  Graph trained;
+  if (config.transfer.backbone.empty()) {
+    trained = train::build_configured_model(config);
+    const auto result = train::train_model(config, trained, data, options);
+    train::store_parameters(trained, *result.program);
+  } else {
+    const Graph backbone =
+        train::prepare_backbone(load_model(config.transfer.backbone), config.transfer.cut_at,
+                                Shape(config.model.input.begin(), config.model.input.end()));
+    trained = train::train_transfer(config, backbone, data, options).model;
+  }
+  // The trained model (the best epoch's weights when early stopping restored them) as ONNX.
+  export_onnx(trained, (run_dir / "model.onnx").string());
+  std::printf("Model: %s\nRun folder: %s\n", (run_dir / "model.onnx").string().c_str(),
+              run_dir.string().c_str());
 }
 
 const Registration registration{

@@ -6,6 +6,7 @@
 
 #include "graph/builder.hpp"
 #include "graph/error.hpp"
+#include "graph/models.hpp"
 #include "graph/passes.hpp"
 #include "graph/summary.hpp"
 
@@ -196,6 +197,65 @@ TransferResult train_transfer(const TrainConfig& config, const Graph& backbone,
     store_parameters(tuned, *result.training.program);
     result.model = std::move(tuned);
   }
+  return result;
+}
+
+data::ImageCache orientation_task(const data::ImageCache& images) {
+  data::ImageCache out;
+  out.height = images.height;
+  out.width = images.width;
+  out.classes = {"upright", "upside_down"};
+  const std::size_t bytes = images.image_bytes();
+  out.pixels.resize(2 * images.pixels.size());
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    const std::uint8_t* src = images.image(i);
+    std::uint8_t* upright = out.pixels.data() + (2 * i) * bytes;
+    std::uint8_t* turned = out.pixels.data() + (2 * i + 1) * bytes;
+    std::copy(src, src + bytes, upright);
+    // 180 degrees: pixel (y, x) goes to (H-1-y, W-1-x); channels stay.
+    const std::size_t pixels = bytes / 3;
+    for (std::size_t p = 0; p < pixels; ++p) {
+      std::copy(src + 3 * p, src + 3 * p + 3, turned + 3 * (pixels - 1 - p));
+    }
+    for (int label : {0, 1}) {
+      out.labels.push_back(label);
+      out.paths.push_back(images.paths[i]);
+    }
+  }
+  return out;
+}
+
+Graph pretrain_orientation_backbone(const TrainConfig& base, const TrainData& data, double width,
+                                    int epochs, const TrainOptions& options) {
+  TrainConfig config = base;
+  config.name = fmt::format("vgg16-w{}-orientation", width);
+  config.model.name = "vgg16";
+  config.train.epochs = epochs;
+  config.augment = {};
+  config.early_stopping = {};
+  config.schedule = {};
+  config.transfer = {};
+  config.optimizer.name = "adam";
+  config.optimizer.lr = 1e-3;
+  config.train.positive_class = "upside_down";
+  ModelOptions vgg;
+  vgg.input = config.model.input;
+  vgg.width = width;
+  vgg.seed = config.train.seed;
+  const Graph features = build_model("vgg16", vgg);
+  const Shape& out = features.value(features.outputs.at(0)).shape;
+  TransferConfig head;
+  head.head_units = {64};
+  head.head_dropout = 0.0;
+  const Graph model = attach_head(
+      features, make_head(Shape(out.begin() + 1, out.end()), head, config.train.seed + 1));
+  TrainData task{orientation_task(data.train), orientation_task(data.val), std::nullopt};
+  TrainOptions pretrain = options;
+  pretrain.final_evaluation = false;
+  const TrainResult trained = train_model(config, model, task, pretrain);
+  Graph result = model;
+  store_parameters(result, *trained.program);
+  result.name = config.name;
   return result;
 }
 

@@ -1,0 +1,224 @@
+// onnxforge run [--data-root DIR] [--backbone vgg16.onnx] [--out DIR]: the whole workload in one
+// command — baseline, improved CNN and VGG16 transfer learning trained on the gender data, each
+// evaluated on validation and test, and one report comparing them.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "apps/command.hpp"
+#include "data/synth.hpp"
+#include "eval/report.hpp"
+#include "graph/error.hpp"
+#include "graph/summary.hpp"
+#include "importers/onnx_export.hpp"
+#include "importers/onnx_import.hpp"
+#include "trainers/transfer.hpp"
+
+namespace onnxforge::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RunArgs {
+  std::string data_root;
+  std::string backbone;
+  std::string backbone_preprocess;
+  std::string cut_at;
+  std::string out = "runs/latest";
+  std::string configs;
+  std::string backend;
+  int threads = -1;
+  bool full_size = false;
+  double epochs_scale = 1.0;
+};
+
+void say(const std::string& line) {
+  std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
+}
+
+fs::path configs_dir(const RunArgs& args) {
+  if (!args.configs.empty()) return args.configs;
+  if (fs::exists("configs/baseline.toml")) return "configs";
+  return fs::path(ONNXFORGE_SOURCE_DIR) / "configs";
+}
+
+train::TrainConfig load(const RunArgs& args, const std::string& name, const fs::path& gender,
+                        const fs::path& faces) {
+  train::TrainConfig c = train::load_config(configs_dir(args) / (name + ".toml"));
+  c.data.train = (gender / "train").string();
+  c.data.val = (gender / "test").string();
+  c.data.test = faces.string();
+  c.data.label_map = "man=Male,woman=Female";
+  if (!args.backend.empty()) c.train.backend = args.backend;
+  if (args.threads >= 0) c.train.threads = args.threads;
+  c.train.epochs = std::max(1, static_cast<int>(c.train.epochs * args.epochs_scale + 0.5));
+  return c;
+}
+
+void export_model(const Graph& model, const fs::path& path) {
+  Graph clean = model;
+  clean.name = path.parent_path().filename().string();
+  export_onnx(clean, path.string());
+}
+
+void run_all(const RunArgs& args) {
+  const auto start = std::chrono::steady_clock::now();
+  const fs::path out = args.out;
+  fs::create_directories(out);
+  const bool interactive = ::isatty(::fileno(stdout)) != 0;
+
+  // 1. Data: the user's folders, or the synthetic faces (generated once, then reused).
+  fs::path root = args.data_root;
+  if (root.empty()) {
+    data::SynthOptions synth;
+    synth.out = "datasets/synthetic";
+    if (args.full_size) {
+      synth.use_full_size();
+      synth.out = "datasets/synthetic-full";
+    }
+    root = synth.out;
+    if (data::synthetic_faces_ready(synth)) {
+      say("[1/5] Synthetic faces already in " + root.string());
+    } else {
+      say("[1/5] Generating synthetic faces into " + root.string() + " (the default data)");
+      const auto s = data::generate_synthetic_faces(synth);
+      say(fmt::format("      {} images in {:.1f} s", s.images, s.seconds));
+    }
+  } else {
+    say("[1/5] Data from " + root.string());
+  }
+  const fs::path gender = root / "gender";
+  const fs::path faces = root / "faces";
+  for (const auto& need : {gender / "train", gender / "test", faces}) {
+    if (!fs::is_directory(need)) {
+      fail(
+          "{}: missing; --data-root must hold gender/train/{{Female,Male}}, "
+          "gender/test/{{Female,Male}} and faces/{{man,woman}}",
+          need.string());
+    }
+  }
+
+  train::TrainOptions options;
+  options.interactive = interactive;
+  std::vector<fs::path> runs;
+
+  // 2, 3. The baseline and the improved CNN.
+  const char* steps[] = {"[2/5] Baseline CNN", "[3/5] Improved CNN with augmentation"};
+  int step = 0;
+  for (const std::string name : {"baseline", "improved"}) {
+    say(steps[step++]);
+    const auto config = load(args, name, gender, faces);
+    const auto data = train::load_data(config, data::stderr_warnings());
+    options.run_dir = out / name;
+    fs::remove_all(options.run_dir);
+    auto result = train::train_model(config, train::build_configured_model(config), data, options);
+    Graph trained = train::build_configured_model(config);
+    train::store_parameters(trained, *result.program);
+    export_model(trained, options.run_dir / "model.onnx");
+    runs.push_back(options.run_dir);
+  }
+
+  // 4. Transfer learning from an ONNX VGG16.
+  auto config = load(args, "transfer", gender, faces);
+  const auto data = train::load_data(config, data::stderr_warnings());
+  std::string backbone_note;
+  fs::path backbone_path = args.backbone;
+  if (backbone_path.empty()) {
+    backbone_path = root / "backbone" / "vgg16-w0.25-orientation.onnx";
+    if (fs::exists(backbone_path)) {
+      say("[4/5] Reusing the synthetic pretrained backbone " + backbone_path.string());
+    } else {
+      say("[4/5] No pretrained VGG16 can be downloaded here: pretraining a width-0.25 VGG16 on a "
+          "synthetic source task (upright vs upside-down faces)");
+      train::TrainOptions pretrain = options;
+      pretrain.run_dir = out / "backbone-pretraining";
+      fs::remove_all(pretrain.run_dir);
+      const Graph trained = train::pretrain_orientation_backbone(config, data, 0.25, 1, pretrain);
+      fs::create_directories(backbone_path.parent_path());
+      export_model(trained, backbone_path.string());
+      say("      exported to " + backbone_path.string());
+    }
+    backbone_note =
+        "Backbone: " + backbone_path.string() +
+        " - a width-0.25 VGG16 pretrained by onnxforge on a synthetic source task (upright vs "
+        "upside-down faces), NOT ImageNet weights: no pretrained VGG16 can be downloaded on this "
+        "machine. Give a real one with --backbone (see README).";
+  } else {
+    say("[4/5] Transfer learning from " + backbone_path.string());
+    if (!args.backbone_preprocess.empty()) config.data.preprocess = args.backbone_preprocess;
+    backbone_note = "Backbone: " + backbone_path.string() + " (given with --backbone), " +
+                    "preprocessing '" + config.data.preprocess + "'.";
+  }
+  if (!args.cut_at.empty()) config.transfer.cut_at = args.cut_at;
+  config.transfer.backbone = backbone_path.string();
+  const Graph imported = import_onnx(backbone_path.string());
+  const Graph backbone =
+      train::prepare_backbone(imported, config.transfer.cut_at,
+                              Shape(config.model.input.begin(), config.model.input.end()));
+  options.run_dir = out / "transfer";
+  fs::remove_all(options.run_dir);
+  fs::create_directories(options.run_dir);
+  auto transfer = train::train_transfer(config, backbone, data, options);
+  eval::write_file_atomic(options.run_dir / "summary.txt",
+                          backbone_note + "\n\n" + summary(transfer.model));
+  export_model(transfer.model, options.run_dir / "model.onnx");
+  // The run report already drawn by the loop is redrawn with the backbone note in its summary.
+  eval::write_report(std::vector<eval::RunRecord>{eval::load_run(options.run_dir)},
+                     options.run_dir);
+  runs.push_back(options.run_dir);
+
+  // 5. The comparison report.
+  say("[5/5] Comparison report");
+  std::vector<eval::RunRecord> records;
+  for (const auto& r : runs) records.push_back(eval::load_run(r));
+  eval::ReportOptions report;
+  report.title = "Gender recognition: baseline vs improved CNN vs VGG16 transfer";
+  const auto written = eval::write_report(records, out, report);
+  for (const auto& w : written.warnings) say("warning: " + w);
+  const double minutes =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60.0;
+  say(fmt::format("Done in {:.1f} min. Run folders: {}/{{baseline,improved,transfer}}", minutes,
+                  out.string()));
+  say("Report: " + fs::absolute(written.html).string());
+}
+
+const Registration registration{
+    5, [](CLI::App& app) {
+      auto* sub = app.add_subcommand(
+          "run",
+          "The whole workload in one command: baseline CNN, improved CNN with augmentation and "
+          "VGG16 "
+          "transfer learning (ONNX backbone, frozen, new head), each trained and evaluated on "
+          "validation and test, then one report comparing them. Without --data-root it generates "
+          "the synthetic faces (cached in datasets/synthetic).");
+      auto args = std::make_shared<RunArgs>();
+      sub->add_option(
+          "--data-root", args->data_root,
+          "folder with gender/train/{Female,Male}, gender/test/{Female,Male} (validation) "
+          "and faces/{man,woman} (test)");
+      sub->add_option("--backbone", args->backbone,
+                      "VGG16 as an .onnx file (default: pretrain a small one on synthetic data)");
+      sub->add_option(
+          "--backbone-preprocess", args->backbone_preprocess,
+          "preprocessing of --backbone: imagenet (model zoo, torchvision) or caffe (Keras)");
+      sub->add_option("--cut-at", args->cut_at,
+                      "node after which the backbone is cut (default from configs/transfer.toml)");
+      sub->add_option("--out", args->out, "output folder")->capture_default_str();
+      sub->add_option(
+          "--configs", args->configs,
+          "folder with baseline.toml, improved.toml, transfer.toml (default: configs/)");
+      sub->add_option("--backend", args->backend, "compute backend (onednn, reference, cudnn)");
+      sub->add_option("--threads", args->threads, "compute threads (0 = all cores)");
+      sub->add_flag("--full-size", args->full_size,
+                    "synthetic data at the real datasets' sizes (11,135 / 1,279 / 27,167)");
+      sub->add_option("--epochs-scale", args->epochs_scale,
+                      "multiply every config's epochs (e.g. 0.25 for a quick look)");
+      sub->callback([args] { run_all(*args); });
+    }};
+
+}  // namespace
+}  // namespace onnxforge::cli
