@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# onnxforge run on a tiny synthetic dataset (64 train / 32 val / 32 test images) with one-epoch
+# configs: checks every run folder, figure, metric file, exported model and the report.
+set -euo pipefail
+onnxforge="$1"
+configs="$2"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+"$onnxforge" synth --out data --train 64 --val 32 --test 32 --seed 3 > synth.log
+"$onnxforge" run --data-root data --configs "$configs" --out out > run.log 2>&1 || {
+  cat run.log
+  exit 1
+}
+fail() { echo "run_end_to_end: $*"; cat run.log; exit 1; }
+grep -q "^Report: .*out/report.html" run.log || fail "no report path printed"
+grep -q "pretraining a width-0.25 VGG16" run.log || fail "backbone not pretrained"
+grep -q "computed once" run.log || fail "feature cache not used"
+for run in baseline improved transfer; do
+  for f in config.toml summary.txt history.csv model.onnx report.html checkpoints/best.ckpt \
+           val/metrics.json val/predictions.csv test/metrics.json test/predictions.csv; do
+    [[ -s "out/$run/$f" ]] || fail "missing out/$run/$f"
+  done
+  for key in accuracy sensitivity specificity precision f1 balanced_accuracy mcc auc \
+             confusion_matrix threshold positive_class; do
+    grep -q "\"$key\"" "out/$run/test/metrics.json" || fail "$run test metrics lack $key"
+  done
+  [[ $(wc -l < "out/$run/history.csv") -eq 2 ]] || fail "$run history is not one epoch"
+  [[ $(wc -l < "out/$run/test/predictions.csv") -eq 33 ]] || fail "$run test predictions"
+done
+grep -q "NOT ImageNet" out/transfer/summary.txt || fail "report does not say which backbone"
+"$onnxforge" summary out/transfer/model.onnx | grep -q "Non-trainable params" ||
+  fail "exported transfer model does not import"
+[[ -s out/report.html && -s out/report.md ]] || fail "no comparison report"
+if command -v gnuplot > /dev/null; then
+  pngs=$(find out -name '*.png' | wc -l)
+  ((pngs >= 12)) || fail "only $pngs figures"
+  grep -q "data:image/png;base64" out/report.html || fail "figures not inlined in the report"
+fi
+echo "run_end_to_end: 1 passed, 0 failed"
