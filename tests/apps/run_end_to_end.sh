@@ -32,6 +32,17 @@ grep -q "NOT ImageNet" out/transfer/summary.txt || fail "report does not say whi
 "$onnxforge" summary out/transfer/model.onnx | grep -q "Non-trainable params" ||
   fail "exported transfer model does not import"
 [[ -s out/report.html && -s out/report.md ]] || fail "no comparison report"
+# eval on the exported model reproduces the run's test metrics; predict scores loose images.
+"$onnxforge" eval out/baseline/model.onnx --data data/faces --label-map man=Male,woman=Female \
+  --out eval > eval.log || fail "eval failed: $(cat eval.log)"
+[[ "$(grep -o '"accuracy":[^,]*' eval/metrics.json | head -1)" == \
+   "$(grep -o '"accuracy":[^,]*' out/baseline/test/metrics.json | head -1)" ]] ||
+  fail "eval of model.onnx differs from the run's test accuracy"
+mkdir loose && cp data/faces/man/*.jpg loose/
+"$onnxforge" predict out/improved/model.onnx loose --out loose.csv > predict.log ||
+  fail "predict failed: $(cat predict.log)"
+[[ $(wc -l < loose.csv) -eq $(($(ls loose | wc -l) + 1)) ]] || fail "predict row count"
+head -1 loose.csv | grep -q '^path,score,class$' || fail "predict header"
 if command -v gnuplot > /dev/null; then
   pngs=$(find out -name '*.png' | wc -l)
   ((pngs >= 12)) || fail "only $pngs figures"
