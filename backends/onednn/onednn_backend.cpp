@@ -18,6 +18,13 @@ class OnednnBackend final : public Backend {
 
   std::unique_ptr<Program> compile(const Graph& graph,
                                    const CompileOptions& options) const override {
+    if (graph.values.empty()) {
+      // Not validated yet: shapes are needed to plan the memories.
+      Graph copy = graph;
+      copy.validate();
+      check_compilable(*this, copy, options);
+      return std::make_unique<onednn::OnednnProgram>(copy, options);
+    }
     check_compilable(*this, graph, options);
     return std::make_unique<onednn::OnednnProgram>(graph, options);
   }
