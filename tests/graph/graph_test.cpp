@@ -98,7 +98,8 @@ TEST(Builder, GlorotUniformIsSeededAndBounded) {
   EXPECT_EQ(kernel(7), kernel(7));
   EXPECT_NE(kernel(7), kernel(8));
   const double limit = std::sqrt(6.0 / (27 + 144));
-  for (float v : kernel(7).data<float>()) EXPECT_LE(std::abs(v), limit);
+  const Tensor k7 = kernel(7);  // a named copy: data() of a temporary would dangle
+  for (float v : k7.data<float>()) EXPECT_LE(std::abs(v), limit);
   const Graph g = build_model("baseline");
   for (float v : g.find_initializer("dense/bias")->value.data<float>()) {
     EXPECT_EQ(v, 0.0f);
