@@ -301,6 +301,27 @@ TEST(Transfer, CutFreezeAttachHeadCachedEqualsUncachedAndFrozenStayIdentical) {
   fs::remove_all(uncached_dir);
 }
 
+TEST(Transfer, FineTunePhaseUnfreezesOnlyThePrefixAndTrainsIt) {
+  TrainConfig config = tiny_config(1);
+  config.transfer.backbone = "tiny";
+  config.transfer.cut_at = "pool1";
+  config.transfer.head_units = {4};
+  config.transfer.fine_tune_epochs = 2;
+  config.transfer.fine_tune_lr = 0.01;
+  config.transfer.unfreeze = "conv1";
+  const Graph backbone = prepare_backbone(tiny_backbone(), "pool1", {3, 8, 8});
+  const auto dir = temp_dir("finetune");
+  const auto result = train_transfer(config, backbone, tiny_data(), quiet(dir));
+  EXPECT_TRUE(fs::exists(dir / "fine_tune" / "history.csv"));
+  EXPECT_EQ(result.training.history.size(), 2u);
+  EXPECT_TRUE(result.model.find_initializer("conv1/kernel")->trainable);
+  EXPECT_NE(result.model.find_initializer("conv1/kernel")->value,
+            backbone.find_initializer("conv1/kernel")->value);
+  config.transfer.unfreeze = "no_such_layer";
+  EXPECT_ERROR(train_transfer(config, backbone, tiny_data(), quiet(dir)), "no_such_layer");
+  fs::remove_all(dir);
+}
+
 TEST(Transfer, FeatureCacheSpillsToDiskBeyondItsLimit) {
   const auto dir = temp_dir("spill");
   FeatureCache memory({2, 3}, 5, 1 << 20, dir);
