@@ -115,8 +115,8 @@ void run_all(const RunArgs& args) {
     const auto data = train::load_data(config, data::stderr_warnings());
     options.run_dir = out / name;
     fs::remove_all(options.run_dir);
-    auto result = train::train_model(config, train::build_configured_model(config), data, options);
     Graph trained = train::build_configured_model(config);
+    const auto result = train::train_model(config, trained, data, options);
     train::store_parameters(trained, *result.program);
     export_model(trained, options.run_dir / "model.onnx");
     runs.push_back(options.run_dir);
