@@ -107,6 +107,17 @@ std::string progress_line(int epoch, int epochs, std::size_t step, std::size_t s
       loss, accuracy, images_per_second);
 }
 
+std::vector<eval::Prediction> predictions_of(const BatchSource& source, const Scores& scores,
+                                             bool with_paths) {
+  std::vector<eval::Prediction> predictions;
+  predictions.reserve(source.size());
+  for (std::size_t i = 0; i < source.size(); ++i) {
+    predictions.push_back({with_paths ? source.paths()[i].string() : std::string(),
+                           source.labels()[i], scores.probability[i]});
+  }
+  return predictions;
+}
+
 }  // namespace
 
 TrainData load_data(const TrainConfig& config, const data::WarningSink& warn) {
@@ -340,6 +351,13 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
                             options.summary.empty() ? summary(model) : options.summary);
   }
 
+  eval::MetricsOptions metrics;
+  metrics.threshold = config.train.threshold;
+  metrics.class_names = {sources.classes.at(0), sources.classes.at(1)};
+  metrics.positive_label = config.train.positive_class == sources.classes.at(0) ? 0 : 1;
+  eval::MetricsOptions epoch_metrics = metrics;
+  epoch_metrics.bootstrap_resamples = 0;  // intervals only in the final evaluation
+
   BatchSource& train_source = *sources.train;
   const std::size_t steps = train_source.batches_per_epoch();
 
@@ -393,12 +411,16 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
       }
     }
     const double train_seconds = seconds_since(epoch_start);
+    // Every epoch's validation metrics come from eval/, the code of the final evaluation.
     const Scores val = score_dataset(program, tg, *sources.val, config.train.threshold);
+    const eval::Metrics val_metrics =
+        eval::compute_metrics(predictions_of(*sources.val, val, false), epoch_metrics);
+    const double val_accuracy = val_metrics.accuracy.value_or(NAN);
     eval::EpochRecord record{static_cast<double>(epoch + 1),
                              loss_sum / static_cast<double>(seen),
                              static_cast<double>(correct) / static_cast<double>(seen),
                              val.loss,
-                             val.accuracy,
+                             val_accuracy,
                              lr,
                              seconds_since(epoch_start),
                              static_cast<double>(seen) / train_seconds};
@@ -406,7 +428,8 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
     if (options.interactive) std::fputs("\r\033[K", stdout);
     say(progress_line(epoch + 1, config.train.epochs, steps, steps, train_seconds,
                       record.train_loss, record.train_accuracy, record.images_per_second) +
-        fmt::format(" - val_loss {:.4f} - val_accuracy {:.4f} - lr {:.3g}", val.loss, val.accuracy,
+        fmt::format(" - val_loss {:.4f} - val_accuracy {:.4f} - val_auc {} - lr {:.3g}", val.loss,
+                    val_accuracy, val_metrics.auc ? fmt::format("{:.4f}", *val_metrics.auc) : "n/a",
                     lr));
     write_history(run / "history.csv", result.history);
 
@@ -457,16 +480,9 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
   }
 
   if (options.final_evaluation) {
-    eval::MetricsOptions metrics;
-    metrics.threshold = config.train.threshold;
-    metrics.class_names = {sources.classes.at(0), sources.classes.at(1)};
-    metrics.positive_label = config.train.positive_class == sources.classes.at(0) ? 0 : 1;
     auto evaluate = [&](BatchSource& source, const std::string& split) {
       const Scores s = score_dataset(program, tg, source, config.train.threshold);
-      std::vector<eval::Prediction> predictions;
-      for (std::size_t i = 0; i < source.size(); ++i) {
-        predictions.push_back({source.paths()[i].string(), source.labels()[i], s.probability[i]});
-      }
+      const auto predictions = predictions_of(source, s, true);
       eval::SplitOptions split_options;
       split_options.split_name = split;
       split_options.model_name = config.name;
