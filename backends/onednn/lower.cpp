@@ -10,6 +10,7 @@
 #include <cmath>
 #include <mutex>
 
+#include "backends/onednn/broadcast.hpp"
 #include "backends/onednn/program.hpp"
 #include "graph/builder.hpp"
 #include "graph/error.hpp"
@@ -631,42 +632,6 @@ void lower_reshape(OnednnProgram& p, const Node& n, Plan plan) {
   });
 }
 
-// Strides of `shape` (right-aligned to `rank`) with 0 where it broadcasts.
-std::vector<std::int64_t> broadcast_strides(const Shape& shape, std::size_t rank,
-                                            const Shape& out) {
-  std::vector<std::int64_t> strides(rank, 0);
-  std::int64_t stride = 1;
-  for (std::size_t i = 0; i < shape.size(); ++i) {
-    const std::size_t axis = shape.size() - 1 - i;
-    const std::size_t out_axis = rank - 1 - i;
-    strides[out_axis] = shape[axis] == 1 && out[out_axis] != 1 ? 0 : stride;
-    stride *= shape[axis];
-  }
-  return strides;
-}
-
-// Calls f(out_index, a_index, b_index) over every element of `out` (row-major).
-template <typename F>
-void for_each_broadcast(const Shape& out, const std::vector<std::int64_t>& sa,
-                        const std::vector<std::int64_t>& sb, F f) {
-  const std::size_t rank = out.size();
-  const std::int64_t total = element_count(out);
-  std::vector<std::int64_t> index(rank, 0);
-  std::int64_t ia = 0, ib = 0;
-  for (std::int64_t i = 0; i < total; ++i) {
-    f(i, ia, ib);
-    for (std::size_t d = rank; d-- > 0;) {
-      ++index[d];
-      ia += sa[d];
-      ib += sb[d];
-      if (index[d] < out[d]) break;
-      ia -= sa[d] * out[d];
-      ib -= sb[d] * out[d];
-      index[d] = 0;
-    }
-  }
-}
-
 void lower_add(OnednnProgram& p, const Node& n, Plan plan) {
   const std::string a = n.inputs[0];
   const std::string b = n.inputs[1];
@@ -688,8 +653,8 @@ void lower_add(OnednnProgram& p, const Node& n, Plan plan) {
     memory am = p.use(a, plain_desc(as), plan);
     memory bm = p.use(b, plain_desc(bs), plan);
     memory ym = p.define(y, plain_desc(ys));
-    const auto sa = broadcast_strides(as, ys.size(), ys);
-    const auto sb = broadcast_strides(bs, ys.size(), ys);
+    const auto sa = broadcast_strides(as, ys);
+    const auto sb = broadcast_strides(bs, ys);
     p.add(plan, fmt::format("{}: broadcast add (loop)", n.name), [am, bm, ym, ys, sa, sb]() {
       const float* pa = floats(am);
       const float* pb = floats(bm);
@@ -714,7 +679,7 @@ void lower_add(OnednnProgram& p, const Node& n, Plan plan) {
       }
       // Sum the gradient over the broadcast dimensions.
       memory reduced = p.allocate(plain_desc(s));
-      const auto strides = broadcast_strides(s, ys.size(), ys);
+      const auto strides = broadcast_strides(s, ys);
       const std::vector<std::int64_t> none(ys.size(), 0);
       p.add(Plan::backward, fmt::format("{}: broadcast add backward (loop)", n.name),
             [dy, reduced, ys, strides, none]() {
