@@ -572,7 +572,9 @@ void lower_eltwise(OnednnProgram& p, const Node& n, Plan plan) {
   });
 }
 
-void lower_softmax(OnednnProgram& p, const Node& n, Plan plan) {
+// Softmax and LogSoftmax: the same lowering over oneDNN's two primitive pairs.
+template <typename Forward, typename Backward>
+void lower_softmax(OnednnProgram& p, const Node& n, Plan plan, const char* label) {
   const bool training = plan == Plan::training;
   const std::string x = n.inputs[0];
   const std::string y = n.outputs[0];
@@ -582,20 +584,19 @@ void lower_softmax(OnednnProgram& p, const Node& n, Plan plan) {
   if (xs.empty()) axis = 0;
   const Desc md = plain_desc(xs);
   const auto prop = training ? prop_kind::forward_training : prop_kind::forward_inference;
-  dnnl::softmax_forward::primitive_desc pd({prop, md, static_cast<int>(axis)}, p.engine());
+  typename Forward::primitive_desc pd({prop, md, static_cast<int>(axis)}, p.engine());
   p.define(y, pd.dst_desc());
-  p.add_primitive(plan, fmt::format("{}: softmax ({})", n.name, pd.impl_info_str()),
-                  dnnl::softmax_forward(pd),
+  p.add_primitive(plan, fmt::format("{}: {} ({})", n.name, label, pd.impl_info_str()), Forward(pd),
                   {{DNNL_ARG_SRC, p.use(x, md, plan)}, {DNNL_ARG_DST, p.value(y).mem}});
   if (!training) return;
-  p.add_backward_builder([&p, n, x, y, md, axis, pd]() {
+  p.add_backward_builder([&p, n, x, y, md, axis, pd, label]() {
     if (!p.needs_gradient(x) || !p.needs_gradient(y)) return;
-    dnnl::softmax_backward::primitive_desc bpd({md, md, static_cast<int>(axis)}, p.engine(), pd);
+    typename Backward::primitive_desc bpd({md, md, static_cast<int>(axis)}, p.engine(), pd);
     memory dy = p.gradient_in(y, bpd.diff_dst_desc());
     GradSink sink = p.gradient_sink(x, bpd.diff_src_desc());
     p.add_primitive(
-        Plan::backward, fmt::format("{}: softmax backward ({})", n.name, bpd.impl_info_str()),
-        dnnl::softmax_backward(bpd),
+        Plan::backward, fmt::format("{}: {} backward ({})", n.name, label, bpd.impl_info_str()),
+        Backward(bpd),
         {{DNNL_ARG_DST, p.value(y).mem}, {DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_DIFF_SRC, sink.mem}});
     p.finish(sink);
   });
@@ -1075,7 +1076,10 @@ void lower_node(OnednnProgram& program, const Node& node, const Node* fused_relu
   } else if (op == "Relu" || op == "LeakyRelu" || op == "Sigmoid" || op == "Tanh") {
     lower_eltwise(program, node, plan);
   } else if (op == "Softmax") {
-    lower_softmax(program, node, plan);
+    lower_softmax<dnnl::softmax_forward, dnnl::softmax_backward>(program, node, plan, "softmax");
+  } else if (op == "LogSoftmax") {
+    lower_softmax<dnnl::logsoftmax_forward, dnnl::logsoftmax_backward>(program, node, plan,
+                                                                       "logsoftmax");
   } else if (op == "Identity") {
     lower_identity(program, node, plan);
   } else if (op == "Flatten" || op == "Reshape") {

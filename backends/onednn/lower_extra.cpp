@@ -1,6 +1,6 @@
 // Lowerings of the ops of graph/ops_extra.cpp (imported models): Mul, Sub, Div (oneDNN binary
 // for equal shapes, broadcasting loops otherwise), Transpose (a reorder between a permuted view
-// and a plain layout), LogSoftmax (oneDNN logsoftmax), Clip and Pad (loops on plain layouts)
+// and a plain layout), Clip and Pad (loops on plain layouts)
 // and MatMul (oneDNN matmul with batch broadcasting).
 #include <fmt/format.h>
 
@@ -133,34 +133,6 @@ void lower_transpose(OnednnProgram& p, const Node& n, Plan plan) {
     p.contribute(
         x, memory(Desc(dims_of(xs), DataType::f32, inverse), p.engine(), dy.get_data_handle()),
         n.name);
-  });
-}
-
-void lower_log_softmax(OnednnProgram& p, const Node& n, Plan plan) {
-  const bool training = plan == Plan::training;
-  const std::string x = n.inputs[0];
-  const std::string y = n.outputs[0];
-  const Shape xs = p.value(x).shape;
-  std::int64_t axis = n.get_int("axis", -1);
-  if (axis < 0) axis += static_cast<std::int64_t>(xs.size());
-  const Desc md = plain_desc(xs);
-  const auto prop = training ? prop_kind::forward_training : prop_kind::forward_inference;
-  dnnl::logsoftmax_forward::primitive_desc pd({prop, md, static_cast<int>(axis)}, p.engine());
-  p.define(y, pd.dst_desc());
-  p.add_primitive(plan, fmt::format("{}: logsoftmax ({})", n.name, pd.impl_info_str()),
-                  dnnl::logsoftmax_forward(pd),
-                  {{DNNL_ARG_SRC, p.use(x, md, plan)}, {DNNL_ARG_DST, p.value(y).mem}});
-  if (!training) return;
-  p.add_backward_builder([&p, n, x, y, md, axis, pd]() {
-    if (!p.needs_gradient(x) || !p.needs_gradient(y)) return;
-    dnnl::logsoftmax_backward::primitive_desc bpd({md, md, static_cast<int>(axis)}, p.engine(), pd);
-    memory dy = p.gradient_in(y, bpd.diff_dst_desc());
-    GradSink sink = p.gradient_sink(x, bpd.diff_src_desc());
-    p.add_primitive(
-        Plan::backward, fmt::format("{}: logsoftmax backward ({})", n.name, bpd.impl_info_str()),
-        dnnl::logsoftmax_backward(bpd),
-        {{DNNL_ARG_DST, p.value(y).mem}, {DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_DIFF_SRC, sink.mem}});
-    p.finish(sink);
   });
 }
 
@@ -373,8 +345,6 @@ bool lower_extra_node(OnednnProgram& program, const Node& node, Plan plan) {
     lower_arithmetic(program, node, plan);
   } else if (op == "Transpose") {
     lower_transpose(program, node, plan);
-  } else if (op == "LogSoftmax") {
-    lower_log_softmax(program, node, plan);
   } else if (op == "Clip") {
     lower_clip(program, node, plan);
   } else if (op == "Pad") {
