@@ -32,12 +32,19 @@ struct ScoreArgs {
   int threads = 0;
 };
 
-// The probability output of `model_path` for every image of `images`, in cache order.
-std::vector<double> score_images(const ScoreArgs& args, const data::ImageCache& images) {
-  const Graph model = load_model(args.model);
+// The model, checked to take one N,C,H,W image input and give one output.
+Graph load_scoring_model(const ScoreArgs& args) {
+  Graph model = load_model(args.model);
   if (model.inputs.size() != 1 || model.outputs.size() != 1) {
     fail("{}: a model with one image input and one output is needed", args.model);
   }
+  if (model.inputs[0].shape.size() != 4) fail("{}: the input must be N,C,H,W", args.model);
+  return model;
+}
+
+// The probability output of `model` for every image of `images`, in cache order.
+std::vector<double> score_images(const ScoreArgs& args, const Graph& model,
+                                 const data::ImageCache& images) {
   const Graph graph = with_batch(model, args.batch);
   const std::string input = graph.inputs[0].name;
   const std::string output = graph.outputs[0];
@@ -69,10 +76,9 @@ std::vector<double> score_images(const ScoreArgs& args, const data::ImageCache& 
   return scores;
 }
 
-data::LoadOptions load_options(const ScoreArgs& args) {
-  const Graph model = load_model(args.model);
+// Images are resized to the model's input size.
+data::LoadOptions load_options(const Graph& model) {
   const Shape& shape = model.inputs.at(0).shape;
-  if (shape.size() != 4) fail("{}: the input must be N,C,H,W", args.model);
   data::LoadOptions load;
   load.height = static_cast<int>(shape[2]);
   load.width = static_cast<int>(shape[3]);
@@ -94,9 +100,10 @@ void add_common(CLI::App* sub, ScoreArgs& args) {
 void run_eval(const ScoreArgs& args) {
   data::ScanOptions scan;
   if (!args.label_map.empty()) scan.label_map = data::parse_label_map(args.label_map);
+  const Graph model = load_scoring_model(args);
   const auto images =
-      data::load_images(data::scan_image_folder(args.data, scan), load_options(args));
-  const auto scores = score_images(args, images);
+      data::load_images(data::scan_image_folder(args.data, scan), load_options(model));
+  const auto scores = score_images(args, model, images);
   eval::MetricsOptions metrics;
   metrics.threshold = args.threshold;
   metrics.class_names = {images.classes.at(0), images.classes.at(1)};
@@ -134,8 +141,9 @@ void run_predict(const ScoreArgs& args) {
   std::sort(folder.samples.begin(), folder.samples.end(),
             [](const auto& a, const auto& b) { return a.path < b.path; });
   if (folder.samples.empty()) fail("{}: no .jpg/.jpeg/.png/.bmp image found", args.data);
-  const auto images = data::load_images(folder, load_options(args));
-  const auto scores = score_images(args, images);
+  const Graph model = load_scoring_model(args);
+  const auto images = data::load_images(folder, load_options(model));
+  const auto scores = score_images(args, model, images);
   std::vector<std::string> paths;
   for (const auto& p : images.paths) paths.push_back(p.string());
   eval::MetricsOptions metrics;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "apps/command.hpp"
 #include "data/synth.hpp"
@@ -57,6 +58,23 @@ train::TrainConfig load(const RunArgs& args, const std::string& name, const fs::
   if (args.threads >= 0) c.train.threads = args.threads;
   c.train.epochs = std::max(1, static_cast<int>(c.train.epochs * args.epochs_scale + 0.5));
   return c;
+}
+
+// The decoded splits of the last config, reused while the next one reads the same folders at the
+// same size (the three configs of `run` do by default): each image is decoded once.
+const train::TrainData& data_for(const train::TrainConfig& config) {
+  static std::string loaded_key;
+  static std::optional<train::TrainData> loaded;
+  const std::string key =
+      fmt::format("{}|{}|{}|{}|{}|{}|{}", config.data.train, config.data.val,
+                  config.data.validation_split, config.data.test, config.data.label_map,
+                  fmt::join(config.data.classes, ","), fmt::join(config.model.input, "x"));
+  if (!loaded || key != loaded_key) {
+    loaded.reset();
+    loaded = train::load_data(config, data::stderr_warnings());
+    loaded_key = key;
+  }
+  return *loaded;
 }
 
 void export_model(const Graph& model, const fs::path& path) {
@@ -112,7 +130,7 @@ void run_all(const RunArgs& args) {
   for (const std::string name : {"baseline", "improved"}) {
     say(steps[step++]);
     const auto config = load(args, name, gender, faces);
-    const auto data = train::load_data(config, data::stderr_warnings());
+    const auto& data = data_for(config);
     options.run_dir = out / name;
     fs::remove_all(options.run_dir);
     Graph trained = train::build_configured_model(config);
@@ -124,7 +142,7 @@ void run_all(const RunArgs& args) {
 
   // 4. Transfer learning from an ONNX VGG16.
   auto config = load(args, "transfer", gender, faces);
-  const auto data = train::load_data(config, data::stderr_warnings());
+  const auto& data = data_for(config);
   std::string backbone_note;
   fs::path backbone_path = args.backbone;
   if (backbone_path.empty()) {
