@@ -216,31 +216,24 @@ TrainSources image_sources(const TrainConfig& config, const TrainData& data) {
   return sources;
 }
 
-Scores score_dataset(Program& program, const TrainingGraph& tg, BatchSource& source,
-                     double threshold) {
+Scores score_dataset(Program& program, const TrainingGraph& tg, BatchSource& source) {
   Tensor inputs(DType::f32, tg.graph.value(tg.image).shape);
   Tensor labels(DType::f32, tg.graph.value(tg.labels).shape);
   Scores scores;
   scores.probability.reserve(source.size());
   source.start_epoch(0);
   double loss_sum = 0;
-  std::size_t correct = 0;
   for (int n; (n = source.next(inputs, labels)) > 0;) {
     program.set_input(tg.image, inputs);
     program.forward(Mode::inference);
     const Tensor probability = program.fetch(tg.probability);
     const Tensor logits = program.fetch(tg.logits);
     for (int i = 0; i < n; ++i) {
-      const double p = probability.value(i);
-      const double label = labels.value(i);
-      scores.probability.push_back(p);
-      loss_sum += stable_bce(logits.value(i), label);
-      correct += (p >= threshold) == (label >= 0.5);
+      scores.probability.push_back(probability.value(i));
+      loss_sum += stable_bce(logits.value(i), labels.value(i));
     }
   }
-  const auto count = static_cast<double>(std::max<std::size_t>(1, scores.probability.size()));
-  scores.loss = loss_sum / count;
-  scores.accuracy = static_cast<double>(correct) / count;
+  scores.loss = loss_sum / static_cast<double>(std::max<std::size_t>(1, scores.probability.size()));
   return scores;
 }
 
@@ -412,7 +405,7 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
     }
     const double train_seconds = seconds_since(epoch_start);
     // Every epoch's validation metrics come from eval/, the code of the final evaluation.
-    const Scores val = score_dataset(program, tg, *sources.val, config.train.threshold);
+    const Scores val = score_dataset(program, tg, *sources.val);
     const eval::Metrics val_metrics =
         eval::compute_metrics(predictions_of(*sources.val, val, false), epoch_metrics);
     const double val_accuracy = val_metrics.accuracy.value_or(NAN);
@@ -481,7 +474,7 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
 
   if (options.final_evaluation) {
     auto evaluate = [&](BatchSource& source, const std::string& split) {
-      const Scores s = score_dataset(program, tg, source, config.train.threshold);
+      const Scores s = score_dataset(program, tg, source);
       const auto predictions = predictions_of(source, s, true);
       eval::SplitOptions split_options;
       split_options.split_name = split;

@@ -59,14 +59,13 @@ TrainSources image_sources(const TrainConfig& config, const TrainData& data);
 std::unique_ptr<BatchSource> images_in_order(const TrainConfig& config,
                                              const data::ImageCache& images);
 
-// Scores of a source in inference mode, in its order (the last partial batch padded).
+// Scores of a source in inference mode, in its order (the last partial batch padded); the
+// metrics come from eval/.
 struct Scores {
   std::vector<double> probability;
-  double loss = 0.0;      // mean binary cross-entropy
-  double accuracy = 0.0;  // at `threshold`
+  double loss = 0.0;  // mean binary cross-entropy
 };
-Scores score_dataset(Program& program, const TrainingGraph& tg, BatchSource& source,
-                     double threshold);
+Scores score_dataset(Program& program, const TrainingGraph& tg, BatchSource& source);
 
 struct TrainOptions {
   std::filesystem::path run_dir;
