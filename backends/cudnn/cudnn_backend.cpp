@@ -5,6 +5,7 @@
 #include <cudnn.h>
 #include <fmt/format.h>
 
+#include "backends/cudnn/cublas_loader.hpp"
 #include "backends/cudnn/plan.hpp"
 #include "backends/cudnn/program.hpp"
 #include "graph/error.hpp"
@@ -43,15 +44,22 @@ std::string device_description() {
   int driver = 0, runtime = 0;
   cudaDriverGetVersion(&driver);
   cudaRuntimeGetVersion(&runtime);
-  int major = 0, minor = 0, patch = 0;
-  cublasGetProperty(MAJOR_VERSION, &major);
-  cublasGetProperty(MINOR_VERSION, &minor);
-  cublasGetProperty(PATCH_LEVEL, &patch);
-  return fmt::format(
-      "{} (sm_{}{}, {:.1f} GiB), driver {}.{}, runtime {}.{}, cuDNN {}, cuBLAS {}.{}.{}",
-      props.name, props.major, props.minor, static_cast<double>(props.totalGlobalMem) / (1u << 30),
-      driver / 1000, (driver % 1000) / 10, runtime / 1000, (runtime % 1000) / 10, cudnnGetVersion(),
-      major, minor, patch);
+  std::string cublas = "not loadable";
+  try {
+    const auto& api = cublas_api();
+    int major = 0, minor = 0, patch = 0;
+    api.get_property(MAJOR_VERSION, &major);
+    api.get_property(MINOR_VERSION, &minor);
+    api.get_property(PATCH_LEVEL, &patch);
+    cublas = fmt::format("{}.{}.{}", major, minor, patch);
+  } catch (const Error& e) {
+    cublas = e.what();
+  }
+  return fmt::format("{} (sm_{}{}, {:.1f} GiB), driver {}.{}, runtime {}.{}, cuDNN {}, cuBLAS {}",
+                     props.name, props.major, props.minor,
+                     static_cast<double>(props.totalGlobalMem) / (1u << 30), driver / 1000,
+                     (driver % 1000) / 10, runtime / 1000, (runtime % 1000) / 10, cudnnGetVersion(),
+                     cublas);
 }
 
 }  // namespace cudnn

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 
+#include "backends/cudnn/cublas_loader.hpp"
 #include "backends/cudnn/kernels.hpp"
 #include "backends/cudnn/plan.hpp"
 #include "backends/cudnn/program.hpp"
@@ -462,11 +463,11 @@ void lower_global_average_pool(CudnnProgram& p, const Node& n) {
 
 void gemm(CudnnProgram& p, const Gemm& call, const float* a, const float* b, float* c, float beta,
           const char* what) {
-  check(cublasSgemm(p.cublas(), call.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                    call.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(call.m),
-                    static_cast<int>(call.n), static_cast<int>(call.k), &kOne, a,
-                    static_cast<int>(call.lda), b, static_cast<int>(call.ldb), &beta, c,
-                    static_cast<int>(call.ldc)),
+  check(cublas_api().sgemm(p.cublas(), call.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                           call.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(call.m),
+                           static_cast<int>(call.n), static_cast<int>(call.k), &kOne, a,
+                           static_cast<int>(call.lda), b, static_cast<int>(call.ldb), &beta, c,
+                           static_cast<int>(call.ldc)),
         what);
 }
 
@@ -497,8 +498,9 @@ void lower_dense(CudnnProgram& p, const Node& n) {
     if (dw) gemm(p, weight, x, dy, dw, 1.0f, "cublasSgemm (Dense backward weight)");
     if (db) {
       // db[out] += dY^T ones: dY's bytes are dY^T (out x batch) column-major.
-      check(cublasSgemv(p.cublas(), CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(batch),
-                        &kOne, dy, static_cast<int>(out), ones, 1, &kOne, db, 1),
+      check(cublas_api().sgemv(p.cublas(), CUBLAS_OP_N, static_cast<int>(out),
+                               static_cast<int>(batch), &kOne, dy, static_cast<int>(out), ones, 1,
+                               &kOne, db, 1),
             "cublasSgemv (Dense backward bias)");
     }
   });

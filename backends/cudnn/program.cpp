@@ -9,6 +9,7 @@
 #include <cstring>
 #include <utility>
 
+#include "backends/cudnn/cublas_loader.hpp"
 #include "backends/cudnn/kernels.hpp"
 #include "graph/error.hpp"
 #include "graph/ops.hpp"
@@ -32,8 +33,8 @@ void check(cudnnStatus_t status, const char* what) {
 
 void check(cublasStatus_t status, const char* what) {
   if (status != CUBLAS_STATUS_SUCCESS) {
-    fail("cudnn backend: {} failed: {} ({})", what, cublasGetStatusString(status),
-         cublasGetStatusName(status));
+    fail("cudnn backend: {} failed: {} ({})", what, cublas_api().status_string(status),
+         cublas_api().status_name(status));
   }
 }
 
@@ -115,10 +116,10 @@ void CudnnProgram::build() {
   check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   check(cudnnCreate(&cudnn_), "cudnnCreate");
   check(cudnnSetStream(cudnn_, stream_), "cudnnSetStream");
-  check(cublasCreate(&cublas_), "cublasCreate");
-  check(cublasSetStream(cublas_, stream_), "cublasSetStream");
+  check(cublas_api().create(&cublas_), "cublasCreate");
+  check(cublas_api().set_stream(cublas_, stream_), "cublasSetStream");
   // f32 means f32: no TF32 tensor-core rounding in cuBLAS (cuDNN: FMA math, lower.cpp).
-  check(cublasSetMathMode(cublas_, CUBLAS_PEDANTIC_MATH), "cublasSetMathMode");
+  check(cublas_api().set_math_mode(cublas_, CUBLAS_PEDANTIC_MATH), "cublasSetMathMode");
   std::size_t free_bytes = 0, total_bytes = 0;
   check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
   // Algorithm search may use up to a quarter of what is free, at most 2 GiB.
@@ -175,7 +176,7 @@ void CudnnProgram::release() noexcept {
   if (stream_) cudaStreamSynchronize(stream_);
   forward_.clear();
   backward_.clear();
-  if (cublas_) cublasDestroy(cublas_);
+  if (cublas_) cublas_api().destroy(cublas_);
   if (cudnn_) cudnnDestroy(cudnn_);
   // Buffers are freed by their destructors; the stream goes last.
   values_.clear();
@@ -235,6 +236,8 @@ void CudnnProgram::reserve_workspace(std::size_t bytes) {
 const float* CudnnProgram::ones(std::int64_t n) {
   const auto bytes = static_cast<std::size_t>(n) * sizeof(float);
   if (ones_.bytes() < bytes) {
+    // Steps keep the pointers they were given: an outgrown vector stays alive in scratch_.
+    if (ones_.get()) scratch_.push_back(std::move(ones_));
     ones_ = DeviceBuffer(bytes);
     kernels::fill(ones_.floats(), 1.0f, n, stream_);
   }

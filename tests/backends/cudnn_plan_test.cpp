@@ -9,6 +9,7 @@
 #include <set>
 
 #include "backends/backend.hpp"
+#include "backends/cudnn/cublas_loader.hpp"
 #include "backends/cudnn/plan.hpp"
 #include "graph/builder.hpp"
 #include "graph/ops.hpp"
@@ -257,6 +258,19 @@ TEST(CudnnPlan, SupportsEveryOpCaseInF32AndNamesWhatItRejects) {
   const Support none = cudnn::node_support(g, unknown, {});
   EXPECT_FALSE(none.ok);
   EXPECT_NE(none.reason.find("Mystery"), std::string::npos) << none.reason;
+}
+
+// cuBLAS is loaded on first use (not linked): the library of the headers' major version loads and
+// every entry point the backend calls resolves. Needs no GPU.
+TEST(CudnnPlan, CublasLoadsOnDemand) {
+  const auto& api = cudnn::cublas_api();
+  int major = 0;
+  ASSERT_EQ(api.get_property(MAJOR_VERSION, &major), CUBLAS_STATUS_SUCCESS);
+  EXPECT_EQ(major, CUBLAS_VER_MAJOR);
+  EXPECT_STREQ(api.status_name(CUBLAS_STATUS_SUCCESS), "CUBLAS_STATUS_SUCCESS");
+  EXPECT_NE(api.sgemm, nullptr);
+  EXPECT_NE(api.sgemv, nullptr);
+  EXPECT_EQ(&api, &cudnn::cublas_api());  // loaded once
 }
 
 // Without a GPU the backend says so in one line and compile() refuses with the reason.
