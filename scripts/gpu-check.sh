@@ -30,6 +30,10 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 out="$build_dir/gpu-check"
+# cuDNN's libcudnn.so.9 loads its sub-libraries, and the backend cuBLAS, by name.
+for dir in /usr/local/cuda/lib64 /usr/local/cuda/lib; do
+  [[ -d "$dir" ]] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+done
 start=$(date +%s)
 step() { echo "== [$(($(date +%s) - start)) s] $*"; }
 status=0
