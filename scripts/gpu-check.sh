@@ -73,6 +73,13 @@ if ((build)); then
 fi
 onnxforge="$build_dir/bin/onnxforge"
 [[ -x "$onnxforge" ]] || { echo "gpu-check.sh: $onnxforge not built"; exit 1; }
+# Binaries built elsewhere (--no-build) need this machine to have their shared libraries.
+missing="$(ldd "$onnxforge" "$build_dir"/bin/*_test 2>/dev/null | grep "not found" | sort -u)"
+if [[ -n "$missing" ]]; then
+  echo "gpu-check.sh: shared libraries missing on this machine:"
+  echo "$missing"
+  exit 1
+fi
 mkdir -p "$out"
 
 # ---- 2. tests ---------------------------------------------------------------------------------
