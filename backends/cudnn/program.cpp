@@ -118,8 +118,9 @@ void CudnnProgram::build() {
   check(cudnnSetStream(cudnn_, stream_), "cudnnSetStream");
   check(cublas_api().create(&cublas_), "cublasCreate");
   check(cublas_api().set_stream(cublas_, stream_), "cublasSetStream");
-  // f32 means f32: no TF32 tensor-core rounding in cuBLAS (cuDNN: FMA math, lower.cpp).
-  check(cublas_api().set_math_mode(cublas_, CUBLAS_PEDANTIC_MATH), "cublasSetMathMode");
+  // f32 means f32: cuBLAS's default math keeps f32 precision (TF32 only with
+  // CUBLAS_TF32_TENSOR_OP_MATH); cuDNN convolutions are restricted to FMA math in lower.cpp.
+  check(cublas_api().set_math_mode(cublas_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
   std::size_t free_bytes = 0, total_bytes = 0;
   check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
   // Algorithm search may use up to a quarter of what is free, at most 2 GiB.
