@@ -60,6 +60,9 @@ DeviceBuffer::DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
          static_cast<double>(bytes) / (1 << 20), cudaGetErrorString(status));
   }
   check(cudaMemset(ptr_, 0, bytes), "cudaMemset");
+  // cudaMemset runs on the legacy default stream, which does not order itself with the
+  // Program's non-blocking stream: wait, so that no kernel ever sees the buffer before it is 0.
+  check(cudaStreamSynchronize(nullptr), "cudaStreamSynchronize (zero-fill)");
 }
 
 DeviceBuffer::~DeviceBuffer() {
