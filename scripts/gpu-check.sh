@@ -56,7 +56,9 @@ if ((build)); then
   if command -v ccache >/dev/null; then
     launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
   fi
-  cmake -S "$here" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DONNXFORGE_WITH_CUDA=ON \
+  generator=(-G Ninja)
+  command -v ninja >/dev/null || generator=(-G "Unix Makefiles")
+  cmake -S "$here" -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DONNXFORGE_WITH_CUDA=ON \
     "-DCMAKE_CUDA_ARCHITECTURES=$arch" -DONNXFORGE_BUILD_BENCH=OFF "${launcher[@]}" \
     > "$build_dir.configure.log" 2>&1 || {
     tail -30 "$build_dir.configure.log"
