@@ -88,13 +88,14 @@ mkdir -p "$out"
 if ((tests)); then
   step "CUDA tests (op harness, model checks, behaviour, plan, parity)"
   for t in cudnn_plan_test cudnn_parity_test; do
-    "$build_dir/bin/$t" > "$out/$t.log" 2>&1 || status=1
+    timeout 120 "$build_dir/bin/$t" > "$out/$t.log" 2>&1 || status=1
     tail -3 "$out/$t.log"
   done
-  "$build_dir/bin/backend_ops_test" --gtest_filter='*cudnn*' > "$out/backend_ops_test.log" 2>&1 ||
+  timeout 180 "$build_dir/bin/backend_ops_test" --gtest_filter='*cudnn*' \
+    > "$out/backend_ops_test.log" 2>&1 ||
     status=1
   grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED  \]" "$out/backend_ops_test.log" | head -40
-  "$build_dir/bin/backend_models_test" --gtest_filter='*cudnn*' \
+  timeout 180 "$build_dir/bin/backend_models_test" --gtest_filter='*cudnn*' \
     > "$out/backend_models_test.log" 2>&1 || status=1
   grep -E "max rel err|^\[  (PASSED|FAILED|SKIPPED) |FAILED  \]" "$out/backend_models_test.log" |
     tail -12
@@ -112,7 +113,7 @@ if ((bench)); then
       vgg16_infer) args=(vgg16 --mode infer) ;;
       vgg16_head) args=(vgg16 --head --mode train) ;;
     esac
-    "$onnxforge" bench "${args[@]}" --backend "$backend" --batch "$batch" --seconds "$seconds" \
+    timeout 90 "$onnxforge" bench "${args[@]}" --backend "$backend" --batch "$batch" --seconds "$seconds" \
       --warmup 1 --json "$out/$backend-$name-$batch.json" > "$out/$backend-$name-$batch.log" 2>&1 ||
       echo "   $backend $name batch $batch failed: $(tail -1 "$out/$backend-$name-$batch.log")"
     grep -h "Throughput" "$out/$backend-$name-$batch.log" | sed "s/^/   $backend $name $batch: /"
@@ -136,7 +137,7 @@ if ((bench)); then
   rm -f "$out/torch.jsonl"
   if [[ -n "$torch_python" ]]; then
     echo "   using $torch_python ($("$torch_python" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda)'))"
-    "$torch_python" "$here/bench/anchors/torch_cuda.py" --seconds "$seconds" \
+    timeout 240 "$torch_python" "$here/bench/anchors/torch_cuda.py" --seconds "$seconds" \
       > "$out/torch.jsonl" 2> "$out/torch.log" || { tail -5 "$out/torch.log"; status=1; }
   else
     echo "   no PyTorch with CUDA on this machine (tried TORCH_PYTHON, python3, /usr/bin/python3," \
