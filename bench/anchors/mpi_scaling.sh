@@ -81,40 +81,5 @@ if [[ -z "$only" || "$only" == model ]]; then
   mpirun -np 2 --bind-to core --mca btl self,tcp --mca btl_tcp_if_include lo "$bench" allreduce |
     sed 's/$/ transport tcp-loopback/' | tee -a "$work/allreduce.txt"
   echo "load: $(uptime)"
-  /usr/bin/python3 - "$work/compute.txt" "$work/allreduce.txt" "$alpha_us" <<'PY'
-import sys
-compute, extract = {}, None
-for line in open(sys.argv[1]):
-    f = line.split()
-    if f[0] == "compute":
-        compute[f[1]] = (float(f[2]), int(f[4]))
-    elif f[0] == "extract":
-        extract = float(f[2])
-measured = {}
-for line in open(sys.argv[2]):
-    f = line.split()
-    measured[(f[1], f[-1])] = float(f[2])
-alpha = float(sys.argv[3]) * 1e-6
-print("\nper step at 32 images per node (compute measured here, 2 threads)")
-print(f"{'model':14} {'params':>10} {'grad MB':>8} {'compute ms':>10} {'shm ms':>7} {'tcp-lo ms':>9}")
-for m, (t, p) in compute.items():
-    print(f"{m:14} {p:>10} {p*4/1e6:>8.2f} {t*1e3:>10.1f} "
-          f"{measured.get((m,'shm'),float('nan'))*1e3:>7.2f} "
-          f"{measured.get((m,'tcp-loopback'),float('nan'))*1e3:>9.2f}")
-nodes = [2, 4, 8, 16, 32, 64]
-print(f"\npredicted efficiency T_compute / (T_compute + T_allreduce), ring allreduce, "
-      f"alpha {alpha*1e6:.0f} us")
-print(f"{'model':14} {'Gbit/s':>6} " + " ".join(f"{n:>6}" for n in nodes))
-for m, (t, p) in compute.items():
-    for gbit in (10, 25, 100):
-        bw = gbit * 1e9 / 8
-        row = []
-        for n in nodes:
-            ar = 2 * (n - 1) / n * p * 4 / bw + 2 * (n - 1) * alpha
-            row.append(t / (t + ar))
-        print(f"{m:14} {gbit:>6} " + " ".join(f"{e:>6.3f}" for e in row))
-if extract:
-    print(f"\nVGG16 feature extraction (the transfer model's frozen backbone, 100x100): "
-          f"{extract*1e3:.1f} ms per image; no gradient, split across nodes")
-PY
+  /usr/bin/python3 "$here/mpi_scaling_model.py" "$work/compute.txt" "$work/allreduce.txt" "$alpha_us"
 fi
