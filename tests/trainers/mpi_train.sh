@@ -8,6 +8,8 @@
 #  4. faults: a rank killed (SIGKILL), aborting, or failing with an error ends the job non-zero
 #     within the timeout, never a hang; the last checkpoint stays loadable and `--resume` with
 #     1 process ends at the weights of the uninterrupted run;
+#     errors before training (a missing config) end every rank with rank 0's line; srun
+#     without an MPI plugin is refused;
 #  5. a model with batch norm trains (running statistics averaged over the ranks).
 set -euo pipefail
 onnxforge="$1"
@@ -111,6 +113,17 @@ done
 "$onnxforge" train --resume crash_kill > resume.log 2>&1 || fail "resume after the crash failed"
 "$compare" dist/checkpoints/last.ckpt crash_kill/checkpoints/last.ckpt 1e-5 >> compare.log ||
   fail "2 -> 1 ranks resume after a crash did not reach the uninterrupted weights"
+
+# Errors before training: rank 0's one line, a non-zero exit, no hang; srun without MPI refused.
+rc=0
+timeout 120 "${mpi2[@]}" "$onnxforge" train missing.toml > missing.log 2>&1 || rc=$?
+((rc != 0 && rc != 124)) || fail "a missing config under mpirun: exit $rc"
+grep -q "onnxforge: error: rank 0 of 2: missing.toml: config file not found" missing.log ||
+  fail "a missing config under mpirun was not reported by rank 0"
+rc=0
+SLURM_STEP_NUM_TASKS=2 "$onnxforge" train tiny.toml --out srun > srun.log 2>&1 || rc=$?
+((rc != 0)) && grep -q "without MPI: use \`srun --mpi=pmix\`" srun.log ||
+  fail "srun without an MPI plugin was not refused"
 
 # 5. batch norm (the improved CNN): per-rank statistics in training, averaged running statistics.
 timeout 300 "${mpi2[@]}" "$onnxforge" train tiny.toml --set model.name=improved train.epochs=1 \
