@@ -92,8 +92,7 @@ int default_rank_threads() {
   return std::max(1, cores / local);
 }
 
-// ---- Communicator
-// --------------------------------------------------------------------------------
+// ---- Communicator -------------------------------------------------------------------------------
 
 #ifdef ONNXFORGE_HAVE_MPI
 
@@ -314,8 +313,7 @@ Communicator& Communicator::world() {
   return instance;
 }
 
-// ---- gradient allreduce
-// --------------------------------------------------------------------------
+// ---- gradient allreduce -------------------------------------------------------------------------
 
 GradientAllreduce::GradientAllreduce(Communicator& comm, const Graph& graph,
                                      std::size_t bucket_bytes)
@@ -374,8 +372,7 @@ void GradientAllreduce::run(Program& program, double weight, std::span<double> e
   }
 }
 
-// ---- last words
-// -----------------------------------------------------------------------------------
+// ---- last words ---------------------------------------------------------------------------------
 
 namespace {
 
@@ -434,8 +431,7 @@ void maybe_inject_failure(int rank, std::int64_t global_step) {
   fail("rank {}: ONNXFORGE_TEST_FAIL: an injected error at step {}", rank, global_step);
 }
 
-// ---- sharded sources
-// -----------------------------------------------------------------------------
+// ---- sharded sources ----------------------------------------------------------------------------
 
 namespace {
 

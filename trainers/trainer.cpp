@@ -627,6 +627,12 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
       break;
     }
   }
+  if (comm.distributed()) {
+    set_last_words(
+        fmt::format("onnxforge: rank {} of {} stopped by a signal after training, during the final "
+                    "evaluation; the checkpoints in {} are complete",
+                    comm.rank(), comm.size(), (run / "checkpoints").string()));
+  }
   result.best_value = best;
   result.seconds = seconds_since(run_start);
   const bool restore =

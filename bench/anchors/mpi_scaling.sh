@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Issue 10: data parallelism over MPI on this machine, and the numbers of docs/DISTRIBUTED.md.
 #
-#   bench/anchors/mpi_scaling.sh [--build-dir build] [--train 640] [--epochs 2] [--only ranks|model]
+#   bench/anchors/mpi_scaling.sh [--build-dir build] [--train 640] [--epochs 2] [--rounds 2]
+#                                [--config configs/baseline.toml] [--only ranks|model]
 #
-# ranks  Item 5: the baseline (configs/baseline.toml, batch 32) trained on the same generated
-#        data by 1 rank x 2 threads (`onnxforge train`) and by 2 ranks x 1 thread (`mpirun -np 2
-#        --bind-to core onnxforge train`), each twice in ABAB order; images/s of the last epoch
-#        (history.csv, training loop only), the best of each side, and their ratio.
+# ranks  Item 5: a config (default the baseline, configs/baseline.toml, batch 32) trained on the
+#        same generated data by 1 rank x 2 threads (`onnxforge train`) and by 2 ranks x 1 thread
+#        (`mpirun -np 2 --bind-to core onnxforge train`), each --rounds times in ABAB order;
+#        images/s of the last epoch (history.csv, training loop only), the best of each side, and
+#        their ratio.
 # model  Item 4: compute per training step at batch 32 on this machine (2 threads, one "node"),
 #        the gradient allreduce of each model with 2 ranks over shared memory and over TCP
 #        loopback, and the scaling model: per-step efficiency at 2..64 nodes of 32 images each
@@ -23,12 +25,16 @@ train=640
 epochs=2
 only=""
 alpha_us=25
+rounds=2
+config="$root/configs/baseline.toml"
 while (($#)); do
   case "$1" in
     --build-dir) build_dir="$2"; shift 2 ;;
     --train) train="$2"; shift 2 ;;
     --epochs) epochs="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
+    --config) config="$(realpath "$2")"; shift 2 ;;
     --alpha-us) alpha_us="$2"; shift 2 ;;
     *) echo "usage: $0 [--build-dir DIR] [--train N] [--epochs N] [--only ranks|model]" >&2
        exit 2 ;;
@@ -53,11 +59,11 @@ if [[ -z "$only" || "$only" == ranks ]]; then
           "data.val=\"$work/data/gender/test\"" 'data.test=""' early_stopping.patience=0)
   best1=0
   best2=0
-  for round in 1 2; do
-    "$onnxforge" train "$root/configs/baseline.toml" "${common[@]}" train.threads=2 \
+  for round in $(seq "$rounds"); do
+    "$onnxforge" train "$config" "${common[@]}" train.threads=2 \
       --out "$work/one_$round" > "$work/one_$round.log" 2>&1
     a=$(last_epoch_ips "$work/one_$round")
-    mpirun -np 2 --bind-to core "$onnxforge" train "$root/configs/baseline.toml" "${common[@]}" \
+    mpirun -np 2 --bind-to core "$onnxforge" train "$config" "${common[@]}" \
       train.threads=1 --out "$work/two_$round" > "$work/two_$round.log" 2>&1
     b=$(last_epoch_ips "$work/two_$round")
     printf "round %d: 1 rank x 2 threads %.1f images/s, 2 ranks x 1 thread %.1f images/s (%s)\n" \
@@ -67,7 +73,7 @@ if [[ -z "$only" || "$only" == ranks ]]; then
     best1=$(awk -v x="$best1" -v y="$a" 'BEGIN{print (y > x) ? y : x}')
     best2=$(awk -v x="$best2" -v y="$b" 'BEGIN{print (y > x) ? y : x}')
   done
-  echo "baseline training, batch 32, $train images, epoch $epochs (best of 2):"
+  echo "$(basename "$config" .toml) training, $train images, epoch $epochs (best of $rounds):"
   awk -v a="$best1" -v b="$best2" 'BEGIN{
     printf "  1 rank x 2 threads   %8.1f images/s\n  2 ranks x 1 thread   %8.1f images/s\n", a, b
     printf "  ratio (2 ranks / 1 rank)  %.3f\n", b / a }'
