@@ -8,8 +8,8 @@
 #  4. faults: a rank killed (SIGKILL), aborting, or failing with an error ends the job non-zero
 #     within the timeout, never a hang; the last checkpoint stays loadable and `--resume` with
 #     1 process ends at the weights of the uninterrupted run;
-#     errors before training (a missing config) end every rank with rank 0's line; srun
-#     without an MPI plugin is refused;
+#     errors before training (a missing config) end every rank with rank 0's line; `run`
+#     under mpirun and srun without an MPI plugin are refused;
 #  5. a model with batch norm trains (running statistics averaged over the ranks).
 set -euo pipefail
 onnxforge="$1"
@@ -120,6 +120,10 @@ timeout 120 "${mpi2[@]}" "$onnxforge" train missing.toml > missing.log 2>&1 || r
 ((rc != 0 && rc != 124)) || fail "a missing config under mpirun: exit $rc"
 grep -q "onnxforge: error: rank 0 of 2: missing.toml: config file not found" missing.log ||
   fail "a missing config under mpirun was not reported by rank 0"
+rc=0
+timeout 120 "${mpi2[@]}" "$onnxforge" run --out runall > runall.log 2>&1 || rc=$?
+((rc != 0 && rc != 124)) && grep -q "onnxforge run is one process" runall.log ||
+  fail "onnxforge run under mpirun was not refused (exit $rc)"
 rc=0
 SLURM_STEP_NUM_TASKS=2 "$onnxforge" train tiny.toml --out srun > srun.log 2>&1 || rc=$?
 ((rc != 0)) && grep -q "without MPI: use \`srun --mpi=pmix\`" srun.log ||
