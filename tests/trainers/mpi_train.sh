@@ -3,6 +3,7 @@
 #  1. equivalence: 2 ranks with global batch 9 (shards of 5 and 4 rows, class weights, gradient
 #     clipping, SGD with momentum) reach one process's weights after 3 epochs within 1e-5
 #     relative, with the same validation predictions in the same order; only rank 0 prints;
+#     early stopping restores the best weights on every rank;
 #  2. the same for transfer learning on cached features (extraction sharded, then exchanged);
 #  3. resume with another number of ranks: 1 process -> 2 ranks;
 #  4. faults: a rank killed (SIGKILL), aborting, or failing with an error ends the job non-zero
@@ -70,6 +71,18 @@ cmp -s single_labels.csv dist_labels.csv || fail "validation predictions differ 
 [[ $(wc -l < dist/val/predictions.csv) -eq 22 ]] || fail "the gathered validation has not 21 rows"
 [[ $(wc -l < dist/history.csv) -eq 4 ]] || fail "history is not 3 epochs"
 [[ -s dist/model.onnx && -s dist/test/metrics.json ]] || fail "rank 0 wrote no model or metrics"
+
+# Early stopping restores the best weights on every rank (rank 0 reads best.ckpt, broadcasts it):
+# the final validation scores, half of them computed by rank 1, match one process's.
+stop=(--set early_stopping.patience=1 optimizer.lr=0.05 train.epochs=4)
+"$onnxforge" train tiny.toml "${stop[@]}" --out ssingle > ssingle.log 2>&1 || fail "stop, 1 process"
+timeout 300 "${mpi2[@]}" "$onnxforge" train tiny.toml "${stop[@]}" --out sdist > sdist.log 2>&1 ||
+  fail "stop, 2 ranks"
+grep -q "Restored the best weights (epoch 1" ssingle.log || fail "one process did not stop early"
+grep -q "Restored the best weights (epoch 1" sdist.log || fail "2 ranks did not stop early"
+paste -d, ssingle/val/predictions.csv sdist/val/predictions.csv | tail -n +2 |
+  awk -F, '{d = $3 - $6; if (d < 0) d = -d; if (d > 1e-4) bad = 1} END {exit bad}' ||
+  fail "restored weights: validation scores differ between 1 process and 2 ranks"
 
 # 2. transfer learning on cached features: a frozen VGG16 (built in, width 1) cut at block5_pool
 #    (1x1x512 features at 32x32).
