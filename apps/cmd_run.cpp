@@ -16,6 +16,7 @@
 #include "graph/summary.hpp"
 #include "importers/onnx_export.hpp"
 #include "importers/onnx_import.hpp"
+#include "trainers/distributed.hpp"
 #include "trainers/transfer.hpp"
 
 namespace onnxforge::cli {
@@ -84,6 +85,11 @@ void export_model(const Graph& model, const fs::path& path) {
 }
 
 void run_all(const RunArgs& args) {
+  if (train::Communicator::world().distributed()) {
+    fail(
+        "onnxforge run is one process (every rank would write the same run folders): under "
+        "mpirun train each model with `onnxforge train CONFIG.toml` (docs/DISTRIBUTED.md)");
+  }
   const auto start = std::chrono::steady_clock::now();
   const fs::path out = args.out;
   fs::create_directories(out);

@@ -1,5 +1,7 @@
 // onnxforge train CONFIG.toml [--set key=value ...] [--out RUN_DIR] [--backend NAME]
 //                 [--threads N] [--resume RUN_DIR]
+// Under an MPI launcher (`mpirun -np N onnxforge train ...`, docs/DISTRIBUTED.md) every rank
+// trains its shard of each batch; rank 0 reads the config, prints and writes the run folder.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -7,10 +9,12 @@
 #include <filesystem>
 
 #include "apps/command.hpp"
+#include "eval/io.hpp"
 #include "graph/error.hpp"
 #include "importers/onnx_export.hpp"
 #include "importers/onnx_import.hpp"
 #include "trainers/config.hpp"
+#include "trainers/distributed.hpp"
 #include "trainers/transfer.hpp"
 
 namespace onnxforge::cli {
@@ -27,7 +31,25 @@ struct TrainArgs {
   std::string resume;
 };
 
+// One process: load_config. Under MPI rank 0 loads (and checks) it and sends its text to the
+// others, which need no access to the file.
+train::TrainConfig load_everywhere(train::Communicator& comm, const fs::path& path,
+                                   const std::vector<std::string>& overrides) {
+  if (!comm.distributed()) return train::load_config(path, overrides);
+  std::string text;
+  if (comm.root()) {
+    train::load_config(path, overrides);  // the errors of one process, from rank 0
+    text = eval::read_file(path);
+  }
+  comm.broadcast(text, "the broadcast of the config");
+  train::TrainConfig config = train::parse_config(text, path.string(), overrides);
+  if (config.name.empty()) config.name = path.stem().string();
+  return config;
+}
+
 void run_train(const TrainArgs& args) {
+  train::Communicator& comm = train::Communicator::world();
+  const bool root = comm.root();
   fs::path run_dir;
   train::TrainConfig config;
   std::vector<std::string> overrides = args.overrides;
@@ -36,24 +58,27 @@ void run_train(const TrainArgs& args) {
   if (!args.resume.empty()) {
     run_dir = args.resume;
     const fs::path resolved = run_dir / "config.toml";
-    if (!fs::exists(run_dir / "checkpoints" / "last.ckpt")) {
+    if (root && !fs::exists(run_dir / "checkpoints" / "last.ckpt")) {
       fail("{}: nothing to resume (no checkpoints/last.ckpt)", run_dir.string());
     }
-    config = train::load_config(resolved, overrides);
+    config = load_everywhere(comm, resolved, overrides);
   } else {
     if (args.config.empty()) fail("train: give a CONFIG.toml (or --resume RUN_DIR)");
-    config = train::load_config(args.config, overrides);
+    config = load_everywhere(comm, args.config, overrides);
     run_dir = args.out.empty() ? fs::path("runs") / config.name : fs::path(args.out);
-    if (fs::exists(run_dir / "checkpoints" / "last.ckpt")) {
+    if (root && fs::exists(run_dir / "checkpoints" / "last.ckpt")) {
       fail("{}: holds a previous run; continue it with --resume {} or choose another --out",
            run_dir.string(), run_dir.string());
     }
   }
-  const train::TrainData data = train::load_data(config, data::stderr_warnings());
+  // Every rank decodes every image (it draws its shards from all of them); rank 0 warns.
+  const train::TrainData data =
+      train::load_data(config, root ? data::stderr_warnings() : data::WarningSink{});
   train::TrainOptions options;
   options.run_dir = run_dir;
   options.resume = !args.resume.empty();
-  options.interactive = ::isatty(::fileno(stdout)) != 0;
+  // mpirun gives rank 0 a pseudo-terminal even when its own output is a file: no redraws there.
+  options.interactive = !comm.distributed() && ::isatty(::fileno(stdout)) != 0;
   Graph trained;
   if (config.transfer.backbone.empty()) {
     trained = train::build_configured_model(config);
@@ -65,6 +90,7 @@ void run_train(const TrainArgs& args) {
                                 Shape(config.model.input.begin(), config.model.input.end()));
     trained = train::train_transfer(config, backbone, data, options).model;
   }
+  if (!root) return;
   // The trained model (the best epoch's weights when early stopping restored them) as ONNX.
   export_onnx(trained, (run_dir / "model.onnx").string());
   std::printf("Model: %s\nRun folder: %s\n", (run_dir / "model.onnx").string().c_str(),
@@ -87,7 +113,18 @@ const Registration registration{
       sub->add_option("--threads", args->threads, "compute threads (0 = all cores)");
       sub->add_option("--resume", args->resume,
                       "continue the run in this folder from its last checkpoint");
-      sub->callback([args] { run_train(*args); });
+      sub->callback([args] {
+        train::Communicator& comm = train::Communicator::world();
+        if (!comm.distributed()) return run_train(*args);
+        // A failure on one rank ends every rank at once (the others may be waiting for it in a
+        // collective): one line naming the rank, then MPI_Abort.
+        try {
+          run_train(*args);
+        } catch (const std::exception& e) {
+          comm.abort(fmt::format("onnxforge: error: rank {} of {}: {}", comm.rank(), comm.size(),
+                                 e.what()));
+        }
+      });
     }};
 
 }  // namespace

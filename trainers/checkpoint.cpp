@@ -37,7 +37,7 @@ std::uint64_t get_u64(const std::string& in, std::size_t at) {
 
 }  // namespace
 
-void save_checkpoint(const std::filesystem::path& path, const Checkpoint& checkpoint) {
+std::string encode_checkpoint(const Checkpoint& checkpoint) {
   nlohmann::json header;
   header["format"] = "onnxforge checkpoint";
   header["version"] = 1;
@@ -62,16 +62,26 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& checkp
   file += json;
   file += blob;
   put_u64(file, fnv1a(file.data(), file.size()));
-  eval::write_file_atomic(path, file);
+  return file;
 }
 
-Checkpoint load_checkpoint(const std::filesystem::path& path) {
+void save_checkpoint(const std::filesystem::path& path, const Checkpoint& checkpoint) {
+  eval::write_file_atomic(path, encode_checkpoint(checkpoint));
+}
+
+std::string read_checkpoint_bytes(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("{}: checkpoint not found or unreadable", path.string());
   std::stringstream buffer;
   buffer << in.rdbuf();
-  const std::string file = buffer.str();
-  const std::string where = path.string();
+  return buffer.str();
+}
+
+Checkpoint load_checkpoint(const std::filesystem::path& path) {
+  return decode_checkpoint(read_checkpoint_bytes(path), path.string());
+}
+
+Checkpoint decode_checkpoint(const std::string& file, const std::string& where) {
   if (file.size() < 24 || std::memcmp(file.data(), kMagic, 8) != 0) {
     fail("{}: not an onnxforge checkpoint (bad magic or too short)", where);
   }

@@ -28,4 +28,10 @@ struct Checkpoint {
 void save_checkpoint(const std::filesystem::path& path, const Checkpoint& checkpoint);
 Checkpoint load_checkpoint(const std::filesystem::path& path);
 
+// The same bytes in memory (a checkpoint sent from rank 0 to the other ranks): `where` names the
+// origin in errors.
+std::string encode_checkpoint(const Checkpoint& checkpoint);
+std::string read_checkpoint_bytes(const std::filesystem::path& path);
+Checkpoint decode_checkpoint(const std::string& bytes, const std::string& where);
+
 }  // namespace onnxforge::train

@@ -15,6 +15,7 @@
 #include "graph/models.hpp"
 #include "graph/summary.hpp"
 #include "trainers/checkpoint.hpp"
+#include "trainers/distributed.hpp"
 
 namespace onnxforge::train {
 
@@ -207,13 +208,60 @@ std::unique_ptr<BatchSource> images_in_order(const TrainConfig& config,
   return image_batches(images, batch_options(config, data::Mode::evaluate));
 }
 
+int local_batch_size(const TrainConfig& config) {
+  const Shard shard = Communicator::world().shard();
+  const auto rows = shard_range(static_cast<std::size_t>(config.train.batch_size), shard).count;
+  if (rows == 0) {
+    fail("train.batch_size {} is smaller than the {} MPI ranks: every rank needs at least one row",
+         config.train.batch_size, shard.ranks);
+  }
+  return static_cast<int>(rows);
+}
+
+std::unique_ptr<BatchSource> shard_in_order(const TrainConfig& config,
+                                            const data::ImageCache& images) {
+  const Communicator& comm = Communicator::world();
+  if (!comm.distributed()) return images_in_order(config, images);
+  return sharded_image_batches(images, batch_options(config, data::Mode::evaluate),
+                               {.shard = comm.shard(),
+                                .batch_size = local_batch_size(config),
+                                .training = false,
+                                .seed = config.train.seed});
+}
+
 TrainSources image_sources(const TrainConfig& config, const TrainData& data) {
+  const Communicator& comm = Communicator::world();
   TrainSources sources;
-  sources.train = image_batches(data.train, batch_options(config, data::Mode::train));
-  sources.val = images_in_order(config, data.val);
-  if (data.test) sources.test = images_in_order(config, *data.test);
+  if (comm.distributed()) {
+    sources.train = sharded_image_batches(data.train, batch_options(config, data::Mode::train),
+                                          {.shard = comm.shard(),
+                                           .batch_size = config.train.batch_size,
+                                           .training = true,
+                                           .seed = config.train.seed});
+  } else {
+    sources.train = image_batches(data.train, batch_options(config, data::Mode::train));
+  }
+  sources.val = shard_in_order(config, data.val);
+  if (data.test) sources.test = shard_in_order(config, *data.test);
   sources.classes = data.train.classes;
   return sources;
+}
+
+Scores score_all(Program& program, const TrainingGraph& tg, BatchSource& source) {
+  Communicator& comm = Communicator::world();
+  Scores scores = score_dataset(program, tg, source);
+  if (!comm.distributed()) return scores;
+  // Every rank scored its slice: the whole split, in order, on every rank (so that every rank
+  // computes the same metrics and takes the same callback decisions); the loss summed exactly.
+  double sums[2] = {scores.loss * static_cast<double>(scores.probability.size()),
+                    static_cast<double>(scores.probability.size())};
+  comm.sum(sums, "the allreduce of the evaluation loss");
+  scores.probability = comm.allgather(scores.probability, "the gather of the evaluation scores");
+  scores.loss = sums[0] / std::max(1.0, sums[1]);
+  if (scores.probability.size() != source.size()) {
+    fail("evaluation gathered {} scores for {} images", scores.probability.size(), source.size());
+  }
+  return scores;
 }
 
 Scores score_dataset(Program& program, const TrainingGraph& tg, BatchSource& source) {
@@ -254,20 +302,81 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, const Tra
   return train_model(config, model, sources, options);
 }
 
+namespace {
+
+// Rank 0's parameters (and optimizer state) on every rank.
+void broadcast_checkpoint(Communicator& comm, Checkpoint& c, const std::string& what) {
+  if (!comm.distributed()) return;
+  std::string bytes = comm.root() ? encode_checkpoint(c) : std::string();
+  comm.broadcast(bytes, what);
+  if (!comm.root()) c = decode_checkpoint(bytes, fmt::format("{} (from rank 0)", what));
+}
+
+// Rank 0 reads a checkpoint and sends it to the others (the run folder need not be shared).
+Checkpoint load_on_root(Communicator& comm, const fs::path& path) {
+  std::string bytes;
+  if (comm.root()) bytes = read_checkpoint_bytes(path);
+  comm.broadcast(bytes, fmt::format("the broadcast of {}", path.string()));
+  return decode_checkpoint(bytes, path.string());
+}
+
+// Batch-norm running statistics (inputs 3 and 4 of BatchNormalization) that are initializers.
+std::vector<std::string> running_statistics(const Graph& graph) {
+  std::vector<std::string> names;
+  for (const auto& node : graph.nodes) {
+    if (node.op != "BatchNormalization" || node.inputs.size() < 5) continue;
+    for (std::size_t i : {3u, 4u}) {
+      if (graph.find_initializer(node.inputs[i])) names.push_back(node.inputs[i]);
+    }
+  }
+  return names;
+}
+
+// Each rank's batch norms saw only its shards: their running statistics become the mean over
+// the ranks (the same on every rank, so evaluation and checkpoints agree).
+void average_running_statistics(Communicator& comm, Program& program,
+                                const std::vector<std::string>& names) {
+  if (!comm.distributed() || names.empty()) return;
+  std::vector<Tensor> tensors;
+  std::vector<double> values;
+  for (const auto& name : names) {
+    tensors.push_back(program.parameter(name));
+    for (float v : tensors.back().data<float>()) values.push_back(v);
+  }
+  comm.sum(values, "the allreduce of the batch-norm statistics");
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    for (float& v : tensors[i].data<float>()) {
+      v = static_cast<float>(values[at++] / comm.size());
+    }
+    program.set_parameter(names[i], tensors[i]);
+  }
+}
+
+}  // namespace
+
 TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSources& sources,
                         const TrainOptions& options) {
-  const auto print = options.print ? options.print : [](const std::string& line) {
-    std::fputs((line + "\n").c_str(), stdout);
-    std::fflush(stdout);
-  };
+  Communicator& comm = Communicator::world();
+  const bool root = comm.root();
+  // Only rank 0 prints and writes files.
+  const auto print = !root           ? [](const std::string&) {}
+                     : options.print ? options.print
+                                     : [](const std::string& line) {
+                                         std::fputs((line + "\n").c_str(), stdout);
+                                         std::fflush(stdout);
+                                       };
   const fs::path run = options.run_dir;
   const fs::path last_path = run / "checkpoints" / "last.ckpt";
   const fs::path best_path = run / "checkpoints" / "best.ckpt";
-  fs::create_directories(run / "checkpoints");
+  if (root) fs::create_directories(run / "checkpoints");
   std::string log;
   auto say = [&](const std::string& line) {
     print(line);
     log += line + "\n";
+  };
+  auto write_text = [&](const fs::path& path, const std::string& text) {
+    if (root) eval::write_file_atomic(path, text);
   };
 
   TrainResult result;
@@ -276,19 +385,37 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
     fail("{}: {} training images are fewer than one batch of {}", config.data.train,
          sources.train->size(), batch_size);
   }
-  result.training_graph = make_training_graph(model, batch_size, config.train.class_weights);
+  // Under MPI each rank's Program holds its shard of the global batch.
+  const int local_batch = local_batch_size(config);
+  result.training_graph = make_training_graph(model, local_batch, config.train.class_weights);
   const TrainingGraph& tg = result.training_graph;
   CompileOptions compile;
   compile.training = true;
   compile.loss = tg.loss;
   compile.keep = {tg.logits, tg.probability};
   compile.threads = config.train.threads;
-  compile.seed = config.train.seed;
+  if (comm.distributed() && compile.threads == 0) compile.threads = default_rank_threads();
+  // Dropout masks: rank 0 draws one process's; the others their own (independent, not copies).
+  compile.seed =
+      config.train.seed + 0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(comm.rank());
   const auto backend = make_backend(config.train.backend);
   std::string why;
   if (!backend->available(&why)) fail("backend '{}' is not available: {}", backend->name(), why);
   result.program = backend->compile(tg.graph, compile);
   Program& program = *result.program;
+  std::unique_ptr<GradientAllreduce> allreduce;
+  const auto statistics = running_statistics(tg.graph);
+  if (comm.distributed()) {
+    allreduce = std::make_unique<GradientAllreduce>(comm, tg.graph);
+    // Every rank starts from rank 0's weights (they are seeded alike; this makes it certain).
+    Checkpoint initial;
+    if (root) {
+      for (const auto& init : tg.graph.initializers)
+        initial.parameters[init.name] = program.parameter(init.name);
+    }
+    broadcast_checkpoint(comm, initial, "the broadcast of the initial weights");
+    for (const auto& [name, value] : initial.parameters) program.set_parameter(name, value);
+  }
 
   // Trainer state, all of it in the checkpoint.
   int start_epoch = 0;
@@ -318,7 +445,7 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
   };
 
   if (options.resume) {
-    const Checkpoint c = load_checkpoint(last_path);
+    const Checkpoint c = load_on_root(comm, last_path);
     for (const auto& [name, value] : c.parameters) program.set_parameter(name, value);
     program.set_optimizer_state(c.optimizer);
     const auto& s = c.state;
@@ -335,13 +462,12 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
     plateau_wait = s.at("plateau_wait");
     plateau_lr = s.at("plateau_lr");
     result.history = history_from_json(s.at("history"));
-    if (fs::exists(run / "train.log")) log = eval::read_file(run / "train.log");
+    if (root && fs::exists(run / "train.log")) log = eval::read_file(run / "train.log");
     say(fmt::format("Resuming {} at epoch {}/{} from {}", config.name, start_epoch + 1,
                     config.train.epochs, last_path.string()));
   } else {
-    eval::write_file_atomic(run / "config.toml", to_toml(config));
-    eval::write_file_atomic(run / "summary.txt",
-                            options.summary.empty() ? summary(model) : options.summary);
+    write_text(run / "config.toml", to_toml(config));
+    write_text(run / "summary.txt", options.summary.empty() ? summary(model) : options.summary);
   }
 
   eval::MetricsOptions metrics;
@@ -360,39 +486,73 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
   say(fmt::format("Training {} ({}) on {}: {} train / {} val images, batch {}, {} steps/epoch",
                   config.name, model.name, backend->name(), train_source.size(),
                   sources.val->size(), batch_size, steps));
+  if (comm.distributed()) {
+    say(fmt::format(
+        "Data parallel over {} MPI ranks: {} rows per rank and step (rank 0), {} gradient floats "
+        "in {} allreduce buckets, {} compute threads per rank",
+        comm.size(), local_batch, allreduce->parameters(), allreduce->buckets(), compile.threads));
+  }
 
   for (int epoch = start_epoch; epoch < config.train.epochs; ++epoch) {
     const double lr = config.schedule.name == "plateau" ? plateau_lr : scheduled_lr(config, epoch);
     const OptimizerSpec spec = optimizer_of(config.optimizer, lr);
     train_source.start_epoch(epoch);
     const auto epoch_start = Clock::now();
+    const double waited_before = allreduce ? allreduce->seconds_waiting() : 0.0;
     double loss_sum = 0;
     std::size_t correct = 0, seen = 0, step = 0;
     for (int n; (n = train_source.next(images, labels)) > 0;) {
       ++step;
+      if (comm.distributed()) {
+        set_last_words(fmt::format(
+            "onnxforge: rank {} of {} stopped by a signal in epoch {} step {} (when one rank "
+            "fails the launcher ends the others); {}",
+            comm.rank(), comm.size(), epoch + 1, step,
+            epoch > start_epoch || options.resume
+                ? fmt::format("continue from the checkpoint of epoch {} with --resume {}", epoch,
+                              run.string())
+                : std::string("no checkpoint yet (one is written at the end of every epoch)")));
+      }
+      maybe_inject_failure(comm.rank(),
+                           static_cast<std::int64_t>(epoch) * static_cast<std::int64_t>(steps) +
+                               static_cast<std::int64_t>(step));
       program.set_input(tg.image, images);
       program.set_input(tg.labels, labels);
       program.forward(Mode::training);
-      const double loss = program.fetch(tg.loss).value(0);
-      if (!std::isfinite(loss)) {
+      double loss = program.fetch(tg.loss).value(0);
+      const Tensor probability = program.fetch(tg.probability);
+      std::size_t step_correct = 0;
+      for (int i = 0; i < n; ++i) {
+        step_correct += (probability.value(i) >= 0.5) == (labels.value(i) >= 0.5);
+      }
+      auto check_loss = [&] {
+        if (std::isfinite(loss)) return;
         fail("training stopped: the loss is {} at epoch {} step {}; the last good checkpoint is {}",
              loss, epoch + 1, step,
              fs::exists(last_path) ? last_path.string() : std::string("(none yet)"));
+      };
+      if (!comm.distributed()) check_loss();
+      program.backward();
+      if (comm.distributed()) {
+        // The mean loss over the global batch is sum_r (n_r / B) * (rank r's mean loss): each
+        // rank's gradient is weighted by its shard's share before the sum.
+        double stats[3] = {loss * n, static_cast<double>(step_correct), static_cast<double>(n)};
+        allreduce->run(program, static_cast<double>(n) / batch_size, stats);
+        loss = stats[0] / stats[2];
+        step_correct = static_cast<std::size_t>(stats[1]);
+        n = static_cast<int>(stats[2]);
+        check_loss();  // the global loss: every rank stops alike
       }
-      const Tensor probability = program.fetch(tg.probability);
-      for (int i = 0; i < n; ++i) {
-        correct += (probability.value(i) >= 0.5) == (labels.value(i) >= 0.5);
-      }
+      correct += step_correct;
       loss_sum += loss * n;
       seen += static_cast<std::size_t>(n);
-      program.backward();
       double scale = 1.0;
       if (config.train.clip_norm > 0) {
         const double norm = program.gradient_norm();
         if (norm > config.train.clip_norm) scale = config.train.clip_norm / norm;
       }
       program.update(spec, scale);
-      if (options.interactive) {
+      if (options.interactive && root) {
         const double elapsed = seconds_since(epoch_start);
         std::fprintf(stdout, "\r%s",
                      progress_line(epoch + 1, config.train.epochs, step, steps, elapsed,
@@ -404,8 +564,9 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
       }
     }
     const double train_seconds = seconds_since(epoch_start);
+    average_running_statistics(comm, program, statistics);
     // Every epoch's validation metrics come from eval/, the code of the final evaluation.
-    const Scores val = score_dataset(program, tg, *sources.val);
+    const Scores val = score_all(program, tg, *sources.val);
     const eval::Metrics val_metrics =
         eval::compute_metrics(predictions_of(*sources.val, val, false), epoch_metrics);
     const double val_accuracy = val_metrics.accuracy.value_or(NAN);
@@ -418,20 +579,23 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
                              seconds_since(epoch_start),
                              static_cast<double>(seen) / train_seconds};
     result.history.push_back(record);
-    if (options.interactive) std::fputs("\r\033[K", stdout);
+    if (options.interactive && root) std::fputs("\r\033[K", stdout);
     say(progress_line(epoch + 1, config.train.epochs, steps, steps, train_seconds,
                       record.train_loss, record.train_accuracy, record.images_per_second) +
         fmt::format(" - val_loss {:.4f} - val_accuracy {:.4f} - val_auc {} - lr {:.3g}", val.loss,
                     val_accuracy, val_metrics.auc ? fmt::format("{:.4f}", *val_metrics.auc) : "n/a",
-                    lr));
-    write_history(run / "history.csv", result.history);
+                    lr) +
+        (allreduce ? fmt::format(" - waited {:.1f}s for the gradient allreduce",
+                                 allreduce->seconds_waiting() - waited_before)
+                   : std::string()));
+    if (root) write_history(run / "history.csv", result.history);
 
     // Callbacks: checkpoint of the best, plateau schedule, early stopping.
     const double monitored = metric_of(record, config.checkpoint.monitor);
     if (improves(config.checkpoint.monitor, monitored, best, 0.0)) {
       best = monitored;
       result.best_epoch = epoch + 1;
-      save_checkpoint(best_path, snapshot(epoch + 1, false));
+      if (root) save_checkpoint(best_path, snapshot(epoch + 1, false));
     }
     if (config.schedule.name == "plateau") {
       const double value = metric_of(record, config.schedule.monitor);
@@ -454,8 +618,8 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
         stop = epoch + 1 < config.train.epochs;
       }
     }
-    save_checkpoint(last_path, snapshot(epoch + 1, true));
-    eval::write_file_atomic(run / "train.log", log);
+    if (root) save_checkpoint(last_path, snapshot(epoch + 1, true));
+    write_text(run / "train.log", log);
     if (stop) {
       result.stopped_early = true;
       say(fmt::format("Early stopping at epoch {}: {} has not improved for {} epochs", epoch + 1,
@@ -463,10 +627,18 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
       break;
     }
   }
+  if (comm.distributed()) {
+    set_last_words(
+        fmt::format("onnxforge: rank {} of {} stopped by a signal after training, during the final "
+                    "evaluation; the checkpoints in {} are complete",
+                    comm.rank(), comm.size(), (run / "checkpoints").string()));
+  }
   result.best_value = best;
   result.seconds = seconds_since(run_start);
-  if (result.stopped_early && config.early_stopping.restore_best && fs::exists(best_path)) {
-    const Checkpoint c = load_checkpoint(best_path);
+  const bool restore =
+      result.stopped_early && config.early_stopping.restore_best && result.best_epoch > 0;
+  if (restore) {
+    const Checkpoint c = load_on_root(comm, best_path);
     for (const auto& [name, value] : c.parameters) program.set_parameter(name, value);
     say(fmt::format("Restored the best weights (epoch {}, {} {:.4f})", result.best_epoch,
                     config.checkpoint.monitor, best));
@@ -474,7 +646,8 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
 
   if (options.final_evaluation) {
     auto evaluate = [&](BatchSource& source, const std::string& split) {
-      const Scores s = score_dataset(program, tg, source);
+      const Scores s = score_all(program, tg, source);
+      if (!root) return;
       const auto predictions = predictions_of(source, s, true);
       eval::SplitOptions split_options;
       split_options.split_name = split;
@@ -487,13 +660,15 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
     };
     evaluate(*sources.val, "val");
     if (sources.test) evaluate(*sources.test, "test");
-    eval::write_file_atomic(run / "train.log", log);
-    const std::vector<eval::RunRecord> runs{eval::load_run(run, metrics)};
-    const auto report = eval::write_report(runs, run);
-    for (const auto& w : report.warnings) say("warning: " + w);
-    say("Report: " + report.html.string());
+    if (root) {
+      eval::write_file_atomic(run / "train.log", log);
+      const std::vector<eval::RunRecord> runs{eval::load_run(run, metrics)};
+      const auto report = eval::write_report(runs, run);
+      for (const auto& w : report.warnings) say("warning: " + w);
+      say("Report: " + report.html.string());
+    }
   }
-  eval::write_file_atomic(run / "train.log", log);
+  write_text(run / "train.log", log);
   return result;
 }
 

@@ -67,6 +67,15 @@ struct Scores {
 };
 Scores score_dataset(Program& program, const TrainingGraph& tg, BatchSource& source);
 
+// Under MPI (trainers/distributed.hpp): the rows of the global batch this rank computes
+// (train.batch_size on one process); the evaluation source of this rank's slice of a split (one
+// process: images_in_order); and the scores of a whole split from every rank's slice, gathered
+// in order on every rank (one process: score_dataset).
+int local_batch_size(const TrainConfig& config);
+std::unique_ptr<BatchSource> shard_in_order(const TrainConfig& config,
+                                            const data::ImageCache& images);
+Scores score_all(Program& program, const TrainingGraph& tg, BatchSource& source);
+
 struct TrainOptions {
   std::filesystem::path run_dir;
   bool resume = false;           // continue from run_dir/checkpoints/last.ckpt

@@ -9,6 +9,7 @@
 #include "graph/models.hpp"
 #include "graph/passes.hpp"
 #include "graph/summary.hpp"
+#include "trainers/distributed.hpp"
 
 namespace onnxforge::train {
 
@@ -80,10 +81,12 @@ void store_parameters(Graph& graph, const Program& program) {
 
 namespace {
 
-// Runs the frozen backbone over every image of `source` (inference, batch `batch`).
+// Runs the frozen backbone over every image of `source` (inference, batch `batch`). Under MPI
+// each rank runs its slice of the images and the rows are then exchanged (allgather).
 std::unique_ptr<FeatureCache> extract_features(Program& backbone, const Graph& graph,
                                                BatchSource& source, std::size_t memory_limit,
                                                const fs::path& spill_dir) {
+  Communicator& comm = Communicator::world();
   const std::string input = graph.inputs[0].name;
   const std::string output = graph.outputs[0];
   const Shape out_shape = graph.value(output).shape;
@@ -94,7 +97,7 @@ std::unique_ptr<FeatureCache> extract_features(Program& backbone, const Graph& g
   Tensor images(DType::f32, graph.value(input).shape);
   Tensor labels(DType::f32, {out_shape[0], 1});
   source.start_epoch(0);
-  std::size_t row = 0;
+  std::size_t row = shard_range(source.size(), comm.shard()).begin;
   for (int n; (n = source.next(images, labels)) > 0;) {
     backbone.set_input(input, images);
     backbone.forward(Mode::inference);
@@ -105,6 +108,8 @@ std::unique_ptr<FeatureCache> extract_features(Program& backbone, const Graph& g
               cache->sample(row));
     row += static_cast<std::size_t>(n);
   }
+  comm.allgather_rows(cache->sample(0), cache->count(), cache->sample_size(),
+                      "the exchange of backbone features");
   return cache;
 }
 
@@ -112,16 +117,19 @@ std::unique_ptr<FeatureCache> extract_features(Program& backbone, const Graph& g
 
 TransferResult train_transfer(const TrainConfig& config, const Graph& backbone,
                               const TrainData& data, const TrainOptions& options) {
-  const auto print = options.print ? options.print : [](const std::string& line) {
-    std::fputs((line + "\n").c_str(), stdout);
-    std::fflush(stdout);
-  };
+  Communicator& comm = Communicator::world();
+  const auto print = !comm.root()    ? [](const std::string&) {}
+                     : options.print ? options.print
+                                     : [](const std::string& line) {
+                                         std::fputs((line + "\n").c_str(), stdout);
+                                         std::fflush(stdout);
+                                       };
   const Shape& out = backbone.value(backbone.outputs.at(0)).shape;
   const Shape feature_shape(out.begin() + 1, out.end());
   const Graph head = make_head(feature_shape, config.transfer, config.train.seed);
   TransferResult result;
   result.model = attach_head(backbone, head);
-  fs::create_directories(options.run_dir);
+  if (comm.root()) fs::create_directories(options.run_dir);
 
   bool backbone_trains = false;
   for (const auto& init : backbone.initializers)
@@ -137,12 +145,13 @@ TransferResult train_transfer(const TrainConfig& config, const Graph& backbone,
     const auto start = std::chrono::steady_clock::now();
     CompileOptions compile;
     compile.threads = config.train.threads;
-    const Graph batched = with_batch(backbone, config.train.batch_size);
+    if (comm.distributed() && compile.threads == 0) compile.threads = default_rank_threads();
+    const Graph batched = with_batch(backbone, local_batch_size(config));
     auto program = make_backend(config.train.backend)->compile(batched, compile);
     const std::size_t limit = static_cast<std::size_t>(config.transfer.cache_memory_mb) << 20;
     const fs::path spill = options.run_dir / "feature_cache";
     auto features_of = [&](const data::ImageCache& split) {
-      return extract_features(*program, batched, *images_in_order(config, split), limit, spill);
+      return extract_features(*program, batched, *shard_in_order(config, split), limit, spill);
     };
     auto train_cache = features_of(data.train);
     auto val_cache = features_of(data.val);
@@ -157,13 +166,27 @@ TransferResult train_transfer(const TrainConfig& config, const Graph& backbone,
         train_cache->spilled() ? ", spilled to disk" : ""));
     TrainSources features;
     features.classes = data.train.classes;
-    features.train = feature_batches(*train_cache, {.batch_size = config.train.batch_size,
-                                                    .shuffle = true,
-                                                    .drop_last = true,
-                                                    .seed = config.train.seed});
-    const FeatureBatchOptions in_order{.batch_size = config.train.batch_size, .shuffle = false};
-    features.val = feature_batches(*val_cache, in_order);
-    if (test_cache) features.test = feature_batches(*test_cache, in_order);
+    if (comm.distributed()) {
+      const ShardedOptions train{.shard = comm.shard(),
+                                 .batch_size = config.train.batch_size,
+                                 .training = true,
+                                 .seed = config.train.seed};
+      const ShardedOptions in_order{.shard = comm.shard(),
+                                    .batch_size = local_batch_size(config),
+                                    .training = false,
+                                    .seed = config.train.seed};
+      features.train = sharded_feature_batches(*train_cache, train);
+      features.val = sharded_feature_batches(*val_cache, in_order);
+      if (test_cache) features.test = sharded_feature_batches(*test_cache, in_order);
+    } else {
+      features.train = feature_batches(*train_cache, {.batch_size = config.train.batch_size,
+                                                      .shuffle = true,
+                                                      .drop_last = true,
+                                                      .seed = config.train.seed});
+      const FeatureBatchOptions in_order{.batch_size = config.train.batch_size, .shuffle = false};
+      features.val = feature_batches(*val_cache, in_order);
+      if (test_cache) features.test = feature_batches(*test_cache, in_order);
+    }
     result.training = train_model(config, head, features, head_options);
   } else {
     TrainSources images = image_sources(config, data);
