@@ -3,13 +3,20 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cfloat>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <system_error>
 #include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace onnxforge::data {
 namespace {
@@ -127,7 +134,140 @@ std::string inspect_bmp(std::span<const std::uint8_t> b, const ImageLimits& limi
   return {};
 }
 
+// Rounds to the nearest integer, ties to even, as OpenCV's cvRound does.
+inline int round_to_int(float v) {
+#if defined(__SSE2__)
+  return _mm_cvtss_si32(_mm_set_ss(v));
+#else
+  return static_cast<int>(std::nearbyint(v));
+#endif
+}
+
+// One tap of an area resize along one axis: source index, destination index, and the fraction
+// of the destination cell that the source pixel covers.
+struct AreaTap {
+  int src;
+  int dst;
+  float alpha;
+};
+
+// The taps of one axis, in destination order and, within a destination, in source order:
+// the same cells and the same weights (computed in double, stored as float) as
+// cv::resize(INTER_AREA) uses for a non-integer scale.
+void area_taps(int ssize, int dsize, double scale, std::vector<AreaTap>& taps) {
+  taps.clear();
+  for (int d = 0; d < dsize; ++d) {
+    const double f1 = d * scale;
+    const double f2 = f1 + scale;
+    const double cell = std::min(scale, ssize - f1);
+    int s1 = static_cast<int>(std::ceil(f1));
+    int s2 = static_cast<int>(std::floor(f2));
+    s2 = std::min(s2, ssize - 1);
+    s1 = std::min(s1, s2);
+    if (s1 - f1 > 1e-3) taps.push_back({s1 - 1, d, static_cast<float>((s1 - f1) / cell)});
+    for (int s = s1; s < s2; ++s) taps.push_back({s, d, static_cast<float>(1.0 / cell)});
+    if (f2 - s2 > 1e-3) {
+      taps.push_back({s2, d, static_cast<float>(std::min(std::min(f2 - s2, 1.0), cell) / cell)});
+    }
+  }
+}
+
+// Whether cv::resize(INTER_AREA) takes its integer-factor path (both factors whole numbers).
+bool integer_scale(int src_width, int width, int src_height, int height) {
+  const double sx = 1.0 / (static_cast<double>(width) / src_width);
+  const double sy = 1.0 / (static_cast<double>(height) / src_height);
+  return std::abs(sx - std::nearbyint(sx)) < DBL_EPSILON &&
+         std::abs(sy - std::nearbyint(sy)) < DBL_EPSILON;
+}
+
 }  // namespace
+
+void resize_area_bgr_to_rgb(const std::uint8_t* src, std::size_t src_step, int src_height,
+                            int src_width, std::uint8_t* rgb_out, int height, int width) {
+  // As cv::resize: the scale is the inverse of the destination/source ratio.
+  const double scale_x = 1.0 / (static_cast<double>(width) / src_width);
+  const double scale_y = 1.0 / (static_cast<double>(height) / src_height);
+  thread_local std::vector<AreaTap> xtaps;
+  thread_local std::vector<AreaTap> ytaps;
+  thread_local std::vector<int> xbegin;
+  thread_local std::vector<float> buffers;
+  area_taps(src_width, width, scale_x, xtaps);
+  area_taps(src_height, height, scale_y, ytaps);
+  xbegin.assign(static_cast<std::size_t>(width) + 1, 0);
+  for (const auto& tap : xtaps) ++xbegin[static_cast<std::size_t>(tap.dst) + 1];
+  for (int x = 0; x < width; ++x) xbegin[x + 1] += xbegin[x];
+  const std::size_t row = static_cast<std::size_t>(width) * 3;
+  buffers.resize(2 * row + 1);
+  float* const line = buffers.data();  // one source row, resized horizontally (+1 float of slack)
+  float* const sum = line + row + 1;   // the weighted sum of those rows for one output row
+#if defined(__SSE2__)
+  const __m128i zero = _mm_setzero_si128();
+  const int last = src_width - 1;  // a 4-byte load at the last pixel would leave the row
+#endif
+
+  int line_of = -1;  // the source row held in `line` (a row shared by two outputs is done once)
+  std::size_t j = 0;
+  for (int y = 0; y < height; ++y) {
+    bool first = true;
+    for (; j < ytaps.size() && ytaps[j].dst == y; ++j) {
+      const int sy = ytaps[j].src;
+      if (sy != line_of) {
+        // Each output value accumulates its taps in source order: (p0 a0 + p1 a1) + p2 a2 ...
+        const std::uint8_t* in = src + static_cast<std::size_t>(sy) * src_step;
+        const AreaTap* tap = xtaps.data();
+        for (int x = 0; x < width; ++x) {
+          const AreaTap* end = xtaps.data() + xbegin[x + 1];
+          if (tap == end) {  // a cell without source pixels (not with a scale >= 1) stays 0
+            line[3 * x] = line[3 * x + 1] = line[3 * x + 2] = 0.0f;
+            continue;
+          }
+#if defined(__SSE2__)
+          if (end[-1].src < last) {  // the same float operations on the three channels at once
+            const auto pixel = [&](const AreaTap& t) {
+              std::int32_t v;
+              std::memcpy(&v, in + 3 * t.src, 4);
+              const __m128i px =
+                  _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(v), zero), zero);
+              return _mm_mul_ps(_mm_cvtepi32_ps(px), _mm_set1_ps(t.alpha));
+            };
+            __m128 acc = pixel(*tap);
+            for (++tap; tap < end; ++tap) acc = _mm_add_ps(acc, pixel(*tap));
+            _mm_storeu_ps(line + 3 * x, acc);  // the 4th lane is overwritten next (or slack)
+            continue;
+          }
+#endif
+          const std::uint8_t* p = in + 3 * tap->src;
+          float a = tap->alpha;
+          float b0 = p[0] * a, b1 = p[1] * a, b2 = p[2] * a;
+          for (++tap; tap < end; ++tap) {
+            p = in + 3 * tap->src;
+            a = tap->alpha;
+            b0 = b0 + p[0] * a;
+            b1 = b1 + p[1] * a;
+            b2 = b2 + p[2] * a;
+          }
+          line[3 * x] = b0;
+          line[3 * x + 1] = b1;
+          line[3 * x + 2] = b2;
+        }
+        line_of = sy;
+      }
+      const float beta = ytaps[j].alpha;
+      if (first) {
+        for (std::size_t i = 0; i < row; ++i) sum[i] = beta * line[i];
+        first = false;
+      } else {
+        for (std::size_t i = 0; i < row; ++i) sum[i] = sum[i] + beta * line[i];
+      }
+    }
+    std::uint8_t* out = rgb_out + static_cast<std::size_t>(y) * row;
+    for (int x = 0; x < width; ++x) {  // saturate to a byte, B and R swapped
+      out[3 * x] = static_cast<std::uint8_t>(std::clamp(round_to_int(sum[3 * x + 2]), 0, 255));
+      out[3 * x + 1] = static_cast<std::uint8_t>(std::clamp(round_to_int(sum[3 * x + 1]), 0, 255));
+      out[3 * x + 2] = static_cast<std::uint8_t>(std::clamp(round_to_int(sum[3 * x]), 0, 255));
+    }
+  }
+}
 
 const char* format_name(ImageFormat format) {
   switch (format) {
@@ -210,8 +350,17 @@ std::string load_image_rgb(const std::filesystem::path& path, int height, int wi
     return "unsupported pixel depth (only 8- and 16-bit images)";
   }
   const bool shrinking = decoded.cols >= width && decoded.rows >= height;
+  const bool same_size = decoded.cols == width && decoded.rows == height;
+  if (shrinking && !same_size && decoded.type() == CV_8UC3 &&
+      !integer_scale(decoded.cols, width, decoded.rows, height)) {
+    // The usual case (a colour photo shrunk by a non-integer factor): straight into the cache,
+    // the same bytes as cv::resize(INTER_AREA) + BGR->RGB in about half the instructions.
+    resize_area_bgr_to_rgb(decoded.data, decoded.step, decoded.rows, decoded.cols, rgb_out, height,
+                           width);
+    return {};
+  }
   cv::Mat resized;
-  if (decoded.cols == width && decoded.rows == height) {
+  if (same_size) {
     resized = decoded;
   } else {
     cv::resize(decoded, resized, cv::Size(width, height), 0, 0,

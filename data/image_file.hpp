@@ -2,6 +2,7 @@
 // completeness) before any pixel is allocated, then OpenCV decode to RGB and resize.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <span>
@@ -38,5 +39,13 @@ std::string inspect_encoded_image(std::span<const std::uint8_t> bytes, const Ima
 // otherwise the reason (and leaves `rgb_out` unspecified).
 std::string load_image_rgb(const std::filesystem::path& path, int height, int width,
                            const ImageLimits& limits, std::uint8_t* rgb_out);
+
+// Shrinks a 3-channel 8-bit image (rows `src_step` bytes apart) to height x width by area
+// averaging and swaps channels 0 and 2 (BGR to RGB), writing height*width*3 bytes to `rgb_out`:
+// byte for byte cv::resize(INTER_AREA) then cv::cvtColor(BGR2RGB) when a scale factor is not an
+// integer (each source row is resized horizontally once instead of once per output row it
+// feeds). Requires src_width >= width and src_height >= height.
+void resize_area_bgr_to_rgb(const std::uint8_t* src, std::size_t src_step, int src_height,
+                            int src_width, std::uint8_t* rgb_out, int height, int width);
 
 }  // namespace onnxforge::data

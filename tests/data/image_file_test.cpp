@@ -1,7 +1,10 @@
 // One image file: header inspection (bombs, truncation), decoding of every pixel format to RGB.
 #include <gtest/gtest.h>
 
+#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <tuple>
+#include <vector>
 
 #include "data/image_file.hpp"
 #include "test_util.hpp"
@@ -134,6 +137,45 @@ TEST(LoadImage, LargeJpegDecodedAtReducedScaleStillMatches) {
   EXPECT_NEAR(left[0], 10, 8);
   EXPECT_NEAR(right[0], 160, 8);
   EXPECT_NEAR(right[2], 40, 8);
+}
+
+TEST(ResizeArea, SameBytesAsOpenCvResizeThenBgrToRgb) {
+  cv::RNG rng(7);
+  int checked = 0;
+  for (const auto& [sh, sw, dh, dw] :
+       {std::tuple{180, 180, 100, 100}, std::tuple{23, 37, 7, 10}, std::tuple{101, 100, 100, 99},
+        std::tuple{120, 250, 100, 100}, std::tuple{7, 1000, 2, 3}, std::tuple{300, 64, 100, 50},
+        std::tuple{299, 211, 100, 100}, std::tuple{100, 150, 100, 100}}) {
+    // A region of a larger image, so rows are not contiguous.
+    cv::Mat big(sh + 3, sw + 5, CV_8UC3);
+    rng.fill(big, cv::RNG::UNIFORM, 0, 256);
+    const cv::Mat src = big(cv::Rect(2, 1, sw, sh));
+    cv::Mat expected;
+    cv::resize(src, expected, cv::Size(dw, dh), 0, 0, cv::INTER_AREA);
+    cv::cvtColor(expected, expected, cv::COLOR_BGR2RGB);
+    std::vector<std::uint8_t> out(static_cast<std::size_t>(dh) * dw * 3);
+    resize_area_bgr_to_rgb(src.data, src.step, sh, sw, out.data(), dh, dw);
+    ASSERT_TRUE(expected.isContinuous());
+    const std::vector<std::uint8_t> want(expected.data, expected.data + out.size());
+    EXPECT_EQ(out, want) << sw << "x" << sh << " -> " << dw << "x" << dh;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 8);
+}
+
+TEST(LoadImage, ColourJpegIsOpenCvDecodeThenAreaResizeThenRgb) {
+  TempDir dir;
+  cv::Mat photo(180, 180, CV_8UC3);
+  cv::RNG(3).fill(photo, cv::RNG::UNIFORM, 0, 256);
+  cv::GaussianBlur(photo, photo, cv::Size(9, 9), 3.0);
+  const auto bytes = encode(".jpg", photo);
+  testing::write_bytes(dir / "face.jpg", bytes);
+  std::vector<std::uint8_t> rgb(100 * 100 * 3);
+  ASSERT_EQ(load_image_rgb(dir / "face.jpg", 100, 100, {}, rgb.data()), "");
+  cv::Mat expected = cv::imdecode(bytes, cv::IMREAD_COLOR);
+  cv::resize(expected, expected, cv::Size(100, 100), 0, 0, cv::INTER_AREA);
+  cv::cvtColor(expected, expected, cv::COLOR_BGR2RGB);
+  EXPECT_EQ(rgb, std::vector<std::uint8_t>(expected.data, expected.data + rgb.size()));
 }
 
 TEST(LoadImage, FileSizeLimitIsCheckedBeforeReading) {
