@@ -24,6 +24,7 @@ struct ImageInfo {
   ImageFormat format = ImageFormat::unknown;
   int width = 0;
   int height = 0;
+  bool exif = false;  // JPEG with an EXIF segment (which may rotate the image)
 };
 
 // Parses the header of an encoded JPEG, PNG or BMP held in memory: the format from its signature,
@@ -41,11 +42,12 @@ std::string load_image_rgb(const std::filesystem::path& path, int height, int wi
                            const ImageLimits& limits, std::uint8_t* rgb_out);
 
 // Shrinks a 3-channel 8-bit image (rows `src_step` bytes apart) to height x width by area
-// averaging and swaps channels 0 and 2 (BGR to RGB), writing height*width*3 bytes to `rgb_out`:
-// byte for byte cv::resize(INTER_AREA) then cv::cvtColor(BGR2RGB) when a scale factor is not an
-// integer (each source row is resized horizontally once instead of once per output row it
-// feeds). Requires src_width >= width and src_height >= height.
-void resize_area_bgr_to_rgb(const std::uint8_t* src, std::size_t src_step, int src_height,
-                            int src_width, std::uint8_t* rgb_out, int height, int width);
+// averaging, writing height*width*3 bytes to `out`, channels 0 and 2 swapped when
+// `swap_red_blue` (BGR to RGB): byte for byte cv::resize(INTER_AREA) (then
+// cv::cvtColor(BGR2RGB)) when a scale factor is not an integer, with each source row resized
+// horizontally once instead of once per output row it feeds. Requires src_width >= width and
+// src_height >= height.
+void resize_area_u8c3(const std::uint8_t* src, std::size_t src_step, int src_height, int src_width,
+                      std::uint8_t* out, int height, int width, bool swap_red_blue);
 
 }  // namespace onnxforge::data

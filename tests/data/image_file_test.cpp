@@ -139,7 +139,7 @@ TEST(LoadImage, LargeJpegDecodedAtReducedScaleStillMatches) {
   EXPECT_NEAR(right[2], 40, 8);
 }
 
-TEST(ResizeArea, SameBytesAsOpenCvResizeThenBgrToRgb) {
+TEST(ResizeArea, SameBytesAsOpenCvResizeAndBgrToRgb) {
   cv::RNG rng(7);
   int checked = 0;
   for (const auto& [sh, sw, dh, dw] :
@@ -154,28 +154,38 @@ TEST(ResizeArea, SameBytesAsOpenCvResizeThenBgrToRgb) {
     cv::resize(src, expected, cv::Size(dw, dh), 0, 0, cv::INTER_AREA);
     cv::cvtColor(expected, expected, cv::COLOR_BGR2RGB);
     std::vector<std::uint8_t> out(static_cast<std::size_t>(dh) * dw * 3);
-    resize_area_bgr_to_rgb(src.data, src.step, sh, sw, out.data(), dh, dw);
+    resize_area_u8c3(src.data, src.step, sh, sw, out.data(), dh, dw, true);
     ASSERT_TRUE(expected.isContinuous());
     const std::vector<std::uint8_t> want(expected.data, expected.data + out.size());
     EXPECT_EQ(out, want) << sw << "x" << sh << " -> " << dw << "x" << dh;
+    // Without the swap: cv::resize alone.
+    cv::cvtColor(expected, expected, cv::COLOR_RGB2BGR);
+    resize_area_u8c3(src.data, src.step, sh, sw, out.data(), dh, dw, false);
+    EXPECT_EQ(out, std::vector<std::uint8_t>(expected.data, expected.data + out.size()));
     ++checked;
   }
   EXPECT_EQ(checked, 8);
 }
 
 TEST(LoadImage, ColourJpegIsOpenCvDecodeThenAreaResizeThenRgb) {
+  // Decoded by libjpeg straight to RGB (at full, 1/2 and 1/4 scale), then resized by our own
+  // area resize or copied: the bytes OpenCV's decode + resize + BGR->RGB give.
   TempDir dir;
-  cv::Mat photo(180, 180, CV_8UC3);
-  cv::RNG(3).fill(photo, cv::RNG::UNIFORM, 0, 256);
-  cv::GaussianBlur(photo, photo, cv::Size(9, 9), 3.0);
-  const auto bytes = encode(".jpg", photo);
-  testing::write_bytes(dir / "face.jpg", bytes);
-  std::vector<std::uint8_t> rgb(100 * 100 * 3);
-  ASSERT_EQ(load_image_rgb(dir / "face.jpg", 100, 100, {}, rgb.data()), "");
-  cv::Mat expected = cv::imdecode(bytes, cv::IMREAD_COLOR);
-  cv::resize(expected, expected, cv::Size(100, 100), 0, 0, cv::INTER_AREA);
-  cv::cvtColor(expected, expected, cv::COLOR_BGR2RGB);
-  EXPECT_EQ(rgb, std::vector<std::uint8_t>(expected.data, expected.data + rgb.size()));
+  for (const auto& [side, flags] :
+       {std::pair{180, cv::IMREAD_COLOR}, std::pair{100, cv::IMREAD_COLOR},
+        std::pair{250, cv::IMREAD_REDUCED_COLOR_2}, std::pair{460, cv::IMREAD_REDUCED_COLOR_4}}) {
+    cv::Mat photo(side, side + 7, CV_8UC3);
+    cv::RNG(side).fill(photo, cv::RNG::UNIFORM, 0, 256);
+    cv::GaussianBlur(photo, photo, cv::Size(9, 9), 3.0);
+    const auto bytes = encode(".jpg", photo);
+    testing::write_bytes(dir / "face.jpg", bytes);
+    std::vector<std::uint8_t> rgb(100 * 100 * 3);
+    ASSERT_EQ(load_image_rgb(dir / "face.jpg", 100, 100, {}, rgb.data()), "");
+    cv::Mat expected = cv::imdecode(bytes, flags);
+    cv::resize(expected, expected, cv::Size(100, 100), 0, 0, cv::INTER_AREA);
+    cv::cvtColor(expected, expected, cv::COLOR_BGR2RGB);
+    EXPECT_EQ(rgb, std::vector<std::uint8_t>(expected.data, expected.data + rgb.size())) << side;
+  }
 }
 
 TEST(LoadImage, FileSizeLimitIsCheckedBeforeReading) {
