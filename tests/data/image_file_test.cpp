@@ -188,6 +188,43 @@ TEST(LoadImage, ColourJpegIsOpenCvDecodeThenAreaResizeThenRgb) {
   }
 }
 
+TEST(LoadImage, JpegExifOrientationIsApplied) {
+  // 20 rows x 40 columns, left half red, right half blue; EXIF orientation 6 (rotate 90 degrees
+  // clockwise to display) makes it 40 x 20 with red on top.
+  cv::Mat wide(20, 40, CV_8UC3, cv::Scalar(255, 0, 0));                            // BGR blue
+  cv::rectangle(wide, cv::Rect(0, 0, 20, 20), cv::Scalar(0, 0, 255), cv::FILLED);  // red
+  const auto plain = encode(".jpg", wide);
+  const std::vector<std::uint8_t> exif = {
+      0xFF, 0xE1, 0x00, 0x22, 'E', 'x', 'i', 'f', 0, 0,        // APP1, length 34, "Exif\0\0"
+      'I',  'I',  0x2A, 0x00, 8,   0,   0,   0,                // little-endian TIFF, IFD at 8
+      1,    0,                                                 // one entry:
+      0x12, 0x01, 3,    0,    1,   0,   0,   0,   6, 0, 0, 0,  // Orientation = 6
+      0,    0,    0,    0};                                    // no next IFD
+  std::vector<std::uint8_t> rotated;  // SOI, the EXIF segment, then the rest of the file
+  for (std::size_t i = 0; i < plain.size(); ++i) {
+    if (i == 2) {
+      for (const auto byte : exif) rotated.push_back(byte);
+    }
+    rotated.push_back(plain[i]);
+  }
+  TempDir dir;
+  testing::write_bytes(dir / "plain.jpg", plain);
+  testing::write_bytes(dir / "rotated.jpg", rotated);
+  std::vector<std::uint8_t> rgb(20 * 20 * 3);
+  auto red_at = [&](int x, int y) {
+    return rgb[3 * (y * 20 + x)] > 200 && rgb[3 * (y * 20 + x) + 2] < 60;
+  };
+  auto blue_at = [&](int x, int y) {
+    return rgb[3 * (y * 20 + x) + 2] > 200 && rgb[3 * (y * 20 + x)] < 60;
+  };
+  ASSERT_EQ(load_image_rgb(dir / "plain.jpg", 20, 20, {}, rgb.data()), "");
+  EXPECT_TRUE(red_at(2, 10));  // left
+  EXPECT_TRUE(blue_at(17, 10));
+  ASSERT_EQ(load_image_rgb(dir / "rotated.jpg", 20, 20, {}, rgb.data()), "");
+  EXPECT_TRUE(red_at(10, 2));  // top
+  EXPECT_TRUE(blue_at(10, 17));
+}
+
 TEST(LoadImage, FileSizeLimitIsCheckedBeforeReading) {
   TempDir dir;
   testing::write_bytes(dir / "x.png", encode(".png", pattern(30, 30, 4)));
