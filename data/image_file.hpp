@@ -1,5 +1,5 @@
 // Reading one image file safely: size limit, header check (format, declared dimensions,
-// completeness) before any pixel is allocated, then OpenCV decode to RGB and resize.
+// completeness) before any pixel is allocated, then decode (libjpeg or OpenCV) to RGB and resize.
 #pragma once
 
 #include <cstddef>
@@ -34,8 +34,10 @@ struct ImageInfo {
 std::string inspect_encoded_image(std::span<const std::uint8_t> bytes, const ImageLimits& limits,
                                   ImageInfo& info);
 
-// Reads `path`, inspects it, decodes it with OpenCV (grayscale, alpha and 16-bit handled), converts
-// it to RGB and resizes it to height x width (INTER_AREA when shrinking, bilinear otherwise).
+// Reads `path`, inspects it, decodes it (a colour JPEG without EXIF data with libjpeg straight to
+// RGB, anything else with OpenCV: grayscale, alpha, 16-bit and EXIF orientation handled; the
+// same pixels either way), converts it to RGB and resizes it to height x width (INTER_AREA when
+// shrinking, bilinear otherwise).
 // Writes height*width*3 bytes (HWC, RGB) to `rgb_out`. Returns an empty string on success,
 // otherwise the reason (and leaves `rgb_out` unspecified).
 std::string load_image_rgb(const std::filesystem::path& path, int height, int width,
