@@ -137,7 +137,7 @@ void fill_samples(const ImageCache& cache, std::span<const std::size_t> indices,
                   const BatchOptions& options, int epoch, Batch& batch, std::size_t begin,
                   std::size_t end) {
   thread_local std::vector<std::uint8_t> scratch;
-  scratch.resize(cache.image_bytes());
+  scratch.resize(transform_scratch_bytes(cache.height, cache.width));
   const bool augment = options.mode == Mode::train && options.augment.any();
   const std::size_t plane = static_cast<std::size_t>(cache.height) * cache.width * 3;
   for (std::size_t i = begin; i < end; ++i) {

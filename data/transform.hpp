@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -57,9 +58,19 @@ struct AugmentDraw {
 };
 AugmentDraw draw_augment(const Augment& augment, int height, int width, std::uint64_t sample_seed);
 
+// The forward (source to destination) affine map of a draw's geometry, row-major 2x3:
+// T(c + shift) R(angle) S(zoom) F T(-c) about the pixel centre c = ((w-1)/2, (h-1)/2), F the
+// horizontal flip (exposed for tests).
+std::array<double, 6> augment_matrix(const AugmentDraw& draw, int height, int width);
+
 // Transforms one cached image (height x width x 3, RGB uint8) into `chw_out`
 // (3 x height x width floats): optional augmentation with `draw`, then preprocessing.
-// `scratch` must hold height*width*3 bytes when the draw is geometric.
+// The geometry is a bilinear warp with replicated borders, byte for byte what
+// cv::warpAffine(augment_matrix(...), INTER_LINEAR, BORDER_REPLICATE) gives (a flip alone is an
+// exact mirror). `scratch` must hold transform_scratch_bytes(height, width) bytes.
+inline std::size_t transform_scratch_bytes(int height, int width) {
+  return 4 * static_cast<std::size_t>(height) * static_cast<std::size_t>(width);
+}
 void transform_sample(const std::uint8_t* rgb_hwc, int height, int width, const Preprocess& pre,
                       const AugmentDraw* draw, std::uint8_t* scratch, float* chw_out);
 

@@ -2,7 +2,8 @@
 # Data loading, onnxforge vs OpenCV-Python, on the same files in the same run:
 #   first epoch  decode + resize (180x180 JPEG -> 100x100 RGB) with 1 and 2 threads;
 #   later epochs augment + normalise + batch (64) from the in-memory cache, 1 and 2 threads.
-# Prints both rates side by side and their ratio (> 1: onnxforge is faster).
+# Prints both rates side by side and their ratio (> 1: onnxforge is faster), and the CPU time per
+# image of each process (all its threads) with its ratio, which a busy machine disturbs less.
 #   bench/anchors/data_loading.sh [--build-dir DIR] [--count N] [--repeat R] [--epochs E]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -48,15 +49,27 @@ rate() {  # $1 = decode|cached, $2 = threads, from "$ours"
   grep "^$pattern" <<<"$ours" | grep "threads=$2:" | sed -E 's/.*: ([0-9]+) images\/s.*/\1/'
 }
 anchor() { grep "^RESULT $1 threads=$2 " <<<"$theirs" | awk '{print $4}'; }
+# CPU microseconds per image (all threads of the process): less sensitive to a busy machine.
+rate_cpu() {
+  local pattern="first epoch"
+  [[ "$1" == cached ]] && pattern="cached epochs"
+  grep "^$pattern" <<<"$ours" | grep "threads=$2:" | sed -E 's/.*\(([0-9]+) us CPU per image.*/\1/'
+}
+anchor_cpu() { grep "^RESULT $1 threads=$2 " <<<"$theirs" | awk '{print $5}'; }
 
-printf '%-44s %12s %14s %7s\n' "images/s" "onnxforge" "OpenCV-Python" "ratio"
+printf '%-44s %12s %14s %7s   %s\n' "images/s" "onnxforge" "OpenCV-Python" "ratio" \
+  "CPU us/image: onnxforge, OpenCV-Python, ratio"
 for kind in decode cached; do
   for threads in 1 2; do
     label="first epoch: decode+resize, $threads thread(s)"
     [[ $kind == cached ]] && label="cached epochs: augment+normalise+batch, $threads"
     a="$(rate "$kind" "$threads")"
     b="$(anchor "$kind" "$threads")"
-    printf '%-44s %12s %14s %7s\n' "$label" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2fx", a/b}')"
+    ca="$(rate_cpu "$kind" "$threads")"
+    cb="$(anchor_cpu "$kind" "$threads")"
+    printf '%-44s %12s %14s %7s   %s, %s, %s\n' "$label" "$a" "$b" \
+      "$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.2fx", a/b}')" "$ca" "$cb" \
+      "$(awk -v a="$ca" -v b="$cb" 'BEGIN{printf "%.2fx", b/a}')"
   done
 done
 echo "target: cached epochs >= 20000 images/s on 2 threads"

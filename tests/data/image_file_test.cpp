@@ -1,7 +1,10 @@
 // One image file: header inspection (bombs, truncation), decoding of every pixel format to RGB.
 #include <gtest/gtest.h>
 
+#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <tuple>
+#include <vector>
 
 #include "data/image_file.hpp"
 #include "test_util.hpp"
@@ -134,6 +137,92 @@ TEST(LoadImage, LargeJpegDecodedAtReducedScaleStillMatches) {
   EXPECT_NEAR(left[0], 10, 8);
   EXPECT_NEAR(right[0], 160, 8);
   EXPECT_NEAR(right[2], 40, 8);
+}
+
+TEST(ResizeArea, SameBytesAsOpenCvResizeAndBgrToRgb) {
+  cv::RNG rng(7);
+  int checked = 0;
+  for (const auto& [sh, sw, dh, dw] :
+       {std::tuple{180, 180, 100, 100}, std::tuple{23, 37, 7, 10}, std::tuple{101, 100, 100, 99},
+        std::tuple{120, 250, 100, 100}, std::tuple{7, 1000, 2, 3}, std::tuple{300, 64, 100, 50},
+        std::tuple{299, 211, 100, 100}, std::tuple{100, 150, 100, 100}}) {
+    // A region of a larger image, so rows are not contiguous.
+    cv::Mat big(sh + 3, sw + 5, CV_8UC3);
+    rng.fill(big, cv::RNG::UNIFORM, 0, 256);
+    const cv::Mat src = big(cv::Rect(2, 1, sw, sh));
+    cv::Mat expected;
+    cv::resize(src, expected, cv::Size(dw, dh), 0, 0, cv::INTER_AREA);
+    cv::cvtColor(expected, expected, cv::COLOR_BGR2RGB);
+    std::vector<std::uint8_t> out(static_cast<std::size_t>(dh) * dw * 3);
+    resize_area_u8c3(src.data, src.step, sh, sw, out.data(), dh, dw, true);
+    ASSERT_TRUE(expected.isContinuous());
+    const std::vector<std::uint8_t> want(expected.data, expected.data + out.size());
+    EXPECT_EQ(out, want) << sw << "x" << sh << " -> " << dw << "x" << dh;
+    // Without the swap: cv::resize alone.
+    cv::cvtColor(expected, expected, cv::COLOR_RGB2BGR);
+    resize_area_u8c3(src.data, src.step, sh, sw, out.data(), dh, dw, false);
+    EXPECT_EQ(out, std::vector<std::uint8_t>(expected.data, expected.data + out.size()));
+    ++checked;
+  }
+  EXPECT_EQ(checked, 8);
+}
+
+TEST(LoadImage, ColourJpegIsOpenCvDecodeThenAreaResizeThenRgb) {
+  // Decoded by libjpeg straight to RGB (at full, 1/2 and 1/4 scale), then resized by our own
+  // area resize or copied: the bytes OpenCV's decode + resize + BGR->RGB give.
+  TempDir dir;
+  for (const auto& [side, flags] :
+       {std::pair{180, cv::IMREAD_COLOR}, std::pair{100, cv::IMREAD_COLOR},
+        std::pair{250, cv::IMREAD_REDUCED_COLOR_2}, std::pair{460, cv::IMREAD_REDUCED_COLOR_4}}) {
+    cv::Mat photo(side, side + 7, CV_8UC3);
+    cv::RNG(side).fill(photo, cv::RNG::UNIFORM, 0, 256);
+    cv::GaussianBlur(photo, photo, cv::Size(9, 9), 3.0);
+    const auto bytes = encode(".jpg", photo);
+    testing::write_bytes(dir / "face.jpg", bytes);
+    std::vector<std::uint8_t> rgb(100 * 100 * 3);
+    ASSERT_EQ(load_image_rgb(dir / "face.jpg", 100, 100, {}, rgb.data()), "");
+    cv::Mat expected = cv::imdecode(bytes, flags);
+    cv::resize(expected, expected, cv::Size(100, 100), 0, 0, cv::INTER_AREA);
+    cv::cvtColor(expected, expected, cv::COLOR_BGR2RGB);
+    EXPECT_EQ(rgb, std::vector<std::uint8_t>(expected.data, expected.data + rgb.size())) << side;
+  }
+}
+
+TEST(LoadImage, JpegExifOrientationIsApplied) {
+  // 20 rows x 40 columns, left half red, right half blue; EXIF orientation 6 (rotate 90 degrees
+  // clockwise to display) makes it 40 x 20 with red on top.
+  cv::Mat wide(20, 40, CV_8UC3, cv::Scalar(255, 0, 0));                            // BGR blue
+  cv::rectangle(wide, cv::Rect(0, 0, 20, 20), cv::Scalar(0, 0, 255), cv::FILLED);  // red
+  const auto plain = encode(".jpg", wide);
+  const std::vector<std::uint8_t> exif = {
+      0xFF, 0xE1, 0x00, 0x22, 'E', 'x', 'i', 'f', 0, 0,        // APP1, length 34, "Exif\0\0"
+      'I',  'I',  0x2A, 0x00, 8,   0,   0,   0,                // little-endian TIFF, IFD at 8
+      1,    0,                                                 // one entry:
+      0x12, 0x01, 3,    0,    1,   0,   0,   0,   6, 0, 0, 0,  // Orientation = 6
+      0,    0,    0,    0};                                    // no next IFD
+  std::vector<std::uint8_t> rotated;  // SOI, the EXIF segment, then the rest of the file
+  for (std::size_t i = 0; i < plain.size(); ++i) {
+    if (i == 2) {
+      for (const auto byte : exif) rotated.push_back(byte);
+    }
+    rotated.push_back(plain[i]);
+  }
+  TempDir dir;
+  testing::write_bytes(dir / "plain.jpg", plain);
+  testing::write_bytes(dir / "rotated.jpg", rotated);
+  std::vector<std::uint8_t> rgb(20 * 20 * 3);
+  auto red_at = [&](int x, int y) {
+    return rgb[3 * (y * 20 + x)] > 200 && rgb[3 * (y * 20 + x) + 2] < 60;
+  };
+  auto blue_at = [&](int x, int y) {
+    return rgb[3 * (y * 20 + x) + 2] > 200 && rgb[3 * (y * 20 + x)] < 60;
+  };
+  ASSERT_EQ(load_image_rgb(dir / "plain.jpg", 20, 20, {}, rgb.data()), "");
+  EXPECT_TRUE(red_at(2, 10));  // left
+  EXPECT_TRUE(blue_at(17, 10));
+  ASSERT_EQ(load_image_rgb(dir / "rotated.jpg", 20, 20, {}, rgb.data()), "");
+  EXPECT_TRUE(red_at(10, 2));  // top
+  EXPECT_TRUE(blue_at(10, 17));
 }
 
 TEST(LoadImage, FileSizeLimitIsCheckedBeforeReading) {
