@@ -13,7 +13,7 @@ packages=(
   libonnx-dev libonnx-testdata python3-onnx libprotobuf-dev protobuf-compiler
   libopencv-dev libtbb-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libopenmpi-dev openmpi-bin gnuplot-nox
-  chromium zlib1g-dev
+  chromium zlib1g-dev libjpeg-dev
 )
 missing=()
 for p in "${packages[@]}"; do
