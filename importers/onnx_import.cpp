@@ -729,15 +729,18 @@ std::vector<std::int64_t> ir_target(const Attrs& a, const Shape& input, std::vec
       continue;
     }
     if (t[i] < -1) fail("{}: invalid target dimension {}", a.where(), t[i]);
-    known *= t[i];
+    if (__builtin_mul_overflow(known, t[i], &known)) {
+      fail("{}: target shape [{}] has too many elements (overflows 64 bits)", a.where(),
+           fmt::join(t, ","));
+    }
   }
   std::int64_t total = 1;
   std::int64_t dynamic_inputs = 0;
   for (const auto d : input) {
     if (d == kDynamic) {
       ++dynamic_inputs;
-    } else {
-      total *= d;
+    } else if (__builtin_mul_overflow(total, d, &total)) {
+      fail("{}: input shape {} has too many elements", a.where(), to_string(input));
     }
   }
   if (infer_at >= 0 && dynamic_inputs == dynamic_copies) {
