@@ -391,6 +391,53 @@ TEST(Checkpoints, CorruptedOrTruncatedFilesAreRefused) {
   fs::remove_all(dir);
 }
 
+// A checkpoint file as save_checkpoint lays it out, from a header and tensor bytes of our choice,
+// with a valid checksum: what a hand-made (not merely corrupted) file can claim.
+void write_raw_checkpoint(const fs::path& path, const nlohmann::json& header,
+                          const std::string& blob) {
+  const std::string json = header.dump();
+  std::string file = "OFCKPT01";
+  auto put_u64 = [&](std::uint64_t v) { file.append(reinterpret_cast<const char*>(&v), 8); };
+  put_u64(json.size());
+  file += json + blob;
+  std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a, as checkpoint.cpp
+  for (const char c : file) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ull;
+  }
+  put_u64(h);
+  std::ofstream(path, std::ios::binary) << file;
+}
+
+TEST(Checkpoints, HeaderClaimingAHugeOrNegativeTensorIsRefusedBeforeAllocating) {
+  const auto dir = temp_dir("huge");
+  const fs::path path = dir / "h.ckpt";
+  auto header = [](const nlohmann::json& shape, std::uint64_t bytes, const char* dtype) {
+    return nlohmann::json{{"format", "onnxforge checkpoint"},
+                          {"version", 1},
+                          {"state", nlohmann::json::object()},
+                          {"tensors",
+                           {{{"group", "parameters"},
+                             {"name", "w"},
+                             {"dtype", dtype},
+                             {"shape", shape},
+                             {"offset", 0},
+                             {"bytes", bytes}}}}};
+  };
+  write_raw_checkpoint(path, header({3}, 12, "f32"), std::string(12, '\0'));
+  EXPECT_EQ(load_checkpoint(path).parameters.at("w").shape(), (Shape{3}));
+  // 4 TiB declared over 12 bytes: refused from the header, without allocating the 4 TiB.
+  write_raw_checkpoint(path, header({std::int64_t{1} << 40}, 12, "f32"), std::string(12, '\0'));
+  EXPECT_ERROR(load_checkpoint(path), "h.ckpt", "'w'", "inconsistent size");
+  write_raw_checkpoint(path, header({std::int64_t{1} << 62, 8}, 0, "f32"), "");
+  EXPECT_ERROR(load_checkpoint(path), "h.ckpt", "'w'", "invalid shape");
+  write_raw_checkpoint(path, header({-1, 3}, 12, "f32"), std::string(12, '\0'));
+  EXPECT_ERROR(load_checkpoint(path), "h.ckpt", "'w'", "invalid shape");
+  write_raw_checkpoint(path, header({3}, 12, "complex"), std::string(12, '\0'));
+  EXPECT_ERROR(load_checkpoint(path), "h.ckpt", "'w'", "complex");
+  fs::remove_all(dir);
+}
+
 // ---- configs ------------------------------------------------------------------------------------
 
 TEST(Configs, ErrorsAreOneLineNamingTheKeyOrPath) {
