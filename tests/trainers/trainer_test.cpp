@@ -248,6 +248,26 @@ TEST(TrainLoop, NanLossStopsWithEpochAndStepAndKeepsTheLastCheckpoint) {
   fs::remove_all(dir);
 }
 
+TEST(TrainLoop, ResumeFromACheckpointWithAMalformedStateNamesTheFile) {
+  const auto dir = temp_dir("malformed_state");
+  TrainConfig config = tiny_config(1);
+  train_model(config, tiny_model(3), tiny_data(), quiet(dir));
+  const fs::path last = dir / "checkpoints" / "last.ckpt";
+  Checkpoint c = load_checkpoint(last);
+  c.state.erase("next_epoch");
+  save_checkpoint(last, c);  // a valid file whose trainer state lacks a key
+  TrainOptions resume = quiet(dir);
+  resume.resume = true;
+  EXPECT_ERROR(train_model(config, tiny_model(3), tiny_data(), resume), "last.ckpt",
+               "trainer state", "next_epoch");
+  c.state["history"] = {{1, 2}};  // a history row of 2 columns instead of 8
+  c.state["next_epoch"] = 1;
+  save_checkpoint(last, c);
+  EXPECT_ERROR(train_model(config, tiny_model(3), tiny_data(), resume), "last.ckpt",
+               "trainer state");
+  fs::remove_all(dir);
+}
+
 // ---- transfer learning --------------------------------------------------------------------------
 
 Graph tiny_backbone() {
