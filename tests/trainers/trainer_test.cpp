@@ -460,6 +460,19 @@ TEST(Checkpoints, HeaderClaimingAHugeOrNegativeTensorIsRefusedBeforeAllocating) 
 
 // ---- configs ------------------------------------------------------------------------------------
 
+TEST(Configs, IntegersOutOfRangeAndEmptySizesAreRefused) {
+  const std::string base = "[data]\ntrain = \"t\"\nval = \"v\"\n";
+  // 2^32 + 1 would wrap to 1 epoch in an int.
+  EXPECT_ERROR(parse_config(base + "[train]\nepochs = 4294967297\n", "x.toml"), "'train.epochs'",
+               "too large");
+  EXPECT_ERROR(parse_config(base + "[model]\ninput = [3, 0, 8]\n", "x.toml"), "'model.input'",
+               "positive");
+  EXPECT_ERROR(parse_config(base + "[transfer]\nhead_units = [-4]\n", "x.toml"),
+               "'transfer.head_units'", "positive");
+  EXPECT_EQ(parse_config(base + "[train]\nseed = 9223372036854775807\n", "x.toml").train.seed,
+            9223372036854775807ull);
+}
+
 TEST(Configs, ErrorsAreOneLineNamingTheKeyOrPath) {
   const std::string base = "[data]\ntrain = \"t\"\nval = \"v\"\n";
   EXPECT_ERROR(parse_config(base + "[train]\nepochz = 3\n", "x.toml"), "x.toml",
