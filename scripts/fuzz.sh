@@ -33,12 +33,15 @@ if [[ ! -f "$build/CMakeCache.txt" ]]; then
     -DONNXFORGE_WITH_ONEDNN=OFF -DONNXFORGE_WITH_CUDA=OFF -DONNXFORGE_BUILD_BENCH=OFF \
     -DONNXFORGE_WERROR=OFF > /dev/null
 fi
-cmake --build "$build" -j "${FUZZ_JOBS:-2}" --target "fuzz_$target" make_seeds |
+# One build at a time: several fuzz.sh started together must not run ninja in parallel.
+flock "$build/.build.lock" cmake --build "$build" -j "${FUZZ_JOBS:-2}" --target "fuzz_$target" make_seeds |
   grep -vE '^\[[0-9]+/[0-9]+\] (Building|Linking)' || true
 test "${PIPESTATUS[0]}" -eq 0
 
 # Seeds, once per build folder.
 seeds="$build/seeds"
+exec 9> "$build/.seeds.lock"
+flock 9
 if [[ ! -f "$seeds/.done" ]]; then
   rm -rf "$seeds"
   "$build/bin/make_seeds" "$seeds" > /dev/null
@@ -60,6 +63,7 @@ if [[ ! -f "$seeds/.done" ]]; then
     > "$seeds/config/overrides.toml"
   touch "$seeds/.done"
 fi
+flock -u 9
 
 corpus="$build/corpus/$target"
 crashers="${FUZZ_CRASHERS:-$build/crashers/$target}"
