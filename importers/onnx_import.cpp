@@ -353,6 +353,18 @@ void only_first_output_used(Importer& im, const onnx::NodeProto& n, const Attrs&
 std::vector<std::int64_t> window_pads(const Attrs& a, const Shape& x, const Shape& kernel,
                                       const std::vector<std::int64_t>& strides,
                                       const std::vector<std::int64_t>& dilations) {
+  // Window sizes are divisors and factors below (and in shape inference): zero or huge values
+  // would divide by zero or overflow.
+  constexpr std::int64_t kMaxWindow = std::int64_t{1} << 20;
+  for (std::size_t d = 0; d < 2; ++d) {
+    for (const auto& [name, v] :
+         {std::pair{"kernel_shape", kernel[d]}, std::pair{"strides", strides[d]},
+          std::pair{"dilations", dilations[d]}}) {
+      if (v < 1 || v > kMaxWindow) {
+        a.unsupported(name, fmt::format("= {} is out of range (1 to {})", v, kMaxWindow));
+      }
+    }
+  }
   const auto auto_pad = a.s("auto_pad", "NOTSET");
   if (auto_pad == "NOTSET") {
     auto pads = a.ints("pads", {0, 0, 0, 0});
