@@ -58,15 +58,19 @@ std::optional<Tensor> binary(const Node& node, const Tensor& a, const Tensor& b)
     for (std::size_t i = 0; i < n; ++i) {
       const auto u = x[static_cast<std::size_t>(oa[i])];
       const auto v = y[static_cast<std::size_t>(ob[i])];
+      // Two's complement wrap-around on overflow, as ONNX runtimes compute int64 (signed
+      // overflow is undefined in C++, so the arithmetic is done unsigned).
+      const auto uu = static_cast<std::uint64_t>(u);
+      const auto uv = static_cast<std::uint64_t>(v);
       if (node.op == "Add") {
-        r[i] = u + v;
+        r[i] = static_cast<std::int64_t>(uu + uv);
       } else if (node.op == "Sub") {
-        r[i] = u - v;
+        r[i] = static_cast<std::int64_t>(uu - uv);
       } else if (node.op == "Mul") {
-        r[i] = u * v;
+        r[i] = static_cast<std::int64_t>(uu * uv);
       } else {
         if (v == 0) fail("node '{}' (Div): integer division by zero while folding", node.name);
-        r[i] = u / v;
+        r[i] = v == -1 ? static_cast<std::int64_t>(0 - uu) : u / v;
       }
     }
     return Tensor::from<std::int64_t>(out, r);

@@ -1,5 +1,7 @@
 #include "graph/tensor.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <limits>
 
 namespace onnxforge {
@@ -58,12 +60,21 @@ Tensor Tensor::to(DType dtype) const {
       case DType::bf16:
         out.data<BFloat16>()[static_cast<std::size_t>(i)] = to_bf16(static_cast<float>(v));
         break;
+      // Out-of-range and NaN values saturate (NaN becomes 0): converting them with a plain cast
+      // is undefined behaviour. Anything non-zero (NaN included) is true, as in NumPy.
       case DType::i64:
-        out.data<std::int64_t>()[static_cast<std::size_t>(i)] = static_cast<std::int64_t>(v);
+        out.data<std::int64_t>()[static_cast<std::size_t>(i)] =
+            std::isnan(v) ? 0
+            : v >= 0x1p63 ? std::numeric_limits<std::int64_t>::max()
+            : v < -0x1p63 ? std::numeric_limits<std::int64_t>::min()
+                          : static_cast<std::int64_t>(v);
         break;
       case DType::u8:
+        out.bytes_[static_cast<std::size_t>(i)] =
+            std::isnan(v) ? 0 : static_cast<std::uint8_t>(std::clamp(v, 0.0, 255.0));
+        break;
       case DType::boolean:
-        out.bytes_[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v);
+        out.bytes_[static_cast<std::size_t>(i)] = v != 0.0 ? 1 : 0;
     }
   }
   return out;

@@ -1,8 +1,12 @@
 #include "importers/onnx_export.hpp"
 
 #include <onnx/checker.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -227,6 +231,37 @@ void run_checker(const onnx::ModelProto& model) {
   }
 }
 
+// A temporary file next to `path` (same folder, so the rename cannot cross file systems), written
+// by `write` and renamed into place by the caller: a process killed before the rename leaves
+// `path` as it was. Throws naming `path` on failure (disk full, no permission).
+template <typename Write>
+fs::path write_temporary(const fs::path& path, Write&& write) {
+  static std::atomic<int> counter{0};
+  fs::path tmp = path;
+  tmp += fmt::format(".tmp.{}.{}", static_cast<long>(::getpid()), counter++);
+  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+  if (!out) fail("export: cannot write {}: {}", path.string(), std::strerror(errno));
+  write(out);
+  out.close();
+  if (!out) {
+    const int err = errno;
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    fail("export: cannot write {}: {}", path.string(), std::strerror(err));
+  }
+  return tmp;
+}
+
+void rename_into_place(const fs::path& tmp, const fs::path& path) {
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    fail("export: cannot write {}: {}", path.string(), ec.message());
+  }
+}
+
 }  // namespace
 
 std::string export_onnx_bytes(const Graph& graph, const ExportOptions& options) {
@@ -242,40 +277,54 @@ std::string export_onnx_bytes(const Graph& graph, const ExportOptions& options) 
 void export_onnx(const Graph& graph, const std::string& path, const ExportOptions& options) {
   auto model = Exporter(graph, options).build();
   const fs::path file(path);
+  // Both files are written to temporaries first and renamed into place at the end, the data file
+  // first: a process killed (or a disk filling up) before then leaves the previous export intact.
+  fs::path data_tmp;
+  fs::path data_path;
   if (options.external_data) {
     const std::string location = file.stem().string() + ".data";
-    const fs::path data_path = file.parent_path() / location;
-    std::ofstream data(data_path, std::ios::binary | std::ios::trunc);
-    if (!data) fail("export: cannot write {}", data_path.string());
-    std::int64_t offset = 0;
-    for (auto& t : *model.mutable_graph()->mutable_initializer()) {
-      if (t.raw_data().size() < 1024) continue;
-      const auto length = static_cast<std::int64_t>(t.raw_data().size());
-      data.write(t.raw_data().data(), static_cast<std::streamsize>(length));
-      t.clear_raw_data();
-      t.set_data_location(onnx::TensorProto::EXTERNAL);
-      auto add = [&](const char* key, const std::string& value) {
-        auto* e = t.add_external_data();
-        e->set_key(key);
-        e->set_value(value);
-      };
-      add("location", location);
-      add("offset", std::to_string(offset));
-      add("length", std::to_string(length));
-      offset += length;
-    }
-    if (!data) fail("export: cannot write {}", data_path.string());
+    data_path = file.parent_path() / location;
+    data_tmp = write_temporary(data_path, [&](std::ofstream& data) {
+      std::int64_t offset = 0;
+      for (auto& t : *model.mutable_graph()->mutable_initializer()) {
+        if (t.raw_data().size() < 1024) continue;
+        const auto length = static_cast<std::int64_t>(t.raw_data().size());
+        data.write(t.raw_data().data(), static_cast<std::streamsize>(length));
+        t.clear_raw_data();
+        t.set_data_location(onnx::TensorProto::EXTERNAL);
+        auto add = [&](const char* key, const std::string& value) {
+          auto* e = t.add_external_data();
+          e->set_key(key);
+          e->set_value(value);
+        };
+        add("location", location);
+        add("offset", std::to_string(offset));
+        add("length", std::to_string(length));
+        offset += length;
+      }
+    });
   } else if (options.check) {
     run_checker(model);
   }
-  {
-    std::ofstream out(file, std::ios::binary | std::ios::trunc);
-    if (!out) fail("export: cannot write {}", path);
-    if (!model.SerializeToOstream(&out)) {
-      fail("export: cannot serialize graph '{}' to {} (larger than 2 GiB? use external data)",
-           graph.name, path);
-    }
+  bool serialized = true;
+  fs::path model_tmp;
+  try {
+    model_tmp = write_temporary(
+        file, [&](std::ofstream& out) { serialized = model.SerializeToOstream(&out); });
+  } catch (const Error&) {
+    std::error_code ignored;
+    if (!data_tmp.empty()) fs::remove(data_tmp, ignored);
+    throw;
   }
+  if (!serialized) {
+    std::error_code ignored;
+    fs::remove(model_tmp, ignored);
+    if (!data_tmp.empty()) fs::remove(data_tmp, ignored);
+    fail("export: cannot serialize graph '{}' to {} (larger than 2 GiB? use external data)",
+         graph.name, path);
+  }
+  if (!data_tmp.empty()) rename_into_place(data_tmp, data_path);
+  rename_into_place(model_tmp, file);
   if (options.external_data && options.check) {
     try {
       onnx::checker::check_model(path);

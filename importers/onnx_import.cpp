@@ -353,6 +353,18 @@ void only_first_output_used(Importer& im, const onnx::NodeProto& n, const Attrs&
 std::vector<std::int64_t> window_pads(const Attrs& a, const Shape& x, const Shape& kernel,
                                       const std::vector<std::int64_t>& strides,
                                       const std::vector<std::int64_t>& dilations) {
+  // Window sizes are divisors and factors below (and in shape inference): zero or huge values
+  // would divide by zero or overflow.
+  constexpr std::int64_t kMaxWindow = std::int64_t{1} << 20;
+  for (std::size_t d = 0; d < 2; ++d) {
+    for (const auto& [name, v] :
+         {std::pair{"kernel_shape", kernel[d]}, std::pair{"strides", strides[d]},
+          std::pair{"dilations", dilations[d]}}) {
+      if (v < 1 || v > kMaxWindow) {
+        a.unsupported(name, fmt::format("= {} is out of range (1 to {})", v, kMaxWindow));
+      }
+    }
+  }
   const auto auto_pad = a.s("auto_pad", "NOTSET");
   if (auto_pad == "NOTSET") {
     auto pads = a.ints("pads", {0, 0, 0, 0});
@@ -729,15 +741,18 @@ std::vector<std::int64_t> ir_target(const Attrs& a, const Shape& input, std::vec
       continue;
     }
     if (t[i] < -1) fail("{}: invalid target dimension {}", a.where(), t[i]);
-    known *= t[i];
+    if (__builtin_mul_overflow(known, t[i], &known)) {
+      fail("{}: target shape [{}] has too many elements (overflows 64 bits)", a.where(),
+           fmt::join(t, ","));
+    }
   }
   std::int64_t total = 1;
   std::int64_t dynamic_inputs = 0;
   for (const auto d : input) {
     if (d == kDynamic) {
       ++dynamic_inputs;
-    } else {
-      total *= d;
+    } else if (__builtin_mul_overflow(total, d, &total)) {
+      fail("{}: input shape {} has too many elements", a.where(), to_string(input));
     }
   }
   if (infer_at >= 0 && dynamic_inputs == dynamic_copies) {

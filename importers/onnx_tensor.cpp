@@ -70,6 +70,7 @@ float half_to_float(std::uint16_t h) {
 // Converts `count` stored elements of `type` at `src` into `out` (already sized).
 void convert_stored(int type, const std::uint8_t* src, std::int64_t count, Tensor& out) {
   const auto n = static_cast<std::size_t>(count);
+  if (n == 0) return;  // an empty tensor has no buffer: memcpy(nullptr, ...) is UB
   auto load = [&](auto tag, std::size_t i) {
     decltype(tag) v;
     std::memcpy(&v, src + i * sizeof v, sizeof v);

@@ -99,7 +99,7 @@ Tensor read_npy(const std::string& path) {
       std::memcpy(&v, src + 4 * i, 4);
       dst[i] = v;
     }
-  } else {
+  } else if (t.byte_size() > 0) {  // an empty tensor has no buffer: memcpy(nullptr, ...) is UB
     std::memcpy(t.raw(), src, t.byte_size());
   }
   return t;

@@ -1,8 +1,46 @@
 #!/usr/bin/env bash
 # The whole test suite: set up and build (scripts/setup.sh), run ctest, check clang-format.
+#   scripts/test.sh             Release build in build/ (what CI runs: .ci/run)
+#   scripts/test.sh --sanitize  the whole suite under ASan + UBSan (GCC, build-asan/), then the
+#                               data pipeline tests under TSan (build-tsan/, data_tests only);
+#                               see docs/SECURITY.md for what it costs
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-"$here/scripts/setup.sh"
-"$here/scripts/check-format.sh"
-cd "$here/build"
-ctest --output-on-failure -j "$(nproc)" --timeout 900
+if [[ "${1:-}" != "--sanitize" ]]; then
+  "$here/scripts/setup.sh"
+  "$here/scripts/check-format.sh"
+  cd "$here/build"
+  ctest --output-on-failure -j "$(nproc)" --timeout 900
+  exit 0
+fi
+
+# ---- --sanitize ---------------------------------------------------------------------------------
+sanitizers="$here/tests/sanitizers"
+start=$SECONDS
+# ASan + UBSan: every part, test and CLI; any report fails the test that triggered it.
+"$here/scripts/setup.sh" --build-dir "$here/build-asan" -DONNXFORGE_SANITIZE=address \
+  -DONNXFORGE_BUILD_BENCH=OFF -DONNXFORGE_WITH_CUDA=OFF
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1"
+export LSAN_OPTIONS="suppressions=$sanitizers/lsan.supp:print_suppressions=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+built=$SECONDS
+(cd "$here/build-asan" && ctest --output-on-failure -j "$(nproc)" --timeout 1800)
+asan_done=$SECONDS
+echo "test: ASan+UBSan suite passed (build $((built - start)) s, tests $((asan_done - built)) s)"
+
+# TSan: the data pipeline (TBB loader, prefetching, synthetic generation). libtbb and OpenCV are
+# not instrumented; tests/sanitizers/tsan.supp says why each suppression is there.
+tsan="$here/build-tsan"
+if [[ ! -f "$tsan/CMakeCache.txt" ]]; then
+  cmake -S "$here" -B "$tsan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DONNXFORGE_SANITIZE=thread -DONNXFORGE_WITH_ONEDNN=OFF -DONNXFORGE_WITH_CUDA=OFF \
+    -DONNXFORGE_BUILD_BENCH=OFF > /dev/null
+fi
+cmake --build "$tsan" -j "$(nproc)" --target data_tests |
+  grep -vE '^\[[0-9]+/[0-9]+\] (Building|Linking)' || true
+test "${PIPESTATUS[0]}" -eq 0
+export TSAN_OPTIONS="suppressions=$sanitizers/tsan.supp:halt_on_error=1:second_deadlock_stack=1"
+tsan_built=$SECONDS
+"$tsan/bin/data_tests" --gtest_brief=1
+echo "test: TSan data tests passed (build $((tsan_built - asan_done)) s, tests $((SECONDS - tsan_built)) s)"
+echo "test: --sanitize took $((SECONDS - start)) s"

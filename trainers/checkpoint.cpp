@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "eval/io.hpp"
@@ -106,14 +107,30 @@ Checkpoint decode_checkpoint(const std::string& file, const std::string& where) 
     for (const auto& t : header.at("tensors")) {
       const auto offset = t.at("offset").get<std::uint64_t>();
       const auto bytes = t.at("bytes").get<std::uint64_t>();
-      Tensor tensor(parse_dtype(t.at("dtype").get<std::string>()), t.at("shape").get<Shape>());
-      if (bytes != tensor.byte_size() || offset > blob_size || bytes > blob_size - offset) {
-        fail("{}: tensor '{}' has an inconsistent size or offset", where,
-             t.at("name").get<std::string>());
+      const auto name = t.at("name").get<std::string>();
+      const auto shape = t.at("shape").get<Shape>();
+      DType dtype = DType::f32;
+      try {
+        dtype = parse_dtype(t.at("dtype").get<std::string>());
+      } catch (const Error& e) {
+        fail("{}: tensor '{}': {}", where, name, e.what());
       }
-      std::memcpy(tensor.raw(), file.data() + blob_begin + offset, bytes);
+      // The size the header declares must match the bytes there before anything is allocated.
+      std::uint64_t needed = size_of(dtype);
+      for (const auto d : shape) {
+        if (d < 0 || (d != 0 && needed > std::numeric_limits<std::uint64_t>::max() /
+                                             static_cast<std::uint64_t>(d))) {
+          fail("{}: tensor '{}' has an invalid shape {}", where, name, to_string(shape));
+        }
+        needed *= static_cast<std::uint64_t>(d);
+      }
+      if (bytes != needed || offset > blob_size || bytes > blob_size - offset) {
+        fail("{}: tensor '{}' has an inconsistent size or offset", where, name);
+      }
+      Tensor tensor(dtype, shape);
+      if (bytes > 0) std::memcpy(tensor.raw(), file.data() + blob_begin + offset, bytes);
       auto& group = t.at("group") == "parameters" ? checkpoint.parameters : checkpoint.optimizer;
-      group[t.at("name").get<std::string>()] = std::move(tensor);
+      group[name] = std::move(tensor);
     }
   } catch (const nlohmann::json::exception& e) {
     fail("{}: checkpoint header is malformed: {}", where, e.what());

@@ -4,6 +4,7 @@
 
 #include <toml++/toml.h>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -36,6 +37,10 @@ class Reader {
     } else if constexpr (std::is_integral_v<T>) {
       if (auto v = node->value_exact<std::int64_t>()) {
         if (*v < 0) fail("{}: '{}' must not be negative, got {}", where_, key, *v);
+        if (static_cast<std::uint64_t>(*v) > std::numeric_limits<T>::max()) {
+          fail("{}: '{}' is too large ({}; at most {})", where_, key, *v,
+               std::numeric_limits<T>::max());
+        }
         return void(out = static_cast<T>(*v));
       }
       wrong(key, "an integer");
@@ -204,6 +209,10 @@ TrainConfig parse_config(const std::string& text, const std::string& where,
 
   check(!c.data.train.empty(), where, "'data.train' is required (an image folder)");
   check(c.model.input.size() == 3, where, "'model.input' must be [channels, height, width]");
+  for (const auto d : c.model.input) check(d >= 1, where, "'model.input' sizes must be positive");
+  for (const auto u : c.transfer.head_units) {
+    check(u >= 1, where, "'transfer.head_units' must be positive");
+  }
   check(c.data.validation_split >= 0.0 && c.data.validation_split < 1.0, where,
         "'data.validation_split' must be in [0, 1)");
   check(!c.data.val.empty() || c.data.validation_split > 0.0, where,

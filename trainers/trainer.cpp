@@ -81,7 +81,8 @@ nlohmann::json history_json(const std::vector<eval::EpochRecord>& history) {
 std::vector<eval::EpochRecord> history_from_json(const nlohmann::json& rows) {
   std::vector<eval::EpochRecord> history;
   for (const auto& row : rows) {
-    history.push_back({row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7]});
+    history.push_back(
+        {row.at(0), row.at(1), row.at(2), row.at(3), row.at(4), row.at(5), row.at(6), row.at(7)});
   }
   return history;
 }
@@ -453,15 +454,20 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
     auto number = [&](const char* key, double initial) {
       return s.at(key).is_null() ? initial : s.at(key).get<double>();
     };
-    start_epoch = s.at("next_epoch");
-    best = number("best", best);
-    result.best_epoch = s.at("best_epoch");
-    stop_best = number("stop_best", stop_best);
-    stop_wait = s.at("stop_wait");
-    plateau_best = number("plateau_best", plateau_best);
-    plateau_wait = s.at("plateau_wait");
-    plateau_lr = s.at("plateau_lr");
-    result.history = history_from_json(s.at("history"));
+    try {
+      start_epoch = s.at("next_epoch");
+      best = number("best", best);
+      result.best_epoch = s.at("best_epoch");
+      stop_best = number("stop_best", stop_best);
+      stop_wait = s.at("stop_wait");
+      plateau_best = number("plateau_best", plateau_best);
+      plateau_wait = s.at("plateau_wait");
+      plateau_lr = s.at("plateau_lr");
+      result.history = history_from_json(s.at("history"));
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}: the trainer state in the checkpoint is malformed: {}", last_path.string(),
+           e.what());
+    }
     if (root && fs::exists(run / "train.log")) log = eval::read_file(run / "train.log");
     say(fmt::format("Resuming {} at epoch {}/{} from {}", config.name, start_epoch + 1,
                     config.train.epochs, last_path.string()));

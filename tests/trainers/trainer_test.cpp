@@ -1,14 +1,19 @@
 // The training loop on the reference backend with tiny in-memory data: optimizers against their
 // closed forms, overfitting a tiny set, exact resume, atomic checkpoints under kill -9, NaN
 // detection, and one-line config errors.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <map>
 
 #include "graph/builder.hpp"
 #include "graph/error.hpp"
@@ -248,6 +253,163 @@ TEST(TrainLoop, NanLossStopsWithEpochAndStepAndKeepsTheLastCheckpoint) {
   fs::remove_all(dir);
 }
 
+std::string file_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Runs this test binary again as a fresh process running only the hidden test Child.DISABLED_<name>
+// with ONNXFORGE_TEST_RUN_DIR=dir (fork alone is not enough: the TBB worker threads of earlier
+// tests do not survive a fork, and a forked child that trains would wait for them forever). The
+// child's fd 3 is `report_fd` when given. Returns its pid.
+pid_t spawn_child(const std::string& name, const fs::path& dir, int report_fd = -1) {
+  const std::string filter = "--gtest_filter=Child.DISABLED_" + name;
+  const std::string env_dir = "ONNXFORGE_TEST_RUN_DIR=" + dir.string();
+  std::vector<char*> argv{const_cast<char*>("/proc/self/exe"), const_cast<char*>(filter.c_str()),
+                          const_cast<char*>("--gtest_also_run_disabled_tests"), nullptr};
+  std::vector<char*> env{const_cast<char*>(env_dir.c_str())};
+  for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
+  env.push_back(nullptr);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    if (report_fd >= 0) ::dup2(report_fd, 3);
+    const int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, 1);  // the child's gtest chatter
+    ::execve("/proc/self/exe", argv.data(), env.data());
+    ::_exit(127);
+  }
+  return child;
+}
+
+// The children. Without ONNXFORGE_TEST_RUN_DIR (a plain run of the disabled tests) they skip.
+const char* child_run_dir() { return std::getenv("ONNXFORGE_TEST_RUN_DIR"); }
+
+TEST(Child, DISABLED_TrainUntilKilled) {
+  if (!child_run_dir())
+    GTEST_SKIP() << "only run by TrainLoop.KilledRunResumesFromItsLastCheckpoint";
+  train_model(tiny_config(100000), tiny_model(3), tiny_data(), quiet(child_run_dir()));
+}
+
+TEST(Child, DISABLED_ResumeOnAFullDisk) {
+  if (!child_run_dir()) GTEST_SKIP() << "only run by TrainLoop.FullDiskStopsWithOneLine...";
+  // Files may not grow past half a checkpoint: the first checkpoint write fails with EFBIG, as a
+  // full disk fails with ENOSPC. The error message goes to fd 3.
+  const fs::path dir = child_run_dir();
+  const auto half = fs::file_size(dir / "checkpoints" / "last.ckpt") / 2;
+  ::signal(SIGXFSZ, SIG_IGN);
+  const rlimit limit{half, half};
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
+  std::string message = "no error";
+  try {
+    TrainOptions resume = quiet(dir);
+    resume.resume = true;
+    train_model(tiny_config(3), tiny_model(3), tiny_data(), resume);
+  } catch (const std::exception& e) {
+    message = e.what();
+  }
+  ASSERT_EQ(::write(3, message.data(), message.size()), static_cast<ssize_t>(message.size()));
+}
+
+TEST(TrainLoop, KilledRunResumesFromItsLastCheckpoint) {
+  const auto dir = temp_dir("killed_run");
+  const pid_t child = spawn_child("TrainUntilKilled", dir);
+  ASSERT_GT(child, 0);
+  // Killed once an epoch has been checkpointed, in the middle of whatever it is doing then.
+  const fs::path last = dir / "checkpoints" / "last.ckpt";
+  for (int i = 0; i < 6000 && !fs::exists(last); ++i) ::usleep(10'000);
+  ::usleep(150'000);
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the child ended before it was killed: " << status;
+  const int next_epoch = load_checkpoint(last).state.at("next_epoch");
+  ASSERT_GE(next_epoch, 1);
+  TrainConfig more = tiny_config(next_epoch + 1);
+  TrainOptions resume = quiet(dir);
+  resume.resume = true;
+  const auto result = train_model(more, tiny_model(3), tiny_data(), resume);
+  EXPECT_EQ(result.history.size(), static_cast<std::size_t>(next_epoch + 1));
+  EXPECT_EQ(load_checkpoint(last).state.at("next_epoch"), next_epoch + 1);
+  fs::remove_all(dir);
+}
+
+TEST(TrainLoop, ResumeFromACorruptedCheckpointIsRefusedAndChangesNothing) {
+  const auto dir = temp_dir("corrupted_resume");
+  TrainConfig config = tiny_config(1);
+  train_model(config, tiny_model(3), tiny_data(), quiet(dir));
+  const fs::path last = dir / "checkpoints" / "last.ckpt";
+  {
+    std::fstream f(last, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(fs::file_size(last) / 2));
+    const char byte = static_cast<char>(f.peek());
+    f.seekp(static_cast<std::streamoff>(fs::file_size(last) / 2));
+    f.put(static_cast<char>(~byte));
+  }
+  std::map<fs::path, std::string> before;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) before[e.path()] = file_bytes(e.path());
+  }
+  config.train.epochs = 2;
+  TrainOptions resume = quiet(dir);
+  resume.resume = true;
+  EXPECT_ERROR(train_model(config, tiny_model(3), tiny_data(), resume), "last.ckpt", "corrupted");
+  std::map<fs::path, std::string> after;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) after[e.path()] = file_bytes(e.path());
+  }
+  EXPECT_TRUE(before == after) << "the refused resume changed the run folder";
+  fs::remove_all(dir);
+}
+
+TEST(TrainLoop, ResumeFromACheckpointWithAMalformedStateNamesTheFile) {
+  const auto dir = temp_dir("malformed_state");
+  TrainConfig config = tiny_config(1);
+  train_model(config, tiny_model(3), tiny_data(), quiet(dir));
+  const fs::path last = dir / "checkpoints" / "last.ckpt";
+  Checkpoint c = load_checkpoint(last);
+  c.state.erase("next_epoch");
+  save_checkpoint(last, c);  // a valid file whose trainer state lacks a key
+  TrainOptions resume = quiet(dir);
+  resume.resume = true;
+  EXPECT_ERROR(train_model(config, tiny_model(3), tiny_data(), resume), "last.ckpt",
+               "trainer state", "next_epoch");
+  c.state["history"] = {{1, 2}};  // a history row of 2 columns instead of 8
+  c.state["next_epoch"] = 1;
+  save_checkpoint(last, c);
+  EXPECT_ERROR(train_model(config, tiny_model(3), tiny_data(), resume), "last.ckpt",
+               "trainer state");
+  fs::remove_all(dir);
+}
+
+TEST(TrainLoop, FullDiskStopsWithOneLineAndKeepsTheLastCheckpoint) {
+  const auto dir = temp_dir("full_disk");
+  train_model(tiny_config(1), tiny_model(3), tiny_data(), quiet(dir));
+  const fs::path last = dir / "checkpoints" / "last.ckpt";
+  const std::string before = file_bytes(last);
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t child = spawn_child("ResumeOnAFullDisk", dir, fds[1]);
+  ASSERT_GT(child, 0);
+  ::close(fds[1]);
+  std::string message;
+  char buffer[512];
+  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;) message.append(buffer, n);
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+  EXPECT_NE(message.find("cannot write"), std::string::npos) << message;
+  EXPECT_NE(message.find(".ckpt"), std::string::npos) << message;
+  EXPECT_NE(message.find("File too large"), std::string::npos) << message;
+  EXPECT_EQ(file_bytes(last), before);
+  EXPECT_EQ(load_checkpoint(last).state.at("next_epoch"), 1);
+  for (const auto& e : fs::directory_iterator(dir / "checkpoints")) {
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
+  }
+  fs::remove_all(dir);
+}
+
 // ---- transfer learning --------------------------------------------------------------------------
 
 Graph tiny_backbone() {
@@ -391,7 +553,67 @@ TEST(Checkpoints, CorruptedOrTruncatedFilesAreRefused) {
   fs::remove_all(dir);
 }
 
+// A checkpoint file as save_checkpoint lays it out, from a header and tensor bytes of our choice,
+// with a valid checksum: what a hand-made (not merely corrupted) file can claim.
+void write_raw_checkpoint(const fs::path& path, const nlohmann::json& header,
+                          const std::string& blob) {
+  const std::string json = header.dump();
+  std::string file = "OFCKPT01";
+  auto put_u64 = [&](std::uint64_t v) { file.append(reinterpret_cast<const char*>(&v), 8); };
+  put_u64(json.size());
+  file += json + blob;
+  std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a, as checkpoint.cpp
+  for (const char c : file) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ull;
+  }
+  put_u64(h);
+  std::ofstream(path, std::ios::binary) << file;
+}
+
+TEST(Checkpoints, HeaderClaimingAHugeOrNegativeTensorIsRefusedBeforeAllocating) {
+  const auto dir = temp_dir("huge");
+  const fs::path path = dir / "h.ckpt";
+  auto header = [](const nlohmann::json& shape, std::uint64_t bytes, const char* dtype) {
+    return nlohmann::json{{"format", "onnxforge checkpoint"},
+                          {"version", 1},
+                          {"state", nlohmann::json::object()},
+                          {"tensors",
+                           {{{"group", "parameters"},
+                             {"name", "w"},
+                             {"dtype", dtype},
+                             {"shape", shape},
+                             {"offset", 0},
+                             {"bytes", bytes}}}}};
+  };
+  write_raw_checkpoint(path, header({3}, 12, "f32"), std::string(12, '\0'));
+  EXPECT_EQ(load_checkpoint(path).parameters.at("w").shape(), (Shape{3}));
+  // 4 TiB declared over 12 bytes: refused from the header, without allocating the 4 TiB.
+  write_raw_checkpoint(path, header({std::int64_t{1} << 40}, 12, "f32"), std::string(12, '\0'));
+  EXPECT_ERROR(load_checkpoint(path), "h.ckpt", "'w'", "inconsistent size");
+  write_raw_checkpoint(path, header({std::int64_t{1} << 62, 8}, 0, "f32"), "");
+  EXPECT_ERROR(load_checkpoint(path), "h.ckpt", "'w'", "invalid shape");
+  write_raw_checkpoint(path, header({-1, 3}, 12, "f32"), std::string(12, '\0'));
+  EXPECT_ERROR(load_checkpoint(path), "h.ckpt", "'w'", "invalid shape");
+  write_raw_checkpoint(path, header({3}, 12, "complex"), std::string(12, '\0'));
+  EXPECT_ERROR(load_checkpoint(path), "h.ckpt", "'w'", "complex");
+  fs::remove_all(dir);
+}
+
 // ---- configs ------------------------------------------------------------------------------------
+
+TEST(Configs, IntegersOutOfRangeAndEmptySizesAreRefused) {
+  const std::string base = "[data]\ntrain = \"t\"\nval = \"v\"\n";
+  // 2^32 + 1 would wrap to 1 epoch in an int.
+  EXPECT_ERROR(parse_config(base + "[train]\nepochs = 4294967297\n", "x.toml"), "'train.epochs'",
+               "too large");
+  EXPECT_ERROR(parse_config(base + "[model]\ninput = [3, 0, 8]\n", "x.toml"), "'model.input'",
+               "positive");
+  EXPECT_ERROR(parse_config(base + "[transfer]\nhead_units = [-4]\n", "x.toml"),
+               "'transfer.head_units'", "positive");
+  EXPECT_EQ(parse_config(base + "[train]\nseed = 9223372036854775807\n", "x.toml").train.seed,
+            9223372036854775807ull);
+}
 
 TEST(Configs, ErrorsAreOneLineNamingTheKeyOrPath) {
   const std::string base = "[data]\ntrain = \"t\"\nval = \"v\"\n";
