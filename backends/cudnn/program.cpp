@@ -11,6 +11,7 @@
 
 #include "backends/cudnn/cublas_loader.hpp"
 #include "backends/cudnn/kernels.hpp"
+#include "backends/optimizer_state.hpp"
 #include "graph/error.hpp"
 #include "graph/ops.hpp"
 
@@ -494,35 +495,24 @@ void CudnnProgram::set_optimizer_state(const std::map<std::string, Tensor>& stat
   std::optional<OptimizerSpec::Kind> kind;
   for (const auto& [key, t] : state) {
     if (key == "step") {
-      step_ = static_cast<std::int64_t>(t.dtype() == DType::i64 ? t.data<std::int64_t>()[0]
-                                                                : t.value(0));
+      step_ = optimizer_step(t);
       continue;
     }
-    const auto slash = key.rfind('/');
-    if (slash == std::string::npos) fail("cudnn backend: unknown optimizer state '{}'", key);
-    const std::string name = key.substr(0, slash);
-    const std::string slot = key.substr(slash + 1);
-    Value& v = trainable(name);
+    const OptimizerSlotKey slot = parse_optimizer_slot_key("cudnn", key);
+    Value& v = trainable(slot.parameter);
     if (t.shape() != v.shape) {
       fail("cudnn backend: optimizer state '{}' has shape {}, expected {}", key,
            to_string(t.shape()), to_string(v.shape));
     }
     const Tensor f = t.to(DType::f32);
     const std::size_t bytes = static_cast<std::size_t>(v.count) * sizeof(float);
-    Slots& slots = slots_[name];
-    DeviceBuffer* target = nullptr;
-    if (slot == "m" || slot == "velocity") {
-      target = &slots.a;
-    } else if (slot == "v") {
-      target = &slots.b;
-    } else {
-      fail("cudnn backend: unknown optimizer slot '{}' (m, v, velocity)", key);
-    }
+    Slots& slots = slots_[slot.parameter];
+    DeviceBuffer* target = slot.second ? &slots.b : &slots.a;
     if (target->bytes() != bytes) *target = DeviceBuffer(bytes);
     check(cudaMemcpyAsync(target->get(), f.raw(), bytes, cudaMemcpyHostToDevice, stream_),
           "cudaMemcpyAsync");
     synchronize("set_optimizer_state");
-    kind = slot == "velocity" ? OptimizerSpec::Kind::sgd : OptimizerSpec::Kind::adam;
+    kind = slot.kind;
   }
   if (kind) slot_kind_ = kind;
 }

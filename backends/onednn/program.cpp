@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "backends/optimizer_state.hpp"
 #include "graph/builder.hpp"
 #include "graph/error.hpp"
 #include "graph/ops.hpp"
@@ -640,30 +641,20 @@ void OnednnProgram::set_optimizer_state(const std::map<std::string, Tensor>& sta
   std::optional<OptimizerSpec::Kind> kind;
   for (const auto& [key, t] : state) {
     if (key == "step") {
-      step_ = static_cast<std::int64_t>(t.dtype() == DType::i64 ? t.data<std::int64_t>()[0]
-                                                                : t.value(0));
+      step_ = optimizer_step(t);
       continue;
     }
-    const auto slash = key.rfind('/');
-    if (slash == std::string::npos) fail("onednn backend: unknown optimizer state '{}'", key);
-    const std::string name = key.substr(0, slash);
-    const std::string slot = key.substr(slash + 1);
-    const Value& v = trainable(name);
+    const OptimizerSlotKey slot = parse_optimizer_slot_key("onednn", key);
+    const Value& v = trainable(slot.parameter);
     if (t.shape() != v.shape) {
       fail("onednn backend: optimizer state '{}' has shape {}, expected {}", key,
            to_string(t.shape()), to_string(v.shape));
     }
     const Tensor f = t.to(DType::f32);
     const auto data = f.data<float>();
-    Slots& slots = slots_[name];
-    if (slot == "m" || slot == "velocity") {
-      slots.a.assign(data.begin(), data.end());
-    } else if (slot == "v") {
-      slots.b.assign(data.begin(), data.end());
-    } else {
-      fail("onednn backend: unknown optimizer slot '{}' (m, v, velocity)", key);
-    }
-    kind = slot == "velocity" ? OptimizerSpec::Kind::sgd : OptimizerSpec::Kind::adam;
+    Slots& slots = slots_[slot.parameter];
+    (slot.second ? slots.b : slots.a).assign(data.begin(), data.end());
+    kind = slot.kind;
   }
   if (kind) slot_kind_ = kind;
 }
