@@ -36,5 +36,9 @@ elif (($#)); then
   cmake "$build_dir" "$@" >/dev/null
 fi
 echo "setup: building onnxforge ($jobs jobs) in $build_dir"
-cmake --build "$build_dir" -j "$jobs" | grep -vE '^\[[0-9]+/[0-9]+\] (Building|Linking|Automatic)' || true
-test "${PIPESTATUS[0]}" -eq 0
+# The build's own status decides (grep only trims the progress lines).
+if ! cmake --build "$build_dir" -j "$jobs" |
+  { grep -vE '^\[[0-9]+/[0-9]+\] (Building|Linking|Automatic)' || true; }; then
+  echo "setup: the build failed (errors above)" >&2
+  exit 1
+fi
