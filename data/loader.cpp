@@ -2,10 +2,8 @@
 
 #include <fmt/format.h>
 
-#include <tbb/blocked_range.h>
 #include <tbb/global_control.h>
 #include <tbb/info.h>
-#include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 #include <algorithm>
 #include <cstdio>
@@ -13,6 +11,7 @@
 #include <future>
 #include <stdexcept>
 
+#include "data/parallel.hpp"
 #include "data/rng.hpp"
 
 namespace onnxforge::data {
@@ -69,14 +68,12 @@ ImageCache load_images(const ImageFolder& folder, const LoadOptions& options) {
   const int threads = options.threads > 0 ? options.threads : tbb::info::default_concurrency();
   Arena arena(threads, /*reserve_caller=*/true);
   arena.arena->execute([&] {
-    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n, 4),
-                      [&](const tbb::blocked_range<std::size_t>& range) {
-                        for (std::size_t i = range.begin(); i != range.end(); ++i) {
-                          errors[i] =
-                              load_image_rgb(folder.samples[i].path, options.height, options.width,
-                                             options.limits, cache.pixels.data() + i * bytes);
-                        }
-                      });
+    detail::parallel_for(n, 4, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i != end; ++i) {
+        errors[i] = load_image_rgb(folder.samples[i].path, options.height, options.width,
+                                   options.limits, cache.pixels.data() + i * bytes);
+      }
+    });
   });
 
   cache.skipped = folder.skipped;
@@ -168,11 +165,9 @@ void prepare(Batch& batch, const ImageCache& cache, std::span<const std::size_t>
 void fill_batch(const ImageCache& cache, std::span<const std::size_t> indices,
                 const BatchOptions& options, int epoch, Batch& batch) {
   prepare(batch, cache, indices);
-  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, indices.size(), 8),
-                    [&](const tbb::blocked_range<std::size_t>& range) {
-                      fill_samples(cache, indices, options, epoch, batch, range.begin(),
-                                   range.end());
-                    });
+  detail::parallel_for(indices.size(), 8, [&](std::size_t begin, std::size_t end) {
+    fill_samples(cache, indices, options, epoch, batch, begin, end);
+  });
 }
 
 struct BatchStream::Impl {
@@ -208,7 +203,7 @@ struct BatchStream::Impl {
     auto promise = std::make_shared<std::promise<void>>();
     pending = promise->get_future();
     const auto indices = indices_of(b);
-    arena->arena->enqueue([this, indices, promise] {
+    detail::enqueue(*arena->arena, [this, indices, promise] {
       try {
         fill_batch(cache, indices, options, epoch, prepared);
         promise->set_value();

@@ -2,9 +2,7 @@
 
 #include <fmt/format.h>
 
-#include <tbb/blocked_range.h>
 #include <tbb/info.h>
-#include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 #include <algorithm>
 #include <array>
@@ -20,6 +18,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "data/parallel.hpp"
 #include "data/rng.hpp"
 
 namespace onnxforge::data {
@@ -672,22 +671,20 @@ SynthSummary generate_synthetic_faces(const SynthOptions& options) {
   const int threads = options.threads > 0 ? options.threads : tbb::info::default_concurrency();
   tbb::task_arena arena(threads);
   arena.execute([&] {
-    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, jobs.size(), 8),
-                      [&](const tbb::blocked_range<std::size_t>& range) {
-                        for (std::size_t i = range.begin(); i != range.end(); ++i) {
-                          const Job& job = jobs[i];
-                          // The drawn gender; about 2% of the labels are wrong on purpose.
-                          Rng flip(derive_seed(job.seed, 0xf11b));
-                          const int drawn =
-                              flip.chance(options.label_noise) ? 1 - job.label : job.label;
-                          const auto data = render_synthetic_face(job.seed, drawn, job.domain);
-                          std::ofstream file(job.dir, std::ios::binary);
-                          file.write(reinterpret_cast<const char*>(data.data()),
-                                     static_cast<std::streamsize>(data.size()));
-                          if (!file) errors[i] = "cannot write " + job.dir.string();
-                          bytes += data.size();
-                        }
-                      });
+    detail::parallel_for(jobs.size(), 8, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i != end; ++i) {
+        const Job& job = jobs[i];
+        // The drawn gender; about 2% of the labels are wrong on purpose.
+        Rng flip(derive_seed(job.seed, 0xf11b));
+        const int drawn = flip.chance(options.label_noise) ? 1 - job.label : job.label;
+        const auto data = render_synthetic_face(job.seed, drawn, job.domain);
+        std::ofstream file(job.dir, std::ios::binary);
+        file.write(reinterpret_cast<const char*>(data.data()),
+                   static_cast<std::streamsize>(data.size()));
+        if (!file) errors[i] = "cannot write " + job.dir.string();
+        bytes += data.size();
+      }
+    });
   });
   for (const auto& error : errors) {
     if (!error.empty()) throw std::runtime_error("synth: " + error);
