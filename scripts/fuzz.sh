@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one libFuzzer target of tests/fuzz for SECONDS (docs/SECURITY.md):
 #   scripts/fuzz.sh TARGET SECONDS [extra libFuzzer flags...]
-#   TARGET: onnx | npy | tensor_pb | config | image;  scripts/fuzz.sh --list prints them.
+#   TARGET: onnx | npy | tensor_pb | config | image | checkpoint;  scripts/fuzz.sh --list prints them.
 # Builds the fuzz build first when needed: clang, ASan + UBSan + libFuzzer, in build-fuzz/ (its own
 # CMake configure; the normal GCC build in build/ is not touched). The working corpus grows in
 # build-fuzz/corpus/TARGET (seeded once from libonnx-testdata, configs/ and tests/fuzz/make_seeds);
@@ -10,7 +10,7 @@
 # Environment: FUZZ_BUILD (build folder), FUZZ_JOBS (build jobs, default 2).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-targets=(onnx npy tensor_pb config image)
+targets=(onnx npy tensor_pb config image checkpoint)
 if [[ "${1:-}" == "--list" ]]; then printf '%s\n' "${targets[@]}"; exit 0; fi
 if (($# < 2)); then
   echo "usage: scripts/fuzz.sh TARGET SECONDS [libFuzzer flags...]  (targets: ${targets[*]})" >&2
@@ -34,9 +34,12 @@ if [[ ! -f "$build/CMakeCache.txt" ]]; then
     -DONNXFORGE_WERROR=OFF > /dev/null
 fi
 # One build at a time: several fuzz.sh started together must not run ninja in parallel.
-flock "$build/.build.lock" cmake --build "$build" -j "${FUZZ_JOBS:-2}" --target "fuzz_$target" make_seeds |
-  grep -vE '^\[[0-9]+/[0-9]+\] (Building|Linking)' || true
-test "${PIPESTATUS[0]}" -eq 0
+# The build's own status decides (grep only trims the progress lines).
+if ! flock "$build/.build.lock" cmake --build "$build" -j "${FUZZ_JOBS:-2}" --target "fuzz_$target" make_seeds |
+  { grep -vE '^\[[0-9]+/[0-9]+\] (Building|Linking)' || true; }; then
+  echo "fuzz: the build failed (errors above)" >&2
+  exit 1
+fi
 
 # Seeds, once per build folder.
 seeds="$build/seeds"

@@ -4,6 +4,8 @@
 //   OUT/npy/        every dtype the reader takes, version 1 and 2 headers, 0-d and empty arrays
 //   OUT/tensor_pb/  TensorProtos in raw_data, typed fields and external data (the locations the
 //                   fuzz target's folder holds, and the refused ones: '..', absolute, symlink)
+//   OUT/checkpoint/ checkpoints as training writes them (parameters, Adam state, trainer state),
+//                   an empty one, odd dtypes and shapes, and a truncated copy
 // The ONNX models and .pb files of libonnx-testdata and configs/*.toml are copied by fuzz.sh.
 //   make_seeds OUT
 #include <onnx/onnx_pb.h>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "importers/tensor_io.hpp"
+#include "trainers/checkpoint.hpp"
 
 namespace fs = std::filesystem;
 using namespace onnxforge;
@@ -141,6 +144,31 @@ void tensor_pbs(const fs::path& dir) {
   external("external_past_end.pb", "weights.bin", 16, "4090", "64");
 }
 
+void checkpoints(const fs::path& dir) {
+  train::Checkpoint full;
+  Tensor kernel(DType::f32, {2, 3});
+  for (std::int64_t i = 0; i < kernel.size(); ++i) kernel.data<float>()[i] = 0.5f * i - 1;
+  full.parameters["conv1.weight"] = kernel;
+  full.parameters["conv1.bias"] = Tensor(DType::f32, {3});
+  full.parameters["bn.running_mean"] = Tensor(DType::f64, {1});
+  full.optimizer["conv1.weight/m"] = kernel;
+  full.optimizer["conv1.weight/v"] = kernel;
+  full.optimizer["step"] = Tensor(DType::i64, {});
+  full.state = {{"epoch", 3},
+                {"best", 0.875},
+                {"history", {{{"loss", 0.69}, {"accuracy", 0.5}}}},
+                {"schedule", {{"lr", 1e-3}, {"patience_left", 2}}}};
+  const std::string bytes = train::encode_checkpoint(full);
+  write(dir / "full.ckpt", bytes);
+  write(dir / "full_truncated.ckpt", bytes.substr(0, bytes.size() / 2));
+  write(dir / "empty.ckpt", train::encode_checkpoint(train::Checkpoint{}));
+  train::Checkpoint odd;
+  odd.parameters["half"] = Tensor(DType::bf16, {2, 0, 5});
+  odd.parameters["flags"] = Tensor(DType::u8, {4});
+  odd.parameters["scalar"] = Tensor(DType::f32, {});
+  write(dir / "odd.ckpt", train::encode_checkpoint(odd));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -152,6 +180,7 @@ int main(int argc, char** argv) {
   images(out / "image");
   npys(out / "npy");
   tensor_pbs(out / "tensor_pb");
-  std::printf("make_seeds: wrote %s/{image,npy,tensor_pb}\n", out.string().c_str());
+  checkpoints(out / "checkpoint");
+  std::printf("make_seeds: wrote %s/{image,npy,tensor_pb,checkpoint}\n", out.string().c_str());
   return 0;
 }
