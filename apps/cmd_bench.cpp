@@ -92,7 +92,7 @@ std::string load_average() {
   return fmt::format("{:.2f} {:.2f} {:.2f}", a, b, c);
 }
 
-std::string device_of(const std::string& backend, int threads) {
+std::string device_of([[maybe_unused]] const std::string& backend, int threads) {
 #ifdef ONNXFORGE_HAVE_CUDNN
   if (backend == "cudnn") return cudnn::device_description();
 #endif
