@@ -36,6 +36,21 @@ std::uint64_t get_u64(const std::string& in, std::size_t at) {
   return v;
 }
 
+// A size, offset or dimension from the header. nlohmann's get<integer>() converts a floating
+// value with a plain cast, undefined behaviour when it is out of range (found by the checkpoint
+// fuzz target: a size of 6.7e33, an integer too long for 64 bits that JSON reads as a double), so
+// anything but a non-negative integer is refused first.
+std::uint64_t whole_number(const nlohmann::json& value, const std::string& where,
+                           const std::string& tensor, const char* what) {
+  if (!value.is_number_unsigned() ||
+      value.get<std::uint64_t>() >
+          static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    fail("{}: tensor '{}': {} must be a whole number from 0 to 2^63-1, not {}", where, tensor, what,
+         value.is_number() ? value.dump() : "a " + std::string(value.type_name()));
+  }
+  return value.get<std::uint64_t>();
+}
+
 }  // namespace
 
 std::string encode_checkpoint(const Checkpoint& checkpoint) {
@@ -105,10 +120,14 @@ Checkpoint decode_checkpoint(const std::string& file, const std::string& where) 
   try {
     checkpoint.state = header.at("state");
     for (const auto& t : header.at("tensors")) {
-      const auto offset = t.at("offset").get<std::uint64_t>();
-      const auto bytes = t.at("bytes").get<std::uint64_t>();
       const auto name = t.at("name").get<std::string>();
-      const auto shape = t.at("shape").get<Shape>();
+      const auto offset = whole_number(t.at("offset"), where, name, "offset");
+      const auto bytes = whole_number(t.at("bytes"), where, name, "bytes");
+      if (!t.at("shape").is_array()) fail("{}: tensor '{}': shape is not a list", where, name);
+      Shape shape;
+      for (const auto& d : t.at("shape")) {
+        shape.push_back(static_cast<std::int64_t>(whole_number(d, where, name, "each dimension")));
+      }
       DType dtype = DType::f32;
       try {
         dtype = parse_dtype(t.at("dtype").get<std::string>());
@@ -118,8 +137,8 @@ Checkpoint decode_checkpoint(const std::string& file, const std::string& where) 
       // The size the header declares must match the bytes there before anything is allocated.
       std::uint64_t needed = size_of(dtype);
       for (const auto d : shape) {
-        if (d < 0 || (d != 0 && needed > std::numeric_limits<std::uint64_t>::max() /
-                                             static_cast<std::uint64_t>(d))) {
+        if (d != 0 &&
+            needed > std::numeric_limits<std::uint64_t>::max() / static_cast<std::uint64_t>(d)) {
           fail("{}: tensor '{}' has an invalid shape {}", where, name, to_string(shape));
         }
         needed *= static_cast<std::uint64_t>(d);

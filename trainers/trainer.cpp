@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <numbers>
 
 #include "eval/evaluate.hpp"
@@ -80,9 +81,13 @@ nlohmann::json history_json(const std::vector<eval::EpochRecord>& history) {
 
 std::vector<eval::EpochRecord> history_from_json(const nlohmann::json& rows) {
   std::vector<eval::EpochRecord> history;
+  // JSON has no NaN: a NaN (a loss that diverged, say) was written as null.
+  auto value = [](const nlohmann::json& v) {
+    return v.is_null() ? std::numeric_limits<double>::quiet_NaN() : v.get<double>();
+  };
   for (const auto& row : rows) {
-    history.push_back(
-        {row.at(0), row.at(1), row.at(2), row.at(3), row.at(4), row.at(5), row.at(6), row.at(7)});
+    history.push_back({value(row.at(0)), value(row.at(1)), value(row.at(2)), value(row.at(3)),
+                       value(row.at(4)), value(row.at(5)), value(row.at(6)), value(row.at(7))});
   }
   return history;
 }
@@ -454,15 +459,25 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
     auto number = [&](const char* key, double initial) {
       return s.at(key).is_null() ? initial : s.at(key).get<double>();
     };
+    // Counts are checked before they are converted: nlohmann casts a floating value to int
+    // without a range check (undefined behaviour for 1e30).
+    auto count = [&](const char* key) {
+      const auto& v = s.at(key);
+      if (!v.is_number_unsigned() || v.get<std::uint64_t>() > 1u << 30) {
+        fail("{}: the trainer state in the checkpoint is malformed: {} must be a count, not {}",
+             last_path.string(), key, v.is_number() ? v.dump() : "a " + std::string(v.type_name()));
+      }
+      return static_cast<int>(v.get<std::uint64_t>());
+    };
     try {
-      start_epoch = s.at("next_epoch");
+      start_epoch = count("next_epoch");
       best = number("best", best);
-      result.best_epoch = s.at("best_epoch");
+      result.best_epoch = count("best_epoch");
       stop_best = number("stop_best", stop_best);
-      stop_wait = s.at("stop_wait");
+      stop_wait = count("stop_wait");
       plateau_best = number("plateau_best", plateau_best);
-      plateau_wait = s.at("plateau_wait");
-      plateau_lr = s.at("plateau_lr");
+      plateau_wait = count("plateau_wait");
+      plateau_lr = number("plateau_lr", plateau_lr);
       result.history = history_from_json(s.at("history"));
     } catch (const nlohmann::json::exception& e) {
       fail("{}: the trainer state in the checkpoint is malformed: {}", last_path.string(),

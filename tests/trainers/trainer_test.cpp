@@ -373,11 +373,19 @@ TEST(TrainLoop, ResumeFromACheckpointWithAMalformedStateNamesTheFile) {
   resume.resume = true;
   EXPECT_ERROR(train_model(config, tiny_model(3), tiny_data(), resume), "last.ckpt",
                "trainer state", "next_epoch");
+  c.state["next_epoch"] = 1e30;  // a float where a count belongs: refused, not cast
+  save_checkpoint(last, c);
+  EXPECT_ERROR(train_model(config, tiny_model(3), tiny_data(), resume), "last.ckpt",
+               "trainer state", "next_epoch must be a count");
   c.state["history"] = {{1, 2}};  // a history row of 2 columns instead of 8
   c.state["next_epoch"] = 1;
   save_checkpoint(last, c);
   EXPECT_ERROR(train_model(config, tiny_model(3), tiny_data(), resume), "last.ckpt",
                "trainer state");
+  // A NaN in the history (JSON writes it as null) reads back as NaN instead of failing.
+  c.state["history"] = {{1, 0.7, 0.5, nullptr, 0.5, 0.01, 1, 100}};
+  save_checkpoint(last, c);
+  EXPECT_NO_THROW(train_model(config, tiny_model(3), tiny_data(), resume));
   fs::remove_all(dir);
 }
 
@@ -594,7 +602,19 @@ TEST(Checkpoints, HeaderClaimingAHugeOrNegativeTensorIsRefusedBeforeAllocating) 
   write_raw_checkpoint(path, header({std::int64_t{1} << 62, 8}, 0, "f32"), "");
   EXPECT_ERROR(load_checkpoint(path), "h.ckpt", "'w'", "invalid shape");
   write_raw_checkpoint(path, header({-1, 3}, 12, "f32"), std::string(12, '\0'));
-  EXPECT_ERROR(load_checkpoint(path), "h.ckpt", "'w'", "invalid shape");
+  EXPECT_ERROR(load_checkpoint(path), "h.ckpt", "'w'", "each dimension", "not -1");
+  // Floats where whole numbers belong: refused before any conversion (a float cast to an integer
+  // out of its range is undefined behaviour; the checkpoint fuzz target found 6.7e33).
+  write_raw_checkpoint(path, header({1.5, 8}, 12, "f32"), std::string(12, '\0'));
+  EXPECT_ERROR(load_checkpoint(path), "h.ckpt", "'w'", "each dimension", "not 1.5");
+  write_raw_checkpoint(path, header({3}, 12, "f32"), std::string(12, '\0'));
+  auto with_offset = header({3}, 12, "f32");
+  with_offset["tensors"][0]["offset"] = 6.7e33;
+  write_raw_checkpoint(path, with_offset, std::string(12, '\0'));
+  EXPECT_ERROR(load_checkpoint(path), "h.ckpt", "'w'", "offset must be a whole number");
+  with_offset["tensors"][0]["offset"] = "0";
+  write_raw_checkpoint(path, with_offset, std::string(12, '\0'));
+  EXPECT_ERROR(load_checkpoint(path), "h.ckpt", "'w'", "offset", "not a string");
   write_raw_checkpoint(path, header({3}, 12, "complex"), std::string(12, '\0'));
   EXPECT_ERROR(load_checkpoint(path), "h.ckpt", "'w'", "complex");
   fs::remove_all(dir);
