@@ -15,15 +15,6 @@ namespace {
 constexpr char kMagic[8] = {'O', 'F', 'C', 'K', 'P', 'T', '0', '1'};
 constexpr std::uint64_t kMaxHeader = 64ull << 20;
 
-std::uint64_t fnv1a(const char* data, std::size_t size) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (std::size_t i = 0; i < size; ++i) {
-    h ^= static_cast<unsigned char>(data[i]);
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
 void put_u64(std::string& out, std::uint64_t v) {
   char bytes[8];
   std::memcpy(bytes, &v, 8);
@@ -36,22 +27,36 @@ std::uint64_t get_u64(const std::string& in, std::size_t at) {
   return v;
 }
 
-// A size, offset or dimension from the header. nlohmann's get<integer>() converts a floating
-// value with a plain cast, undefined behaviour when it is out of range (found by the checkpoint
-// fuzz target: a size of 6.7e33, an integer too long for 64 bits that JSON reads as a double), so
-// anything but a non-negative integer is refused first.
+// A size, offset or dimension from the header, at most 2^63-1.
 std::uint64_t whole_number(const nlohmann::json& value, const std::string& where,
                            const std::string& tensor, const char* what) {
-  if (!value.is_number_unsigned() ||
-      value.get<std::uint64_t>() >
-          static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+  const auto n = json_count(value, std::numeric_limits<std::int64_t>::max());
+  if (!n) {
     fail("{}: tensor '{}': {} must be a whole number from 0 to 2^63-1, not {}", where, tensor, what,
-         value.is_number() ? value.dump() : "a " + std::string(value.type_name()));
+         describe_json(value));
   }
-  return value.get<std::uint64_t>();
+  return *n;
 }
 
 }  // namespace
+
+std::uint64_t checkpoint_checksum(std::string_view bytes) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (const char c : bytes) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+std::optional<std::uint64_t> json_count(const nlohmann::json& value, std::uint64_t max) {
+  if (!value.is_number_unsigned() || value.get<std::uint64_t>() > max) return std::nullopt;
+  return value.get<std::uint64_t>();
+}
+
+std::string describe_json(const nlohmann::json& value) {
+  return value.is_number() ? value.dump() : "a " + std::string(value.type_name());
+}
 
 std::string encode_checkpoint(const Checkpoint& checkpoint) {
   nlohmann::json header;
@@ -77,7 +82,7 @@ std::string encode_checkpoint(const Checkpoint& checkpoint) {
   put_u64(file, json.size());
   file += json;
   file += blob;
-  put_u64(file, fnv1a(file.data(), file.size()));
+  put_u64(file, checkpoint_checksum(file));
   return file;
 }
 
@@ -101,7 +106,8 @@ Checkpoint decode_checkpoint(const std::string& file, const std::string& where) 
   if (file.size() < 24 || std::memcmp(file.data(), kMagic, 8) != 0) {
     fail("{}: not an onnxforge checkpoint (bad magic or too short)", where);
   }
-  if (get_u64(file, file.size() - 8) != fnv1a(file.data(), file.size() - 8)) {
+  if (get_u64(file, file.size() - 8) !=
+      checkpoint_checksum(std::string_view(file).substr(0, file.size() - 8))) {
     fail("{}: checkpoint is corrupted or truncated (checksum mismatch); use an earlier one", where);
   }
   const std::uint64_t header_size = get_u64(file, 8);

@@ -11,9 +11,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "graph/tensor.hpp"
 
@@ -33,5 +36,15 @@ Checkpoint load_checkpoint(const std::filesystem::path& path);
 std::string encode_checkpoint(const Checkpoint& checkpoint);
 std::string read_checkpoint_bytes(const std::filesystem::path& path);
 Checkpoint decode_checkpoint(const std::string& bytes, const std::string& where);
+
+// The trailing checksum: FNV-1a (64-bit) of every byte before it.
+std::uint64_t checkpoint_checksum(std::string_view bytes);
+
+// A count read from a checkpoint's JSON: `value` if it is a whole number in [0, max], else
+// nothing (a float, a negative, a string...). nlohmann's get<integer>() would cast a float with
+// no range check, undefined behaviour for 1e30 (found by the checkpoint fuzz target).
+std::optional<std::uint64_t> json_count(const nlohmann::json& value, std::uint64_t max);
+// How an error names a JSON value: the number itself, else its type ("a string").
+std::string describe_json(const nlohmann::json& value);
 
 }  // namespace onnxforge::train

@@ -459,15 +459,13 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
     auto number = [&](const char* key, double initial) {
       return s.at(key).is_null() ? initial : s.at(key).get<double>();
     };
-    // Counts are checked before they are converted: nlohmann casts a floating value to int
-    // without a range check (undefined behaviour for 1e30).
     auto count = [&](const char* key) {
-      const auto& v = s.at(key);
-      if (!v.is_number_unsigned() || v.get<std::uint64_t>() > 1u << 30) {
+      const auto n = json_count(s.at(key), 1u << 30);
+      if (!n) {
         fail("{}: the trainer state in the checkpoint is malformed: {} must be a count, not {}",
-             last_path.string(), key, v.is_number() ? v.dump() : "a " + std::string(v.type_name()));
+             last_path.string(), key, describe_json(s.at(key)));
       }
-      return static_cast<int>(v.get<std::uint64_t>());
+      return static_cast<int>(*n);
     };
     try {
       start_epoch = count("next_epoch");

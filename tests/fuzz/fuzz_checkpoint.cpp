@@ -7,28 +7,17 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 
 #include "graph/error.hpp"
 #include "trainers/checkpoint.hpp"
-
-namespace {
-
-std::uint64_t fnv1a(const std::string& bytes, std::size_t size) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (std::size_t i = 0; i < size; ++i) {
-    h ^= static_cast<unsigned char>(bytes[i]);
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace onnxforge;
   std::string bytes(reinterpret_cast<const char*>(data), size);
   if (size >= 8 && data[size - 1] % 2 == 0) {
-    const std::uint64_t sum = fnv1a(bytes, size - 8);
+    const std::uint64_t sum =
+        train::checkpoint_checksum(std::string_view(bytes).substr(0, size - 8));
     std::memcpy(bytes.data() + size - 8, &sum, 8);
   }
   train::Checkpoint checkpoint;

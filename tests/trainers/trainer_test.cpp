@@ -570,12 +570,7 @@ void write_raw_checkpoint(const fs::path& path, const nlohmann::json& header,
   auto put_u64 = [&](std::uint64_t v) { file.append(reinterpret_cast<const char*>(&v), 8); };
   put_u64(json.size());
   file += json + blob;
-  std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a, as checkpoint.cpp
-  for (const char c : file) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 0x100000001b3ull;
-  }
-  put_u64(h);
+  put_u64(checkpoint_checksum(file));
   std::ofstream(path, std::ios::binary) << file;
 }
 
