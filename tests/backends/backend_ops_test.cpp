@@ -503,53 +503,7 @@ TEST_P(BackendBehaviour, UnknownSeedAndFusedFetchFailClearly) {
                kForwardTolerance);
 }
 
-// bf16 compute (CompileOptions::compute_dtype): convolutions and inner products take bf16 inputs
-// and weights and accumulate in f32. Tolerance, stated and justified: bf16 keeps 8 significant
-// bits, so rounding src and weights gives each product a relative error below 2^-8 (0.4%); f32
-// accumulation adds nothing comparable, and random-sign sums do not amplify it relative to the
-// output's scale. This net chains 2 convolutions and 2 inner products, whose errors add: about
-// 4 x 0.4% = 1.6% in the worst case relative to the tensor's scale (the measure above). Forward:
-// 3e-2; gradients (backward also in bf16, one more rounding of diff_dst): 5e-2.
-TEST_P(BackendBehaviour, Bf16IsCloseToFp32) {
-  auto be = backend();
-  SKIP_IF_UNAVAILABLE();
-  Builder b("bf16", 13);
-  auto x = b.input("x", {4, 3, 16, 16});
-  auto h = b.relu(b.conv2d(x, {.filters = 16, .kernel = {3, 3}}));
-  h = b.max_pool(b.relu(b.conv2d(h, {.filters = 16, .kernel = {3, 3}})));
-  auto y = b.dense(b.relu(b.dense(b.flatten(h), 32)), 4);
-  b.output(y);
-  Graph g = b.build();
-  g.inputs.push_back({"unused_loss", DType::f32, {}});
-  g.validate();
-  CompileOptions f32{.training = true, .loss = "unused_loss"};
-  CompileOptions bf16 = f32;
-  bf16.compute_dtype = DType::bf16;
-  for (const auto& node : g.nodes) {
-    const Support s = be->supports(g, node, bf16);
-    if (!s.ok) {
-      EXPECT_THROW(be->compile(g, bf16), Error);
-      GTEST_SKIP() << GetParam() << " runs no bf16 here (node '" << node.name << "': " << s.reason
-                   << ")";
-    }
-  }
-  auto want = be->compile(g, f32);
-  auto got = be->compile(g, bf16);
-  Random rng(17);
-  const Tensor input = random_tensor({4, 3, 16, 16}, rng);
-  const Tensor seed = random_tensor(g.value(y).shape, rng);
-  for (auto* p : {want.get(), got.get()}) {
-    p->set_input("x", input);
-    p->set_input("unused_loss", Tensor(DType::f32, {}));
-    p->forward(Mode::training);
-    p->backward({{y, seed}});
-  }
-  expect_close(GetParam(), "bf16 vs f32 forward", got->fetch(y), want->fetch(y), 3e-2);
-  for (const auto& init : g.initializers) {
-    expect_close(GetParam(), "bf16 vs f32 gradient " + init.name, got->gradient(init.name),
-                 want->gradient(init.name), 5e-2);
-  }
-}
+// bf16 compute: tests/backends/mixed_precision_test.cpp.
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, BackendBehaviour, ::testing::ValuesIn(backends_under_test()),
                          [](const auto& param_info) { return param_info.param; });
