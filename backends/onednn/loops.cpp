@@ -116,77 +116,78 @@ typedef std::uint8_t v8b __attribute__((vector_size(8)));
 }
 [[gnu::always_inline]] inline void store8(float* p, const v8f& v) { std::memcpy(p, &v, sizeof v); }
 
-// One (n, channel block) plane of 8 channels (Lanes = 8) or 16 (two vectors). Branch-free: the
-// winner and its tap are selected per lane, first maximum in scan order (strict >).
+// One output row of one plane, for Vectors x 8 consecutive channels of a block (x, y, argmax
+// point at the first of them). Branch-free: the winner and its tap are selected per lane, first
+// maximum in scan order (strict >).
 template <int Vectors>
-[[gnu::always_inline]] inline void max_pool_plane_blocked(const PoolGeometry& g, const float* x,
-                                                          float* y, std::uint8_t* argmax) {
-  for (std::int64_t oh = 0; oh < g.out_h; ++oh) {
-    for (std::int64_t ow = 0; ow < g.out_w; ++ow) {
-      v8f best[Vectors], tap[Vectors];
-      for (int v = 0; v < Vectors; ++v) {
-        best[v] = v8f{} - INFINITY;
-        tap[v] = v8f{} + 255.f;
-      }
-      for (std::int64_t kh = 0; kh < g.kernel_h; ++kh) {
-        const std::int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-        if (ih < 0 || ih >= g.in_h) continue;
-        for (std::int64_t kw = 0; kw < g.kernel_w; ++kw) {
-          const std::int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
-          if (iw < 0 || iw >= g.in_w) continue;
-          const float* px = x + ih * g.src_h + iw * g.src_w;
-          const float t = static_cast<float>(kh * g.kernel_w + kw);
-          for (int v = 0; v < Vectors; ++v) {
-            const v8f value = load8(px + 8 * v);
-            const v8i better = value > best[v];
-            best[v] = better ? value : best[v];
-            tap[v] = better ? v8f{} + t : tap[v];
-          }
+[[gnu::always_inline]] inline void max_pool_row_vector(const PoolGeometry& g, std::int64_t oh,
+                                                       const float* x, float* y,
+                                                       std::uint8_t* argmax) {
+  for (std::int64_t ow = 0; ow < g.out_w; ++ow) {
+    v8f best[Vectors], tap[Vectors];
+    for (int v = 0; v < Vectors; ++v) {
+      best[v] = v8f{} - INFINITY;
+      tap[v] = v8f{} + 255.f;
+    }
+    for (std::int64_t kh = 0; kh < g.kernel_h; ++kh) {
+      const std::int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+      if (ih < 0 || ih >= g.in_h) continue;
+      for (std::int64_t kw = 0; kw < g.kernel_w; ++kw) {
+        const std::int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
+        if (iw < 0 || iw >= g.in_w) continue;
+        const float* px = x + ih * g.src_h + iw * g.src_w;
+        const float t = static_cast<float>(kh * g.kernel_w + kw);
+        for (int v = 0; v < Vectors; ++v) {
+          const v8f value = load8(px + 8 * v);
+          const v8i better = value > best[v];
+          best[v] = better ? value : best[v];
+          tap[v] = better ? v8f{} + t : tap[v];
         }
       }
-      const std::int64_t at = oh * g.dst_h + ow * g.dst_w;
-      for (int v = 0; v < Vectors; ++v) {
-        store8(y + at + 8 * v, best[v]);
-        if (argmax) {
-          const v8b bytes = __builtin_convertvector(__builtin_convertvector(tap[v], v8i), v8b);
-          std::memcpy(argmax + at + 8 * v, &bytes, sizeof bytes);
-        }
+    }
+    const std::int64_t at = oh * g.dst_h + ow * g.dst_w;
+    for (int v = 0; v < Vectors; ++v) {
+      store8(y + at + 8 * v, best[v]);
+      if (argmax) {
+        const v8b bytes = __builtin_convertvector(__builtin_convertvector(tap[v], v8i), v8b);
+        std::memcpy(argmax + at + 8 * v, &bytes, sizeof bytes);
       }
     }
   }
 }
 
-[[gnu::always_inline]] inline void max_pool_plane_scalar(const PoolGeometry& g, const float* x,
-                                                         float* y, std::uint8_t* argmax) {
-  for (std::int64_t oh = 0; oh < g.out_h; ++oh) {
-    for (std::int64_t ow = 0; ow < g.out_w; ++ow) {
-      float best = -INFINITY;
-      std::uint8_t tap = 255;
-      for (std::int64_t kh = 0; kh < g.kernel_h; ++kh) {
-        const std::int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-        if (ih < 0 || ih >= g.in_h) continue;
-        for (std::int64_t kw = 0; kw < g.kernel_w; ++kw) {
-          const std::int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
-          if (iw < 0 || iw >= g.in_w) continue;
-          const float value = x[ih * g.src_h + iw * g.src_w];
-          const bool better = value > best;
-          best = better ? value : best;
-          tap = better ? static_cast<std::uint8_t>(kh * g.kernel_w + kw) : tap;
-        }
+// The same for one channel.
+[[gnu::always_inline]] inline void max_pool_row_scalar(const PoolGeometry& g, std::int64_t oh,
+                                                       const float* x, float* y,
+                                                       std::uint8_t* argmax) {
+  for (std::int64_t ow = 0; ow < g.out_w; ++ow) {
+    float best = -INFINITY;
+    std::uint8_t tap = 255;
+    for (std::int64_t kh = 0; kh < g.kernel_h; ++kh) {
+      const std::int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+      if (ih < 0 || ih >= g.in_h) continue;
+      for (std::int64_t kw = 0; kw < g.kernel_w; ++kw) {
+        const std::int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
+        if (iw < 0 || iw >= g.in_w) continue;
+        const float value = x[ih * g.src_h + iw * g.src_w];
+        const bool better = value > best;
+        best = better ? value : best;
+        tap = better ? static_cast<std::uint8_t>(kh * g.kernel_w + kw) : tap;
       }
-      y[oh * g.dst_h + ow * g.dst_w] = best;
-      if (argmax) argmax[oh * g.dst_h + ow * g.dst_w] = tap;
     }
+    y[oh * g.dst_h + ow * g.dst_w] = best;
+    if (argmax) argmax[oh * g.dst_h + ow * g.dst_w] = tap;
   }
 }
 
-// Backward of one plane: for each dst element and each in-bounds tap k, dx[tap k] += dy where
-// the lane's argmax is k (masked vector adds, no branches on data).
+// Backward of one plane for Vectors x 8 consecutive channels: for each dst element and each
+// in-bounds tap k, dx[tap k] += dy where the lane's argmax is k (masked vector adds, no branches
+// on data). dx must be zero on entry.
 template <int Vectors>
-[[gnu::always_inline]] inline void max_pool_plane_backward_blocked(const PoolGeometry& g,
-                                                                   const float* dy,
-                                                                   const std::uint8_t* argmax,
-                                                                   float* dx) {
+[[gnu::always_inline]] inline void max_pool_plane_backward_vector(const PoolGeometry& g,
+                                                                  const float* dy,
+                                                                  const std::uint8_t* argmax,
+                                                                  float* dx) {
   for (std::int64_t oh = 0; oh < g.out_h; ++oh) {
     for (std::int64_t ow = 0; ow < g.out_w; ++ow) {
       const std::int64_t at = oh * g.dst_h + ow * g.dst_w;
@@ -216,60 +217,102 @@ template <int Vectors>
   }
 }
 
+// The same for one channel.
+[[gnu::always_inline]] inline void max_pool_plane_backward_scalar(const PoolGeometry& g,
+                                                                  const float* dy,
+                                                                  const std::uint8_t* argmax,
+                                                                  float* dx) {
+  for (std::int64_t oh = 0; oh < g.out_h; ++oh) {
+    for (std::int64_t ow = 0; ow < g.out_w; ++ow) {
+      const std::int64_t at = oh * g.dst_h + ow * g.dst_w;
+      const std::uint8_t t = argmax[at];
+      if (t == 255) continue;
+      const std::int64_t ih = oh * g.stride_h - g.pad_top + (t / g.kernel_w) * g.dilation_h;
+      const std::int64_t iw = ow * g.stride_w - g.pad_left + (t % g.kernel_w) * g.dilation_w;
+      dx[ih * g.src_h + iw * g.src_w] += dy[at];
+    }
+  }
+}
+
+// The consecutive channels of a block are cut into chunks of 16 (two vectors), then 8, then single
+// channels: a block of 8 or 16 is one chunk; channels-last (the block is all C channels) is C/16
+// chunks plus the rest. Chunk i starts at channel offset(i) of the block and has lanes(i) lanes.
+struct Chunks {
+  std::int64_t sixteen = 0, eight = 0, single = 0;
+  explicit Chunks(std::int64_t block)
+      : sixteen(block / 16), eight((block % 16) / 8), single(block % 8) {}
+  std::int64_t count() const { return sixteen + eight + single; }
+  std::int64_t offset(std::int64_t i) const {
+    if (i < sixteen) return 16 * i;
+    if (i < sixteen + eight) return 16 * sixteen;
+    return 16 * sixteen + 8 * eight + (i - sixteen - eight);
+  }
+  int lanes(std::int64_t i) const { return i < sixteen ? 16 : i < sixteen + eight ? 8 : 1; }
+};
+
 }  // namespace
 
 [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] void max_pool_forward(
     const PoolGeometry& g, const float* x, float* y, std::uint8_t* argmax) {
+  const Chunks chunks(g.block);
   const std::int64_t planes = g.batch * g.channel_blocks;
-#pragma omp parallel for schedule(static) if (planes > 1)
-  for (std::int64_t p = 0; p < planes; ++p) {
+  const std::int64_t items = planes * chunks.count() * g.out_h;
+  const std::int64_t work = planes * g.block * g.out_h * g.out_w * g.kernel_h * g.kernel_w;
+#pragma omp parallel for schedule(static) if (items > 1 && work > kParallelThreshold)
+  for (std::int64_t item = 0; item < items; ++item) {
+    const std::int64_t oh = item % g.out_h;
+    const std::int64_t chunk = (item / g.out_h) % chunks.count();
+    const std::int64_t p = item / (g.out_h * chunks.count());
     const std::int64_t n = p / g.channel_blocks, c = p % g.channel_blocks;
-    const float* px = x + n * g.src_n + c * g.src_c;
-    float* py = y + n * g.dst_n + c * g.dst_c;
-    std::uint8_t* pa = argmax ? argmax + n * g.dst_n + c * g.dst_c : nullptr;
-    if (g.block == 8) {
-      max_pool_plane_blocked<1>(g, px, py, pa);
-    } else if (g.block == 16) {
-      max_pool_plane_blocked<2>(g, px, py, pa);
-    } else {
-      max_pool_plane_scalar(g, px, py, pa);
+    const std::int64_t lane = chunks.offset(chunk);
+    const float* px = x + n * g.src_n + c * g.src_c + lane;
+    float* py = y + n * g.dst_n + c * g.dst_c + lane;
+    std::uint8_t* pa = argmax ? argmax + n * g.dst_n + c * g.dst_c + lane : nullptr;
+    switch (chunks.lanes(chunk)) {
+      case 16:
+        max_pool_row_vector<2>(g, oh, px, py, pa);
+        break;
+      case 8:
+        max_pool_row_vector<1>(g, oh, px, py, pa);
+        break;
+      default:
+        max_pool_row_scalar(g, oh, px, py, pa);
     }
   }
 }
 
 [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] void max_pool_backward(
     const PoolGeometry& g, const float* dy, const std::uint8_t* argmax, float* dx) {
+  // Work items own disjoint channels (a chunk of one plane), so their writes never overlap.
+  const Chunks chunks(g.block);
   const std::int64_t planes = g.batch * g.channel_blocks;
-  const std::int64_t block = g.block;
-#pragma omp parallel for schedule(static) if (planes > 1)
-  for (std::int64_t p = 0; p < planes; ++p) {
+  const std::int64_t items = planes * chunks.count();
+  const std::int64_t work = planes * g.block * g.in_h * g.in_w;
+#pragma omp parallel for schedule(static) if (items > 1 && work > kParallelThreshold)
+  for (std::int64_t item = 0; item < items; ++item) {
+    const std::int64_t chunk = item % chunks.count();
+    const std::int64_t p = item / chunks.count();
     const std::int64_t n = p / g.channel_blocks, c = p % g.channel_blocks;
-    float* pdx = dx + n * g.src_n + c * g.src_c;
+    const std::int64_t lane = chunks.offset(chunk);
+    const int lanes = chunks.lanes(chunk);
+    float* pdx = dx + n * g.src_n + c * g.src_c + lane;
     for (std::int64_t h = 0; h < g.in_h; ++h) {
       for (std::int64_t w = 0; w < g.in_w; ++w) {
         float* q = pdx + h * g.src_h + w * g.src_w;
-        for (std::int64_t b = 0; b < block; ++b) q[b] = 0.f;
+        for (int b = 0; b < lanes; ++b) q[b] = 0.f;
       }
     }
-    const float* pdy = dy + n * g.dst_n + c * g.dst_c;
-    const std::uint8_t* pa = argmax + n * g.dst_n + c * g.dst_c;
-    if (block == 8) {
-      max_pool_plane_backward_blocked<1>(g, pdy, pa, pdx);
-      continue;
-    }
-    if (block == 16) {
-      max_pool_plane_backward_blocked<2>(g, pdy, pa, pdx);
-      continue;
-    }
-    for (std::int64_t oh = 0; oh < g.out_h; ++oh) {
-      for (std::int64_t ow = 0; ow < g.out_w; ++ow) {
-        const std::int64_t at = oh * g.dst_h + ow * g.dst_w;
-        const std::uint8_t t = pa[at];
-        if (t == 255) continue;
-        const std::int64_t ih = oh * g.stride_h - g.pad_top + (t / g.kernel_w) * g.dilation_h;
-        const std::int64_t iw = ow * g.stride_w - g.pad_left + (t % g.kernel_w) * g.dilation_w;
-        pdx[ih * g.src_h + iw * g.src_w] += pdy[at];
-      }
+    const float* pdy = dy + n * g.dst_n + c * g.dst_c + lane;
+    const std::uint8_t* pa = argmax + n * g.dst_n + c * g.dst_c + lane;
+    switch (lanes) {
+      case 16:
+        max_pool_plane_backward_vector<2>(g, pdy, pa, pdx);
+        break;
+      case 8:
+        max_pool_plane_backward_vector<1>(g, pdy, pa, pdx);
+        break;
+      default:
+        max_pool_plane_backward_scalar(g, pdy, pa, pdx);
     }
   }
 }

@@ -43,29 +43,6 @@ bool cpu_has_bf16() {
   return ok;
 }
 
-std::string isa_name() {
-  switch (dnnl::get_effective_cpu_isa()) {
-    case dnnl::cpu_isa::sse41:
-      return "sse41";
-    case dnnl::cpu_isa::avx:
-      return "avx";
-    case dnnl::cpu_isa::avx2:
-      return "avx2";
-    case dnnl::cpu_isa::avx2_vnni:
-      return "avx2_vnni";
-    case dnnl::cpu_isa::avx512_core:
-      return "avx512_core";
-    case dnnl::cpu_isa::avx512_core_vnni:
-      return "avx512_core_vnni";
-    case dnnl::cpu_isa::avx512_core_bf16:
-      return "avx512_core_bf16";
-    case dnnl::cpu_isa::avx512_core_amx:
-      return "avx512_core_amx";
-    default:
-      return "other";
-  }
-}
-
 std::string layout_name(const Desc& md) {
   const auto& d = md.data;
   if (d.format_kind != dnnl_blocked) return "any";
@@ -369,7 +346,9 @@ void lower_dense(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
 
 // ---- pooling -----------------------------------------------------------------------------------
 
-// The geometry of a plain or channel-blocked 4-D desc for PoolGeometry, or nothing.
+// The channel blocking of a 4-D f32 desc for PoolGeometry: channels in blocks (nChw8c, nChw16c:
+// the block size), channels-last (nhwc: one block of all C channels) or planar (nchw: blocks of
+// one channel), with the strides of n, c, h, w; false for any other layout.
 bool pool_strides(const Desc& md, std::int64_t* block, std::int64_t strides[4]) {
   const auto& d = md.data;
   if (d.format_kind != dnnl_blocked || d.ndims != 4 || md.data_type() != DataType::f32) {
@@ -377,7 +356,7 @@ bool pool_strides(const Desc& md, std::int64_t* block, std::int64_t strides[4]) 
   }
   const auto& blocking = d.format_desc.blocking;
   if (blocking.inner_nblks == 0) {
-    *block = 1;
+    *block = blocking.strides[1] == 1 ? d.dims[1] : 1;
   } else if (blocking.inner_nblks == 1 && blocking.inner_idxs[0] == 1) {
     *block = blocking.inner_blks[0];
   } else {
@@ -406,10 +385,6 @@ bool lower_max_pool_loops(OnednnProgram& p, const Node& n,
   g.block = src_block;
   g.batch = xs[0];
   g.channel_blocks = (xs[1] + g.block - 1) / g.block;
-  if (g.block == 1) {
-    // Unblocked: each channel is its own plane (the channel stride steps between them).
-    g.channel_blocks = xs[1];
-  }
   g.in_h = xs[2];
   g.in_w = xs[3];
   g.out_h = ys[2];
@@ -984,6 +959,29 @@ bool is_f32(const Graph& graph, const std::string& value) {
 }
 
 }  // namespace
+
+std::string isa_name() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::sse41:
+      return "sse41";
+    case dnnl::cpu_isa::avx:
+      return "avx";
+    case dnnl::cpu_isa::avx2:
+      return "avx2";
+    case dnnl::cpu_isa::avx2_vnni:
+      return "avx2_vnni";
+    case dnnl::cpu_isa::avx512_core:
+      return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni:
+      return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16:
+      return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx:
+      return "avx512_core_amx";
+    default:
+      return "other";
+  }
+}
 
 Support node_support(const Graph& graph, const Node& node, const CompileOptions& options) {
   static const std::set<std::string> ops = {"Conv",

@@ -3,6 +3,7 @@
 #include "backends/onednn/program.hpp"
 
 #include <omp.h>
+#include <xmmintrin.h>
 
 #include <fmt/format.h>
 #include <algorithm>
@@ -47,7 +48,7 @@ Desc plain_desc(const Shape& shape, DataType type) {
 OnednnProgram::OnednnProgram(const Graph& graph, const CompileOptions& options)
     : graph_(graph), options_(options), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {
   threads_ = options.threads > 0 ? options.threads : omp_get_num_procs();
-  prepare_threads();
+  const ComputeScope scope = prepare_threads();
   dropout_seed_ = hash_name("dropout", options.seed);
 
   for (const auto& [name, info] : graph_.values) {
@@ -335,7 +336,37 @@ void OnednnProgram::lower(Plan plan) {
 // ---- running
 // -------------------------------------------------------------------------------------
 
-void OnednnProgram::prepare_threads() const { omp_set_num_threads(threads_); }
+namespace {
+
+// MXCSR bits: flush denormal results to zero (FTZ, bit 15) and read denormal inputs as zero (DAZ,
+// bit 6). oneDNN sets them inside its own kernels only; our loops (the optimizer above all, whose
+// Adam moments decay into denormals as training converges) would otherwise run at a fraction of
+// their speed on denormal operands.
+constexpr unsigned kFlushDenormals = 0x8040;
+
+// The team size for which this thread's OpenMP workers already flush denormals (libgomp keeps one
+// pool of workers per calling thread, so the record is per calling thread).
+thread_local int flushing_team = 0;
+
+}  // namespace
+
+ComputeScope::ComputeScope(int threads) : saved_csr_(_mm_getcsr()) {
+  omp_set_num_threads(threads);
+  _mm_setcsr(saved_csr_ | kFlushDenormals);
+  if (threads > flushing_team) {
+    // The workers keep the flags (they only ever run compute); this calling thread gets its own
+    // back when the scope ends.
+#pragma omp parallel num_threads(threads)
+    if (omp_get_thread_num() != 0) _mm_setcsr(_mm_getcsr() | kFlushDenormals);
+    flushing_team = threads;
+  }
+}
+
+ComputeScope::~ComputeScope() { _mm_setcsr(saved_csr_); }
+
+bool flushes_denormals() { return (_mm_getcsr() & kFlushDenormals) == kFlushDenormals; }
+
+ComputeScope OnednnProgram::prepare_threads() const { return ComputeScope(threads_); }
 
 void OnednnProgram::prepare_weights() {
   if (prepared_version_ == parameter_version_) return;
@@ -380,7 +411,7 @@ void OnednnProgram::run_plan(Plan plan) {
 }
 
 void OnednnProgram::forward(Mode mode) {
-  prepare_threads();
+  const ComputeScope scope = prepare_threads();
   prepare_weights();
   if (mode == Mode::training) {
     if (!options_.training) {
@@ -398,7 +429,7 @@ void OnednnProgram::forward(Mode mode) {
 
 void OnednnProgram::seed_and_run_backward(const std::map<std::string, Tensor>& seeds,
                                           bool seed_loss) {
-  prepare_threads();
+  const ComputeScope scope = prepare_threads();
   if (!options_.training) {
     fail("onednn backend: backward needs a Program compiled with training = true and a loss");
   }
@@ -555,7 +586,7 @@ void OnednnProgram::set_gradient(const std::string& name, const Tensor& t) {
 }
 
 double OnednnProgram::gradient_norm() const {
-  prepare_threads();
+  const ComputeScope scope = prepare_threads();
   double sum = 0.0;
   for (const auto& name : trainable_) {
     const Value& v = value(name);
@@ -568,7 +599,7 @@ double OnednnProgram::gradient_norm() const {
 
 void OnednnProgram::update(const OptimizerSpec& spec, double gradient_scale) {
   if (!options_.training) fail("onednn backend: update needs a Program compiled for training");
-  prepare_threads();
+  const ComputeScope scope = prepare_threads();
   const bool adam = spec.kind != OptimizerSpec::Kind::sgd;
   ++step_;
   for (const auto& name : trainable_) {

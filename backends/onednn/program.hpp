@@ -69,6 +69,22 @@ struct GradSink {
   std::optional<Step> finish;
 };
 
+// While alive: the calling thread and its OpenMP workers run `threads` wide with denormals
+// flushed to zero (FTZ + DAZ); the calling thread's own floating-point flags come back after.
+// Every entry point of a Program that computes opens one.
+class [[nodiscard]] ComputeScope {
+ public:
+  explicit ComputeScope(int threads);
+  ~ComputeScope();
+  ComputeScope(const ComputeScope&) = delete;
+  ComputeScope& operator=(const ComputeScope&) = delete;
+
+ private:
+  unsigned saved_csr_;
+};
+// Whether the calling thread flushes denormals now (for tests).
+bool flushes_denormals();
+
 class OnednnProgram final : public Program {
  public:
   OnednnProgram(const Graph& graph, const CompileOptions& options);
@@ -147,7 +163,7 @@ class OnednnProgram final : public Program {
   void run_plan(Plan plan);
   void run_steps(std::vector<Step>& steps, const char* plan_name);
   void prepare_weights();
-  void prepare_threads() const;
+  ComputeScope prepare_threads() const;
   void seed_and_run_backward(const std::map<std::string, Tensor>& seeds, bool seed_loss);
   Tensor read_plain(const Value& v, const memory& mem) const;
   void write_plain(const Value& v, const memory& mem, const Tensor& t);
@@ -203,6 +219,8 @@ class OnednnProgram final : public Program {
 };
 
 // ---- op lowerings (lower.cpp) ---------------------------------------------------------------
+// The ISA oneDNN runs at (after any ONEDNN_MAX_CPU_ISA cap): "avx2", "avx512_core_bf16", ...
+std::string isa_name();
 // Whether the backend can run `node`: dtypes, attributes, this CPU's ISA for bf16.
 Support node_support(const Graph& graph, const Node& node, const CompileOptions& options);
 // Lowers one node into `plan` (and registers its backward when plan is training). `fused_relu`
@@ -228,10 +246,11 @@ void dropout_forward(const float* x, float* y, float* mask, std::size_t n, doubl
                      std::uint64_t seed);
 void multiply(const float* a, const float* b, float* out, std::size_t n);
 
-// Max pooling on a layout with channels in blocks of `block` (nChw8c, nChw16c) or unblocked
-// (block 1: nchw, nhwc); element (n, c, h, w) sits at n*sn + (c/block)*sc + h*sh + w*sw +
-// c%block. oneDNN 2.6's max pooling runs this at a fraction of memory bandwidth (measured ~7x
-// slower for the baseline's 2x2 stride-1 pools), so the backend uses these loops.
+// Max pooling on a layout with channels in blocks of `block`: nChw8c, nChw16c (block 8, 16),
+// channels-last nhwc (one block of all C channels) or planar nchw (block 1). Element (n, c, h, w)
+// sits at n*sn + (c/block)*sc + h*sh + w*sw + c%block. The loops run 16 or 8 consecutive channels
+// of a block per vector, single channels for the rest; see docs/BENCHMARKS.md for why they stand
+// in for oneDNN 2.6's pooling primitive.
 struct PoolGeometry {
   std::int64_t batch = 0, channel_blocks = 0, block = 1;
   std::int64_t in_h = 0, in_w = 0, out_h = 0, out_w = 0;

@@ -1,0 +1,226 @@
+// The oneDNN backend's own loops (backends/onednn/loops.cpp) in every layout oneDNN 2.6 picks for
+// the tensors around them: planar nchw, channels-last nhwc (brgconv on AVX-512 and AMX) and
+// channels blocked by 8 (AVX2) or 16 (AVX-512), whatever this CPU would choose. Each is checked
+// against a naive max pooling over the logical tensor; and the ISA cap that scripts/test.sh uses
+// to run the backend tests as smaller CPUs is checked to take effect.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "backends/onednn/onednn_backend.hpp"
+#include "backends/onednn/program.hpp"
+#include "graph/builder.hpp"
+
+namespace onnxforge::onednn {
+namespace {
+
+struct Layout {
+  std::string name;
+  std::int64_t block;  // 1: nchw; 0: nhwc (one block of all channels); 8, 16: nChw8c, nChw16c
+};
+
+struct Window {
+  std::int64_t kernel, stride, pad, dilation;
+};
+
+// Strides and sizes of one tensor N,C,H,W in `layout`, as PoolGeometry wants them.
+struct Placed {
+  std::int64_t block = 1, blocks = 1, sn = 0, sc = 0, sh = 0, sw = 0, size = 0;
+};
+
+Placed place(const Layout& layout, std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t w) {
+  Placed p;
+  if (layout.block == 0) {  // nhwc
+    p.block = c;
+    p.blocks = 1;
+    p.sw = c;
+    p.sh = w * c;
+    p.sc = 0;
+    p.sn = h * w * c;
+  } else {
+    p.block = layout.block;
+    p.blocks = (c + p.block - 1) / p.block;
+    p.sw = p.block;
+    p.sh = w * p.block;
+    p.sc = h * w * p.block;
+    p.sn = p.blocks * p.sc;
+  }
+  p.size = n * p.sn;
+  return p;
+}
+
+std::int64_t offset(const Placed& p, std::int64_t n, std::int64_t c, std::int64_t h,
+                    std::int64_t w) {
+  return n * p.sn + (c / p.block) * p.sc + h * p.sh + w * p.sw + c % p.block;
+}
+
+void check(const Layout& layout, std::int64_t channels, std::int64_t in, const Window& win) {
+  SCOPED_TRACE(layout.name + " C=" + std::to_string(channels) + " " + std::to_string(in) + "x" +
+               std::to_string(in) + " k" + std::to_string(win.kernel) + " s" +
+               std::to_string(win.stride) + " p" + std::to_string(win.pad) + " d" +
+               std::to_string(win.dilation));
+  const std::int64_t batch = 2;
+  const std::int64_t span = win.dilation * (win.kernel - 1) + 1;
+  const std::int64_t out = (in + 2 * win.pad - span) / win.stride + 1;
+  const Placed src = place(layout, batch, channels, in, in);
+  const Placed dst = place(layout, batch, channels, out, out);
+  PoolGeometry g;
+  g.batch = batch;
+  g.block = src.block;
+  g.channel_blocks = src.blocks;
+  g.in_h = g.in_w = in;
+  g.out_h = g.out_w = out;
+  g.kernel_h = g.kernel_w = win.kernel;
+  g.stride_h = g.stride_w = win.stride;
+  g.dilation_h = g.dilation_w = win.dilation;
+  g.pad_top = g.pad_left = win.pad;
+  g.src_n = src.sn, g.src_c = src.sc, g.src_h = src.sh, g.src_w = src.sw;
+  g.dst_n = dst.sn, g.dst_c = dst.sc, g.dst_h = dst.sh, g.dst_w = dst.sw;
+
+  // Distinct values (no ties), padding lanes zero as oneDNN keeps them.
+  Random rng(7);
+  std::vector<float> x(static_cast<std::size_t>(src.size), 0.f);
+  std::vector<float> dy(static_cast<std::size_t>(dst.size), 0.f);
+  for (std::int64_t n = 0; n < batch; ++n)
+    for (std::int64_t c = 0; c < channels; ++c)
+      for (std::int64_t h = 0; h < in; ++h)
+        for (std::int64_t w = 0; w < in; ++w)
+          x[static_cast<std::size_t>(offset(src, n, c, h, w))] =
+              static_cast<float>(rng.uniform() * 2 - 1);
+  for (std::int64_t n = 0; n < batch; ++n)
+    for (std::int64_t c = 0; c < channels; ++c)
+      for (std::int64_t h = 0; h < out; ++h)
+        for (std::int64_t w = 0; w < out; ++w)
+          dy[static_cast<std::size_t>(offset(dst, n, c, h, w))] =
+              static_cast<float>(rng.uniform() * 2 - 1);
+
+  std::vector<float> y(static_cast<std::size_t>(dst.size), 0.f);
+  std::vector<float> y_inference(static_cast<std::size_t>(dst.size), 0.f);
+  std::vector<std::uint8_t> argmax(static_cast<std::size_t>(dst.size), 0);
+  std::vector<float> dx(static_cast<std::size_t>(src.size), 42.f);  // backward must clear it
+  max_pool_forward(g, x.data(), y.data(), argmax.data());
+  max_pool_forward(g, x.data(), y_inference.data(), nullptr);
+  max_pool_backward(g, dy.data(), argmax.data(), dx.data());
+
+  std::vector<double> want_dx(static_cast<std::size_t>(src.size), 0.0);
+  int failures = 0;
+  for (std::int64_t n = 0; n < batch; ++n) {
+    for (std::int64_t c = 0; c < channels; ++c) {
+      for (std::int64_t oh = 0; oh < out; ++oh) {
+        for (std::int64_t ow = 0; ow < out; ++ow) {
+          float best = -INFINITY;
+          std::int64_t best_at = -1;
+          for (std::int64_t kh = 0; kh < win.kernel; ++kh) {
+            for (std::int64_t kw = 0; kw < win.kernel; ++kw) {
+              const std::int64_t ih = oh * win.stride - win.pad + kh * win.dilation;
+              const std::int64_t iw = ow * win.stride - win.pad + kw * win.dilation;
+              if (ih < 0 || ih >= in || iw < 0 || iw >= in) continue;
+              const float v = x[static_cast<std::size_t>(offset(src, n, c, ih, iw))];
+              if (v > best) {
+                best = v;
+                best_at = offset(src, n, c, ih, iw);
+              }
+            }
+          }
+          const auto at = static_cast<std::size_t>(offset(dst, n, c, oh, ow));
+          if (y[at] != best || y_inference[at] != best) {
+            if (++failures <= 5) {
+              ADD_FAILURE() << "y at n" << n << " c" << c << " " << oh << "," << ow << ": got "
+                            << y[at] << " / " << y_inference[at] << ", want " << best;
+            }
+          }
+          if (best_at >= 0) want_dx[static_cast<std::size_t>(best_at)] += dy[at];
+        }
+      }
+    }
+  }
+  for (std::int64_t n = 0; n < batch; ++n)
+    for (std::int64_t c = 0; c < channels; ++c)
+      for (std::int64_t h = 0; h < in; ++h)
+        for (std::int64_t w = 0; w < in; ++w) {
+          const auto at = static_cast<std::size_t>(offset(src, n, c, h, w));
+          if (std::abs(dx[at] - want_dx[at]) > 1e-6) {
+            if (++failures <= 10) {
+              ADD_FAILURE() << "dx at n" << n << " c" << c << " " << h << "," << w << ": got "
+                            << dx[at] << ", want " << want_dx[at];
+            }
+          }
+        }
+  EXPECT_EQ(failures, 0);
+}
+
+TEST(OnednnPoolLoops, MatchNaiveMaxPoolingInEveryLayout) {
+  const std::vector<Layout> layouts = {{"nchw", 1}, {"nhwc", 0}, {"nChw8c", 8}, {"nChw16c", 16}};
+  // Baseline (2x2 stride 1), VGG16 and improved (2x2 stride 2), ResNet's 3x3 stride 2 pad 1, and
+  // a dilated one; channel counts that fill 16-lane, 8-lane and single-channel chunks.
+  const std::vector<Window> windows = {{2, 1, 0, 1}, {2, 2, 0, 1}, {3, 2, 1, 1}, {2, 1, 0, 2}};
+  for (const auto& layout : layouts) {
+    for (std::int64_t channels : {1, 3, 8, 16, 24, 37}) {
+      for (const auto& win : windows) check(layout, channels, 9, win);
+    }
+  }
+}
+
+// Denormals: Adam's moments decay towards zero as training converges, and a loop on denormal
+// operands runs many times slower on many CPUs. Every compute entry point of a Program flushes
+// them (FTZ + DAZ) on its OpenMP workers and on the calling thread, which gets its own flags back
+// afterwards.
+TEST(OnednnCompute, FlushesDenormalsInTheOptimizerAndRestoresTheCaller) {
+  ASSERT_FALSE(flushes_denormals()) << "the test process should start without FTZ/DAZ";
+  Builder b("denormal", 1);
+  auto x = b.input("x", {2, 64});
+  b.output(b.dense(x, 512));  // 32,768 weights: enough for the optimizer loop to run in parallel
+  Graph g = b.build();
+  g.inputs.push_back({"unused_loss", DType::f32, {}});
+  g.validate();
+  auto program =
+      make_onednn_backend()->compile(g, {.training = true, .loss = "unused_loss", .threads = 2});
+  const std::string kernel = g.initializers.at(0).name;
+  const Shape shape = g.value(kernel).shape;
+  // A gradient of denormals: read as zero (DAZ), Adam's first moment stays exactly zero; without
+  // DAZ it would be 0.1 * 1e-39, a denormal itself.
+  Tensor tiny(DType::f32, shape);
+  for (auto& v : tiny.data<float>()) v = 1e-39f;
+  ASSERT_NE(std::fpclassify(tiny.data<float>()[0]), FP_NORMAL);
+  program->set_gradient(kernel, tiny);
+  program->update({.kind = OptimizerSpec::Kind::adam, .learning_rate = 1e-3});
+  const Tensor m = program->optimizer_state().at(kernel + "/m");
+  std::int64_t denormals = 0;
+  for (float v : m.data<float>()) denormals += std::fpclassify(v) == FP_SUBNORMAL;
+  EXPECT_EQ(denormals, 0) << "of " << m.size() << " first moments";
+  EXPECT_EQ(m.data<float>()[0], 0.f);
+  EXPECT_EQ(m.data<float>()[m.size() - 1], 0.f);
+  EXPECT_FALSE(flushes_denormals()) << "the caller's floating-point flags were not restored";
+}
+
+// scripts/test.sh reruns the backend tests with ONEDNN_MAX_CPU_ISA set to each level below this
+// CPU's; this shows the level oneDNN then runs at, and fails if the cap did not take.
+TEST(OnednnIsa, HonoursTheCap) {
+  const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+  const dnnl::cpu_isa effective = dnnl::get_effective_cpu_isa();
+  std::printf("    oneDNN ISA: %s (ONEDNN_MAX_CPU_ISA=%s)\n", isa_name().c_str(),
+              cap ? cap : "unset");
+  if (!cap) GTEST_SKIP() << "no cap set; oneDNN runs at " << isa_name();
+  const std::string level = cap;
+  const std::vector<std::pair<std::string, dnnl::cpu_isa>> levels = {
+      {"AVX2", dnnl::cpu_isa::avx2},
+      {"AVX512_CORE", dnnl::cpu_isa::avx512_core},
+      {"AVX512_CORE_VNNI", dnnl::cpu_isa::avx512_core_vnni},
+      {"AVX512_CORE_BF16", dnnl::cpu_isa::avx512_core_bf16},
+      {"AVX512_CORE_AMX", dnnl::cpu_isa::avx512_core_amx}};
+  for (const auto& [name, isa] : levels) {
+    if (name != level) continue;
+    // cpu_isa values are bit sets: the effective one must not exceed the cap.
+    EXPECT_EQ(static_cast<unsigned>(effective) & ~static_cast<unsigned>(isa), 0u)
+        << "ONEDNN_MAX_CPU_ISA=" << level << " but oneDNN runs " << isa_name();
+    return;
+  }
+  FAIL() << "unknown ONEDNN_MAX_CPU_ISA=" << level;
+}
+
+}  // namespace
+}  // namespace onnxforge::onednn
