@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: set up and build (scripts/setup.sh), run ctest, check clang-format.
-#   scripts/test.sh             Release build in build/ (what CI runs: .ci/run)
+#   scripts/test.sh             Release build in build/ (what CI runs: .ci/run), then the oneDNN
+#                               backend tests again at each ISA level below this CPU's
+#                               (scripts/test-isa-levels.sh)
 #   scripts/test.sh --sanitize  the whole suite under ASan + UBSan (GCC, build-asan/), then the
 #                               data pipeline tests under TSan (build-tsan/, data_tests only);
 #                               see docs/SECURITY.md for what it costs
@@ -11,6 +13,7 @@ if [[ "${1:-}" != "--sanitize" ]]; then
   "$here/scripts/check-format.sh"
   cd "$here/build"
   ctest --output-on-failure -j "$(nproc)" --timeout 900
+  "$here/scripts/test-isa-levels.sh" "$here/build"
   exit 0
 fi
 
