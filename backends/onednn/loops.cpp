@@ -116,203 +116,190 @@ typedef std::uint8_t v8b __attribute__((vector_size(8)));
 }
 [[gnu::always_inline]] inline void store8(float* p, const v8f& v) { std::memcpy(p, &v, sizeof v); }
 
-// One output row of one plane, for Vectors x 8 consecutive channels of a block (x, y, argmax
-// point at the first of them). Branch-free: the winner and its tap are selected per lane, first
-// maximum in scan order (strict >).
+// One output pixel (oh, ow) for Vectors x 8 consecutive channels of a block (x, y, argmax point
+// at the first of them, in the plane). Branch-free: the winner and its tap are selected per lane,
+// first maximum in scan order (strict >), as oneDNN's primitive does.
 template <int Vectors>
-[[gnu::always_inline]] inline void max_pool_row_vector(const PoolGeometry& g, std::int64_t oh,
-                                                       const float* x, float* y,
-                                                       std::uint8_t* argmax) {
-  for (std::int64_t ow = 0; ow < g.out_w; ++ow) {
-    v8f best[Vectors], tap[Vectors];
-    for (int v = 0; v < Vectors; ++v) {
-      best[v] = v8f{} - INFINITY;
-      tap[v] = v8f{} + 255.f;
-    }
-    for (std::int64_t kh = 0; kh < g.kernel_h; ++kh) {
-      const std::int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-      if (ih < 0 || ih >= g.in_h) continue;
-      for (std::int64_t kw = 0; kw < g.kernel_w; ++kw) {
-        const std::int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
-        if (iw < 0 || iw >= g.in_w) continue;
-        const float* px = x + ih * g.src_h + iw * g.src_w;
-        const float t = static_cast<float>(kh * g.kernel_w + kw);
-        for (int v = 0; v < Vectors; ++v) {
-          const v8f value = load8(px + 8 * v);
-          const v8i better = value > best[v];
-          best[v] = better ? value : best[v];
-          tap[v] = better ? v8f{} + t : tap[v];
-        }
-      }
-    }
-    const std::int64_t at = oh * g.dst_h + ow * g.dst_w;
-    for (int v = 0; v < Vectors; ++v) {
-      store8(y + at + 8 * v, best[v]);
-      if (argmax) {
-        const v8b bytes = __builtin_convertvector(__builtin_convertvector(tap[v], v8i), v8b);
-        std::memcpy(argmax + at + 8 * v, &bytes, sizeof bytes);
-      }
-    }
+[[gnu::always_inline]] inline void max_pool_pixel_vector(const PoolGeometry& g, std::int64_t oh,
+                                                         std::int64_t ow, const float* x, float* y,
+                                                         std::uint8_t* argmax) {
+  v8f best[Vectors], tap[Vectors];
+  for (int v = 0; v < Vectors; ++v) {
+    best[v] = v8f{} - INFINITY;
+    tap[v] = v8f{} + 255.f;
   }
-}
-
-// The same for one channel.
-[[gnu::always_inline]] inline void max_pool_row_scalar(const PoolGeometry& g, std::int64_t oh,
-                                                       const float* x, float* y,
-                                                       std::uint8_t* argmax) {
-  for (std::int64_t ow = 0; ow < g.out_w; ++ow) {
-    float best = -INFINITY;
-    std::uint8_t tap = 255;
-    for (std::int64_t kh = 0; kh < g.kernel_h; ++kh) {
-      const std::int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-      if (ih < 0 || ih >= g.in_h) continue;
-      for (std::int64_t kw = 0; kw < g.kernel_w; ++kw) {
-        const std::int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
-        if (iw < 0 || iw >= g.in_w) continue;
-        const float value = x[ih * g.src_h + iw * g.src_w];
-        const bool better = value > best;
-        best = better ? value : best;
-        tap = better ? static_cast<std::uint8_t>(kh * g.kernel_w + kw) : tap;
-      }
-    }
-    y[oh * g.dst_h + ow * g.dst_w] = best;
-    if (argmax) argmax[oh * g.dst_h + ow * g.dst_w] = tap;
-  }
-}
-
-// Backward of one plane for Vectors x 8 consecutive channels: for each dst element and each
-// in-bounds tap k, dx[tap k] += dy where the lane's argmax is k (masked vector adds, no branches
-// on data). dx must be zero on entry.
-template <int Vectors>
-[[gnu::always_inline]] inline void max_pool_plane_backward_vector(const PoolGeometry& g,
-                                                                  const float* dy,
-                                                                  const std::uint8_t* argmax,
-                                                                  float* dx) {
-  for (std::int64_t oh = 0; oh < g.out_h; ++oh) {
-    for (std::int64_t ow = 0; ow < g.out_w; ++ow) {
-      const std::int64_t at = oh * g.dst_h + ow * g.dst_w;
-      v8f grad[Vectors];
-      v8i tap[Vectors];
+  for (std::int64_t kh = 0; kh < g.kernel_h; ++kh) {
+    const std::int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+    if (ih < 0 || ih >= g.in_h) continue;
+    for (std::int64_t kw = 0; kw < g.kernel_w; ++kw) {
+      const std::int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
+      if (iw < 0 || iw >= g.in_w) continue;
+      const float* px = x + ih * g.src_h + iw * g.src_w;
+      const float t = static_cast<float>(kh * g.kernel_w + kw);
       for (int v = 0; v < Vectors; ++v) {
-        grad[v] = load8(dy + at + 8 * v);
-        v8b bytes;
-        std::memcpy(&bytes, argmax + at + 8 * v, sizeof bytes);
-        tap[v] = __builtin_convertvector(bytes, v8i);
+        const v8f value = load8(px + 8 * v);
+        const v8i better = value > best[v];
+        best[v] = better ? value : best[v];
+        tap[v] = better ? v8f{} + t : tap[v];
       }
-      for (std::int64_t kh = 0; kh < g.kernel_h; ++kh) {
-        const std::int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-        if (ih < 0 || ih >= g.in_h) continue;
-        for (std::int64_t kw = 0; kw < g.kernel_w; ++kw) {
-          const std::int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
-          if (iw < 0 || iw >= g.in_w) continue;
-          float* q = dx + ih * g.src_h + iw * g.src_w;
-          const auto k = static_cast<std::int32_t>(kh * g.kernel_w + kw);
-          for (int v = 0; v < Vectors; ++v) {
-            const v8i hit = tap[v] == k;
-            store8(q + 8 * v, load8(q + 8 * v) + (hit ? grad[v] : v8f{}));
-          }
-        }
+    }
+  }
+  const std::int64_t at = oh * g.dst_h + ow * g.dst_w;
+  for (int v = 0; v < Vectors; ++v) {
+    store8(y + at + 8 * v, best[v]);
+    if (argmax) {
+      const v8b bytes = __builtin_convertvector(__builtin_convertvector(tap[v], v8i), v8b);
+      std::memcpy(argmax + at + 8 * v, &bytes, sizeof bytes);
+    }
+  }
+}
+
+// The same for one channel.
+[[gnu::always_inline]] inline void max_pool_pixel_scalar(const PoolGeometry& g, std::int64_t oh,
+                                                         std::int64_t ow, const float* x, float* y,
+                                                         std::uint8_t* argmax) {
+  float best = -INFINITY;
+  std::uint8_t tap = 255;
+  for (std::int64_t kh = 0; kh < g.kernel_h; ++kh) {
+    const std::int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+    if (ih < 0 || ih >= g.in_h) continue;
+    for (std::int64_t kw = 0; kw < g.kernel_w; ++kw) {
+      const std::int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
+      if (iw < 0 || iw >= g.in_w) continue;
+      const float value = x[ih * g.src_h + iw * g.src_w];
+      const bool better = value > best;
+      best = better ? value : best;
+      tap = better ? static_cast<std::uint8_t>(kh * g.kernel_w + kw) : tap;
+    }
+  }
+  y[oh * g.dst_h + ow * g.dst_w] = best;
+  if (argmax) argmax[oh * g.dst_h + ow * g.dst_w] = tap;
+}
+
+// Backward of one output pixel for Vectors x 8 consecutive channels: for each in-bounds tap k,
+// dx[tap k] += dy where the lane's argmax is k (masked vector adds, no branches on data).
+template <int Vectors>
+[[gnu::always_inline]] inline void max_pool_pixel_backward_vector(const PoolGeometry& g,
+                                                                  std::int64_t oh, std::int64_t ow,
+                                                                  const float* dy,
+                                                                  const std::uint8_t* argmax,
+                                                                  float* dx) {
+  const std::int64_t at = oh * g.dst_h + ow * g.dst_w;
+  v8f grad[Vectors];
+  v8i tap[Vectors];
+  for (int v = 0; v < Vectors; ++v) {
+    grad[v] = load8(dy + at + 8 * v);
+    v8b bytes;
+    std::memcpy(&bytes, argmax + at + 8 * v, sizeof bytes);
+    tap[v] = __builtin_convertvector(bytes, v8i);
+  }
+  for (std::int64_t kh = 0; kh < g.kernel_h; ++kh) {
+    const std::int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
+    if (ih < 0 || ih >= g.in_h) continue;
+    for (std::int64_t kw = 0; kw < g.kernel_w; ++kw) {
+      const std::int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
+      if (iw < 0 || iw >= g.in_w) continue;
+      float* q = dx + ih * g.src_h + iw * g.src_w;
+      const auto k = static_cast<std::int32_t>(kh * g.kernel_w + kw);
+      for (int v = 0; v < Vectors; ++v) {
+        const v8i hit = tap[v] == k;
+        store8(q + 8 * v, load8(q + 8 * v) + (hit ? grad[v] : v8f{}));
       }
     }
   }
 }
 
 // The same for one channel.
-[[gnu::always_inline]] inline void max_pool_plane_backward_scalar(const PoolGeometry& g,
+[[gnu::always_inline]] inline void max_pool_pixel_backward_scalar(const PoolGeometry& g,
+                                                                  std::int64_t oh, std::int64_t ow,
                                                                   const float* dy,
                                                                   const std::uint8_t* argmax,
                                                                   float* dx) {
-  for (std::int64_t oh = 0; oh < g.out_h; ++oh) {
-    for (std::int64_t ow = 0; ow < g.out_w; ++ow) {
-      const std::int64_t at = oh * g.dst_h + ow * g.dst_w;
-      const std::uint8_t t = argmax[at];
-      if (t == 255) continue;
-      const std::int64_t ih = oh * g.stride_h - g.pad_top + (t / g.kernel_w) * g.dilation_h;
-      const std::int64_t iw = ow * g.stride_w - g.pad_left + (t % g.kernel_w) * g.dilation_w;
-      dx[ih * g.src_h + iw * g.src_w] += dy[at];
-    }
-  }
+  const std::int64_t at = oh * g.dst_h + ow * g.dst_w;
+  const std::uint8_t t = argmax[at];
+  if (t == 255) return;
+  const std::int64_t ih = oh * g.stride_h - g.pad_top + (t / g.kernel_w) * g.dilation_h;
+  const std::int64_t iw = ow * g.stride_w - g.pad_left + (t % g.kernel_w) * g.dilation_w;
+  dx[ih * g.src_h + iw * g.src_w] += dy[at];
 }
 
-// The consecutive channels of a block are cut into chunks of 16 (two vectors), then 8, then single
-// channels: a block of 8 or 16 is one chunk; channels-last (the block is all C channels) is C/16
-// chunks plus the rest. Chunk i starts at channel offset(i) of the block and has lanes(i) lanes.
-struct Chunks {
-  std::int64_t sixteen = 0, eight = 0, single = 0;
-  explicit Chunks(std::int64_t block)
-      : sixteen(block / 16), eight((block % 16) / 8), single(block % 8) {}
-  std::int64_t count() const { return sixteen + eight + single; }
-  std::int64_t offset(std::int64_t i) const {
-    if (i < sixteen) return 16 * i;
-    if (i < sixteen + eight) return 16 * sixteen;
-    return 16 * sixteen + 8 * eight + (i - sixteen - eight);
+// The consecutive channels of a block, per pixel: 16 at a time (two vectors), then 8, then one
+// by one. A block of 8 or 16 is a single step; channels-last (the block is all C channels, which
+// sit together in memory) walks them all while the pixel's data is in cache.
+template <typename Sixteen, typename Eight, typename One>
+[[gnu::always_inline]] inline void for_channels(std::int64_t block, Sixteen&& sixteen,
+                                                Eight&& eight, One&& one) {
+  std::int64_t c = 0;
+  for (; c + 16 <= block; c += 16) sixteen(c);
+  if (c + 8 <= block) {
+    eight(c);
+    c += 8;
   }
-  int lanes(std::int64_t i) const { return i < sixteen ? 16 : i < sixteen + eight ? 8 : 1; }
-};
+  for (; c < block; ++c) one(c);
+}
 
 }  // namespace
 
 [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] void max_pool_forward(
     const PoolGeometry& g, const float* x, float* y, std::uint8_t* argmax) {
-  const Chunks chunks(g.block);
+  // Work items: one output row of one plane (an image's channel block).
   const std::int64_t planes = g.batch * g.channel_blocks;
-  const std::int64_t items = planes * chunks.count() * g.out_h;
+  const std::int64_t rows = planes * g.out_h;
   const std::int64_t work = planes * g.block * g.out_h * g.out_w * g.kernel_h * g.kernel_w;
-#pragma omp parallel for schedule(static) if (items > 1 && work > kParallelThreshold)
-  for (std::int64_t item = 0; item < items; ++item) {
-    const std::int64_t oh = item % g.out_h;
-    const std::int64_t chunk = (item / g.out_h) % chunks.count();
-    const std::int64_t p = item / (g.out_h * chunks.count());
+#pragma omp parallel for schedule(static) if (rows > 1 && work > kParallelThreshold)
+  for (std::int64_t row = 0; row < rows; ++row) {
+    const std::int64_t p = row / g.out_h, oh = row % g.out_h;
     const std::int64_t n = p / g.channel_blocks, c = p % g.channel_blocks;
-    const std::int64_t lane = chunks.offset(chunk);
-    const float* px = x + n * g.src_n + c * g.src_c + lane;
-    float* py = y + n * g.dst_n + c * g.dst_c + lane;
-    std::uint8_t* pa = argmax ? argmax + n * g.dst_n + c * g.dst_c + lane : nullptr;
-    switch (chunks.lanes(chunk)) {
-      case 16:
-        max_pool_row_vector<2>(g, oh, px, py, pa);
-        break;
-      case 8:
-        max_pool_row_vector<1>(g, oh, px, py, pa);
-        break;
-      default:
-        max_pool_row_scalar(g, oh, px, py, pa);
+    const float* px = x + n * g.src_n + c * g.src_c;
+    float* py = y + n * g.dst_n + c * g.dst_c;
+    std::uint8_t* pa = argmax ? argmax + n * g.dst_n + c * g.dst_c : nullptr;
+    for (std::int64_t ow = 0; ow < g.out_w; ++ow) {
+      for_channels(
+          g.block,
+          [&](std::int64_t k) {
+            max_pool_pixel_vector<2>(g, oh, ow, px + k, py + k, pa ? pa + k : nullptr);
+          },
+          [&](std::int64_t k) {
+            max_pool_pixel_vector<1>(g, oh, ow, px + k, py + k, pa ? pa + k : nullptr);
+          },
+          [&](std::int64_t k) {
+            max_pool_pixel_scalar(g, oh, ow, px + k, py + k, pa ? pa + k : nullptr);
+          });
     }
   }
 }
 
 [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] void max_pool_backward(
     const PoolGeometry& g, const float* dy, const std::uint8_t* argmax, float* dx) {
-  // Work items own disjoint channels (a chunk of one plane), so their writes never overlap.
-  const Chunks chunks(g.block);
+  // Work items: whole planes, whose writes never overlap (windows may, within a plane).
   const std::int64_t planes = g.batch * g.channel_blocks;
-  const std::int64_t items = planes * chunks.count();
   const std::int64_t work = planes * g.block * g.in_h * g.in_w;
-#pragma omp parallel for schedule(static) if (items > 1 && work > kParallelThreshold)
-  for (std::int64_t item = 0; item < items; ++item) {
-    const std::int64_t chunk = item % chunks.count();
-    const std::int64_t p = item / chunks.count();
+#pragma omp parallel for schedule(static) if (planes > 1 && work > kParallelThreshold)
+  for (std::int64_t p = 0; p < planes; ++p) {
     const std::int64_t n = p / g.channel_blocks, c = p % g.channel_blocks;
-    const std::int64_t lane = chunks.offset(chunk);
-    const int lanes = chunks.lanes(chunk);
-    float* pdx = dx + n * g.src_n + c * g.src_c + lane;
+    float* pdx = dx + n * g.src_n + c * g.src_c;
     for (std::int64_t h = 0; h < g.in_h; ++h) {
       for (std::int64_t w = 0; w < g.in_w; ++w) {
         float* q = pdx + h * g.src_h + w * g.src_w;
-        for (int b = 0; b < lanes; ++b) q[b] = 0.f;
+        for (std::int64_t b = 0; b < g.block; ++b) q[b] = 0.f;
       }
     }
-    const float* pdy = dy + n * g.dst_n + c * g.dst_c + lane;
-    const std::uint8_t* pa = argmax + n * g.dst_n + c * g.dst_c + lane;
-    switch (lanes) {
-      case 16:
-        max_pool_plane_backward_vector<2>(g, pdy, pa, pdx);
-        break;
-      case 8:
-        max_pool_plane_backward_vector<1>(g, pdy, pa, pdx);
-        break;
-      default:
-        max_pool_plane_backward_scalar(g, pdy, pa, pdx);
+    const float* pdy = dy + n * g.dst_n + c * g.dst_c;
+    const std::uint8_t* pa = argmax + n * g.dst_n + c * g.dst_c;
+    for (std::int64_t oh = 0; oh < g.out_h; ++oh) {
+      for (std::int64_t ow = 0; ow < g.out_w; ++ow) {
+        for_channels(
+            g.block,
+            [&](std::int64_t k) {
+              max_pool_pixel_backward_vector<2>(g, oh, ow, pdy + k, pa + k, pdx + k);
+            },
+            [&](std::int64_t k) {
+              max_pool_pixel_backward_vector<1>(g, oh, ow, pdy + k, pa + k, pdx + k);
+            },
+            [&](std::int64_t k) {
+              max_pool_pixel_backward_scalar(g, oh, ow, pdy + k, pa + k, pdx + k);
+            });
+      }
     }
   }
 }

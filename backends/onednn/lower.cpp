@@ -7,6 +7,7 @@
 // (Program::use). Forward primitive descriptors are the hints of the backward ones.
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cmath>
 #include <mutex>
 
@@ -346,65 +347,72 @@ void lower_dense(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
 
 // ---- pooling -----------------------------------------------------------------------------------
 
-// The channel blocking of a 4-D f32 desc for PoolGeometry: channels in blocks (nChw8c, nChw16c:
-// the block size), channels-last (nhwc: one block of all C channels) or planar (nchw: blocks of
-// one channel), with the strides of n, c, h, w; false for any other layout.
-bool pool_strides(const Desc& md, std::int64_t* block, std::int64_t strides[4]) {
-  const auto& d = md.data;
-  if (d.format_kind != dnnl_blocked || d.ndims != 4 || md.data_type() != DataType::f32) {
-    return false;
+// Max pooling through the loops of loops.cpp (see PoolGeometry); the oneDNN descriptor still
+// chooses the dst layout.
+// Wall times of one max pooling (forward, plus backward when training) through the loops and
+// through oneDNN's primitive, on scratch memory in the layouts the lowering chose.
+struct PoolTimes {
+  double loops = 0.0, onednn = 0.0;
+};
+
+// Best of two timed runs after a warm-up (first touch, JIT).
+double best_time(const std::function<void()>& run) {
+  run();
+  double best = INFINITY;
+  for (int i = 0; i < 2; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    run();
+    best = std::min(
+        best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
-  const auto& blocking = d.format_desc.blocking;
-  if (blocking.inner_nblks == 0) {
-    *block = blocking.strides[1] == 1 ? d.dims[1] : 1;
-  } else if (blocking.inner_nblks == 1 && blocking.inner_idxs[0] == 1) {
-    *block = blocking.inner_blks[0];
-  } else {
-    return false;
-  }
-  for (int i = 0; i < 4; ++i) strides[i] = blocking.strides[i];
-  return true;
+  return best;
 }
 
-// Max pooling through the loops of loops.cpp when the layouts allow (see PoolGeometry); the
-// oneDNN descriptor still chooses the dst layout. Returns false to use the oneDNN primitive.
-bool lower_max_pool_loops(OnednnProgram& p, const Node& n,
-                          const dnnl::pooling_v2_forward::primitive_desc& pd, const Window2d& win,
-                          Plan plan) {
-  if (win.kernel_h * win.kernel_w > 255) return false;
-  PoolGeometry g;
-  std::int64_t src_block = 0, dst_block = 0, ss[4], ds[4];
-  if (!pool_strides(pd.src_desc(), &src_block, ss) ||
-      !pool_strides(pd.dst_desc(), &dst_block, ds) || src_block != dst_block) {
-    return false;
+// Which of the two runs faster depends on the CPU and the layout oneDNN picked for the tensor
+// (docs/BENCHMARKS.md, onnxforge-pool-bench), so each Program measures it once per pooling node
+// and plan. Both give the same results, ties included (first maximum in scan order; test
+// OnednnPoolLoops.AgreeWithTheOnednnPrimitiveOnTies), except for the order in which
+// overlapping windows add into one gradient element (lower_pool keeps the loops there).
+PoolTimes time_max_pool(OnednnProgram& p, const PoolGeometry& g,
+                        const dnnl::pooling_v2_forward::primitive_desc& pd,
+                        const std::optional<dnnl::pooling_v2_backward::primitive_desc>& bpd) {
+  memory src = p.allocate(pd.src_desc());
+  memory dst = p.allocate(pd.dst_desc());
+  float* x = floats(src);
+  const std::size_t count = float_count(src);
+  for (std::size_t i = 0; i < count; ++i) x[i] = static_cast<float>((i * 2654435761u) % 1000);
+  std::vector<std::uint8_t> argmax(bpd ? float_count(dst) : 0);
+  PoolTimes times;
+  std::optional<memory> diff_src, workspace;
+  if (bpd) diff_src = p.allocate(pd.src_desc());
+  times.loops = best_time([&]() {
+    max_pool_forward(g, x, floats(dst), bpd ? argmax.data() : nullptr);
+    if (bpd) max_pool_backward(g, floats(dst), argmax.data(), floats(*diff_src));
+  });
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
+  std::unordered_map<int, memory> bargs;
+  if (bpd) {
+    workspace = p.allocate(pd.workspace_desc());
+    args[DNNL_ARG_WORKSPACE] = *workspace;
+    bargs = {
+        {DNNL_ARG_DIFF_DST, dst}, {DNNL_ARG_DIFF_SRC, *diff_src}, {DNNL_ARG_WORKSPACE, *workspace}};
   }
+  dnnl::pooling_v2_forward forward(pd);
+  std::optional<dnnl::pooling_v2_backward> backward;
+  if (bpd) backward = dnnl::pooling_v2_backward(*bpd);
+  times.onednn = best_time([&]() {
+    forward.execute(p.stream(), args);
+    if (backward) backward->execute(p.stream(), bargs);
+    p.stream().wait();
+  });
+  return times;
+}
+
+void lower_max_pool_loops(OnednnProgram& p, const Node& n,
+                          const dnnl::pooling_v2_forward::primitive_desc& pd, const PoolGeometry& g,
+                          Plan plan, const std::string& measured) {
   const std::string x = n.inputs[0];
   const std::string y = n.outputs[0];
-  const Shape xs = p.value(x).shape;
-  const Shape ys = p.value(y).shape;
-  g.block = src_block;
-  g.batch = xs[0];
-  g.channel_blocks = (xs[1] + g.block - 1) / g.block;
-  g.in_h = xs[2];
-  g.in_w = xs[3];
-  g.out_h = ys[2];
-  g.out_w = ys[3];
-  g.kernel_h = win.kernel_h;
-  g.kernel_w = win.kernel_w;
-  g.stride_h = win.stride_h;
-  g.stride_w = win.stride_w;
-  g.dilation_h = win.dilation_h;
-  g.dilation_w = win.dilation_w;
-  g.pad_top = win.pad_top;
-  g.pad_left = win.pad_left;
-  g.src_n = ss[0];
-  g.src_c = ss[1];
-  g.src_h = ss[2];
-  g.src_w = ss[3];
-  g.dst_n = ds[0];
-  g.dst_c = ds[1];
-  g.dst_h = ds[2];
-  g.dst_w = ds[3];
   p.define(y, pd.dst_desc());
   memory xm = p.use(x, pd.src_desc(), plan);
   memory ym = p.value(y).mem;
@@ -414,12 +422,12 @@ bool lower_max_pool_loops(OnednnProgram& p, const Node& n,
     argmax = std::make_shared<std::vector<std::uint8_t>>(pd.dst_desc().get_size() / sizeof(float));
   }
   p.add(plan,
-        fmt::format("{}: max pooling {}x{}/{} (loop) {}", n.name, g.kernel_h, g.kernel_w,
-                    g.stride_h, layout_name(pd.src_desc())),
+        fmt::format("{}: max pooling {}x{}/{} (loop) {}{}", n.name, g.kernel_h, g.kernel_w,
+                    g.stride_h, layout_name(pd.src_desc()), measured),
         [g, xm, ym, argmax]() {
           max_pool_forward(g, floats(xm), floats(ym), argmax ? argmax->data() : nullptr);
         });
-  if (!training) return true;
+  if (!training) return;
   p.add_backward_builder([&p, n, x, y, g, argmax, src_md = pd.src_desc(),
                           dst_md = pd.dst_desc()]() {
     if (!p.needs_gradient(x) || !p.needs_gradient(y)) return;
@@ -430,7 +438,6 @@ bool lower_max_pool_loops(OnednnProgram& p, const Node& n,
           [g, dy, dx, argmax]() { max_pool_backward(g, floats(dy), argmax->data(), floats(dx)); });
     p.finish(sink);
   });
-  return true;
 }
 
 void lower_pool(OnednnProgram& p, const Node& n, Plan plan) {
@@ -471,7 +478,32 @@ void lower_pool(OnednnProgram& p, const Node& n, Plan plan) {
                                       dilation, padding_l, padding_r);
   dnnl::pooling_v2_forward::primitive_desc pd(desc, p.engine());
   p.define(y, pd.dst_desc());
-  if (alg == algorithm::pooling_max && lower_max_pool_loops(p, n, pd, win, plan)) return;
+  std::string measured;
+  if (alg == algorithm::pooling_max) {
+    const std::optional<PoolGeometry> g = pool_geometry(pd.src_desc(), pd.dst_desc(), win);
+    if (g) {
+      std::optional<dnnl::pooling_v2_backward::primitive_desc> bpd;
+      if (training) {
+        bpd = dnnl::pooling_v2_backward::primitive_desc(
+            {alg, pd.src_desc(), pd.dst_desc(), strides, kernel, dilation, padding_l, padding_r},
+            p.engine(), pd);
+      }
+      // Overlapping windows (stride below the window's span) send several dy into one dx,
+      // and the loops and oneDNN add them in different orders: training keeps the loops there,
+      // so that a run's gradients never depend on which one measured faster.
+      if (training && (win.stride_h < span_h || win.stride_w < span_w)) {
+        lower_max_pool_loops(p, n, pd, *g, plan, ", overlapping windows: the loops' sum order");
+        return;
+      }
+      const PoolTimes times = time_max_pool(p, *g, pd, bpd);
+      measured = fmt::format(", measured: loop {:.3f} ms, oneDNN {:.3f} ms", times.loops * 1e3,
+                             times.onednn * 1e3);
+      if (times.loops <= times.onednn) {
+        lower_max_pool_loops(p, n, pd, *g, plan, measured);
+        return;
+      }
+    }
+  }
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.use(x, pd.src_desc(), plan)},
                                        {DNNL_ARG_DST, p.value(y).mem}};
   std::optional<memory> workspace;
@@ -480,8 +512,8 @@ void lower_pool(OnednnProgram& p, const Node& n, Plan plan) {
     args[DNNL_ARG_WORKSPACE] = *workspace;
   }
   p.add_primitive(plan,
-                  fmt::format("{}: pooling {} ({}) {}", n.name, n.op, pd.impl_info_str(),
-                              layout_name(pd.src_desc())),
+                  fmt::format("{}: pooling {} ({}) {}{}", n.name, n.op, pd.impl_info_str(),
+                              layout_name(pd.src_desc()), measured),
                   dnnl::pooling_v2_forward(pd), args);
   if (!training) return;
   p.add_backward_builder([&p, n, x, y, alg, strides, kernel, dilation, padding_l, padding_r, pd,
@@ -959,6 +991,66 @@ bool is_f32(const Graph& graph, const std::string& value) {
 }
 
 }  // namespace
+
+namespace {
+
+// The channel blocking of a 4-D f32 desc for PoolGeometry: channels in blocks (nChw8c, nChw16c:
+// the block size), channels-last (nhwc: one block of all C channels) or planar (nchw: blocks of
+// one channel), with the strides of n, c, h, w; false for any other layout.
+bool pool_strides(const Desc& md, std::int64_t* block, std::int64_t strides[4]) {
+  const auto& d = md.data;
+  if (d.format_kind != dnnl_blocked || d.ndims != 4 || md.data_type() != DataType::f32) {
+    return false;
+  }
+  const auto& blocking = d.format_desc.blocking;
+  if (blocking.inner_nblks == 0) {
+    *block = blocking.strides[1] == 1 ? d.dims[1] : 1;
+  } else if (blocking.inner_nblks == 1 && blocking.inner_idxs[0] == 1) {
+    *block = blocking.inner_blks[0];
+  } else {
+    return false;
+  }
+  for (int i = 0; i < 4; ++i) strides[i] = blocking.strides[i];
+  return true;
+}
+
+}  // namespace
+
+std::optional<PoolGeometry> pool_geometry(const Desc& src, const Desc& dst, const Window2d& win) {
+  if (win.kernel_h * win.kernel_w > 255) return std::nullopt;  // taps are stored in a byte
+  PoolGeometry g;
+  std::int64_t src_block = 0, dst_block = 0, ss[4], ds[4];
+  if (!pool_strides(src, &src_block, ss) || !pool_strides(dst, &dst_block, ds) ||
+      src_block != dst_block) {
+    return std::nullopt;
+  }
+  const auto& sd = src.data.dims;
+  const auto& dd = dst.data.dims;
+  g.block = src_block;
+  g.batch = sd[0];
+  g.channel_blocks = (sd[1] + g.block - 1) / g.block;
+  g.in_h = sd[2];
+  g.in_w = sd[3];
+  g.out_h = dd[2];
+  g.out_w = dd[3];
+  g.kernel_h = win.kernel_h;
+  g.kernel_w = win.kernel_w;
+  g.stride_h = win.stride_h;
+  g.stride_w = win.stride_w;
+  g.dilation_h = win.dilation_h;
+  g.dilation_w = win.dilation_w;
+  g.pad_top = win.pad_top;
+  g.pad_left = win.pad_left;
+  g.src_n = ss[0];
+  g.src_c = ss[1];
+  g.src_h = ss[2];
+  g.src_w = ss[3];
+  g.dst_n = ds[0];
+  g.dst_c = ds[1];
+  g.dst_h = ds[2];
+  g.dst_w = ds[3];
+  return g;
+}
 
 std::string isa_name() {
   switch (dnnl::get_effective_cpu_isa()) {

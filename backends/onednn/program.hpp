@@ -16,6 +16,7 @@
 
 #include "backends/backend.hpp"
 #include "backends/onednn/onednn_backend.hpp"
+#include "graph/ops.hpp"
 
 namespace onnxforge::onednn {
 
@@ -259,6 +260,9 @@ struct PoolGeometry {
   std::int64_t src_n = 0, src_c = 0, src_h = 0, src_w = 0;  // strides of src
   std::int64_t dst_n = 0, dst_c = 0, dst_h = 0, dst_w = 0;  // strides of dst
 };
+// The geometry of a max pooling from src and dst descs (4-D f32, both in the same one of the
+// layouts above) and its window; nothing for any other layout or a window over 255 taps.
+std::optional<PoolGeometry> pool_geometry(const Desc& src, const Desc& dst, const Window2d& win);
 // y = max over each window (first maximum in scan order wins); `argmax` (may be null) gets the
 // winning tap (kh * kernel_w + kw, 255 when the window holds no input) per dst element.
 void max_pool_forward(const PoolGeometry& g, const float* x, float* y, std::uint8_t* argmax);

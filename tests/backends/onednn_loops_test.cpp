@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -161,6 +162,74 @@ TEST(OnednnPoolLoops, MatchNaiveMaxPoolingInEveryLayout) {
   for (const auto& layout : layouts) {
     for (std::int64_t channels : {1, 3, 8, 16, 24, 37}) {
       for (const auto& win : windows) check(layout, channels, 9, win);
+    }
+  }
+}
+
+// The lowering picks the loops or oneDNN's pooling primitive by measuring both (lower.cpp,
+// time_max_pool), so the two must agree bit for bit, ties included: after a ReLU whole windows
+// are 0, and both give a tie to the first maximum in scan order.
+TEST(OnednnPoolLoops, AgreeWithTheOnednnPrimitiveOnTies) {
+  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  dnnl::stream stream(engine);
+  const std::vector<std::pair<std::string, Tag>> tags = {
+      {"nchw", Tag::nchw}, {"nhwc", Tag::nhwc}, {"nChw8c", Tag::nChw8c}, {"nChw16c", Tag::nChw16c}};
+  for (const auto& [name, tag] : tags) {
+    for (const Window& w : {Window{2, 1, 0, 1}, Window{3, 2, 1, 1}}) {
+      SCOPED_TRACE(name + " kernel " + std::to_string(w.kernel));
+      const std::int64_t n = 2, c = 24, in = 11;
+      const std::int64_t out = (in + 2 * w.pad - w.kernel) / w.stride + 1;
+      const Desc src_md({n, c, in, in}, DataType::f32, tag);
+      const Desc dst_md({n, c, out, out}, DataType::f32, tag);
+      const memory::dims strides{w.stride, w.stride}, kernel{w.kernel, w.kernel}, dil{0, 0},
+          pad{w.pad, w.pad};
+      dnnl::pooling_v2_forward::primitive_desc pd(
+          {dnnl::prop_kind::forward_training, dnnl::algorithm::pooling_max, src_md, dst_md, strides,
+           kernel, dil, pad, pad},
+          engine);
+      dnnl::pooling_v2_backward::primitive_desc bpd(
+          {dnnl::algorithm::pooling_max, src_md, dst_md, strides, kernel, dil, pad, pad}, engine,
+          pd);
+      memory x(src_md, engine), y(dst_md, engine), dy(dst_md, engine), dx(src_md, engine),
+          workspace(pd.workspace_desc(), engine);
+      // Filled through plain memories and a reorder, which keeps blocked padding lanes zero as
+      // oneDNN's own primitives do.
+      memory plain_x({{n, c, in, in}, DataType::f32, Tag::nchw}, engine);
+      memory plain_dy({{n, c, out, out}, DataType::f32, Tag::nchw}, engine);
+      Random rng(3);
+      auto* fill_x = static_cast<float*>(plain_x.get_data_handle());
+      for (std::int64_t i = 0; i < n * c * in * in; ++i) {
+        // -1, 0, 1 clipped at 0 as after a ReLU: whole windows tie.
+        fill_x[i] = std::max(static_cast<float>(static_cast<int>(rng.uniform() * 3) - 1), 0.f);
+      }
+      // Multiples of 1/8: sums of a few are exact in any order, so equal bits mean equal routing.
+      auto* fill_dy = static_cast<float*>(plain_dy.get_data_handle());
+      for (std::int64_t i = 0; i < n * c * out * out; ++i) {
+        fill_dy[i] = static_cast<float>(static_cast<int>(rng.uniform() * 64)) / 8.f;
+      }
+      dnnl::reorder(plain_x, x).execute(stream, plain_x, x);
+      dnnl::reorder(plain_dy, dy).execute(stream, plain_dy, dy);
+      stream.wait();
+      const auto* px = static_cast<const float*>(x.get_data_handle());
+      const auto* pdy = static_cast<const float*>(dy.get_data_handle());
+      dnnl::pooling_v2_forward(pd).execute(
+          stream, {{DNNL_ARG_SRC, x}, {DNNL_ARG_DST, y}, {DNNL_ARG_WORKSPACE, workspace}});
+      dnnl::pooling_v2_backward(bpd).execute(
+          stream,
+          {{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_DIFF_SRC, dx}, {DNNL_ARG_WORKSPACE, workspace}});
+      stream.wait();
+      Window2d win;
+      win.kernel_h = win.kernel_w = w.kernel;
+      win.stride_h = win.stride_w = w.stride;
+      win.pad_top = win.pad_left = win.pad_bottom = win.pad_right = w.pad;
+      const std::optional<PoolGeometry> g = pool_geometry(src_md, dst_md, win);
+      ASSERT_TRUE(g.has_value());
+      std::vector<float> y2(dst_md.get_size() / 4), dx2(src_md.get_size() / 4);
+      std::vector<std::uint8_t> argmax(y2.size());
+      max_pool_forward(*g, px, y2.data(), argmax.data());
+      max_pool_backward(*g, pdy, argmax.data(), dx2.data());
+      EXPECT_EQ(std::memcmp(y2.data(), y.get_data_handle(), dst_md.get_size()), 0) << "y";
+      EXPECT_EQ(std::memcmp(dx2.data(), dx.get_data_handle(), src_md.get_size()), 0) << "dx";
     }
   }
 }
