@@ -1,5 +1,5 @@
 // onnxforge bench MODEL --backend onednn|cudnn|reference [--batch N] [--mode infer|train]
-//                 [--dtype fp32|bf16] [--seconds S] [--json FILE] [--input CxHxW] [--head]
+//                 [--dtype fp32|bf16|auto] [--seconds S] [--json FILE] [--input CxHxW] [--head]
 //                 [--threads N]
 // Times one model on one backend the way OpenVINO's benchmark_app reports it: compile, warm-up,
 // then as many iterations as fit in S seconds; throughput and latency percentiles.
@@ -49,7 +49,7 @@ struct BenchArgs {
   std::string backend = "onednn";
   int batch = 32;
   std::string mode = "infer";
-  std::string dtype = "fp32";
+  std::string dtype = "auto";
   double seconds = 10.0;
   double warmup_seconds = 1.0;
   std::string json;
@@ -153,7 +153,7 @@ Workload make_workload(const BenchArgs& args) {
   const bool train = args.mode == "train";
   w.options.threads = args.threads;
   w.options.seed = args.seed;
-  w.options.compute_dtype = args.dtype == "bf16" ? DType::bf16 : DType::f32;
+  w.options.precision = parse_precision(args.dtype);
   Random rng(hash_name("bench", args.seed));
   auto random_tensor = [&rng](const Shape& shape, double low, double high) {
     Tensor t(DType::f32, shape);
@@ -219,8 +219,8 @@ void run_bench(const BenchArgs& args) {
   if (args.mode != "infer" && args.mode != "train") {
     fail("bench: --mode must be infer or train, got '{}'", args.mode);
   }
-  if (args.dtype != "fp32" && args.dtype != "bf16") {
-    fail("bench: --dtype must be fp32 or bf16, got '{}'", args.dtype);
+  if (args.dtype != "fp32" && args.dtype != "bf16" && args.dtype != "auto") {
+    fail("bench: --dtype must be fp32, bf16 or auto, got '{}'", args.dtype);
   }
   if (!(args.seconds > 0)) fail("bench: --seconds must be > 0, got {}", args.seconds);
   const auto backend = make_backend(args.backend);
@@ -355,7 +355,8 @@ const Registration registration{
           ->capture_default_str();
       sub->add_option("--batch", args->batch, "images per iteration")->capture_default_str();
       sub->add_option("--mode", args->mode, "infer or train")->capture_default_str();
-      sub->add_option("--dtype", args->dtype, "fp32 or bf16 (convolutions and dense layers)")
+      sub->add_option("--dtype", args->dtype,
+                      "convolutions and dense layers: fp32, bf16 or auto (per layer, measured)")
           ->capture_default_str();
       sub->add_option("--seconds", args->seconds, "timed duration after warm-up")
           ->capture_default_str();

@@ -40,6 +40,11 @@ const Registration registration{
           ->required();
       sub->add_option("--out", *out, "folder for the outputs (<output name>.npy)")->required();
       sub->add_option("--backend", *backend_name, "reference, onednn, ...")->capture_default_str();
+      auto dtype = std::make_shared<std::string>("auto");
+      sub->add_option("--dtype", *dtype,
+                      "convolutions and dense layers: fp32, bf16 or auto (per layer, measured; "
+                      "the reference backend always computes exactly)")
+          ->capture_default_str();
       sub->callback([=] {
         std::map<std::string, Tensor> feeds;
         std::vector<std::string> unnamed;
@@ -77,7 +82,7 @@ const Registration registration{
         }
         graph.validate();
         const auto backend = make_backend(*backend_name);
-        auto program = backend->compile(graph, {});
+        auto program = backend->compile(graph, {.precision = parse_precision(*dtype)});
         for (const auto& [name, tensor] : feeds) program->set_input(name, tensor);
         program->forward(Mode::inference);
         fs::create_directories(*out);

@@ -33,6 +33,7 @@ struct RunArgs {
   std::string configs;
   std::string backend;
   int threads = -1;
+  std::string dtype;
   bool full_size = false;
   double epochs_scale = 1.0;
 };
@@ -57,6 +58,7 @@ train::TrainConfig load(const RunArgs& args, const std::string& name, const fs::
   c.data.label_map = "man=Male,woman=Female";
   if (!args.backend.empty()) c.train.backend = args.backend;
   if (args.threads >= 0) c.train.threads = args.threads;
+  if (!args.dtype.empty()) c.train.dtype = args.dtype;
   c.train.epochs = std::max(1, static_cast<int>(c.train.epochs * args.epochs_scale + 0.5));
   return c;
 }
@@ -237,6 +239,9 @@ const Registration registration{
           "folder with baseline.toml, improved.toml, transfer.toml (default: configs/)");
       sub->add_option("--backend", args->backend, "compute backend (onednn, reference, cudnn)");
       sub->add_option("--threads", args->threads, "compute threads (0 = all cores)");
+      sub->add_option("--dtype", args->dtype,
+                      "convolutions and dense layers: fp32, bf16 or auto (default: auto, per "
+                      "layer bf16 where this CPU has it natively and it measures faster)");
       sub->add_flag("--full-size", args->full_size,
                     "synthetic data at the real datasets' sizes (11,135 / 1,279 / 27,167)");
       sub->add_option("--epochs-scale", args->epochs_scale,

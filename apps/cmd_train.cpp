@@ -28,6 +28,7 @@ struct TrainArgs {
   std::string out;
   std::string backend;
   int threads = -1;
+  std::string dtype;
   std::string resume;
 };
 
@@ -55,6 +56,7 @@ void run_train(const TrainArgs& args) {
   std::vector<std::string> overrides = args.overrides;
   if (!args.backend.empty()) overrides.push_back("train.backend=\"" + args.backend + "\"");
   if (args.threads >= 0) overrides.push_back("train.threads=" + std::to_string(args.threads));
+  if (!args.dtype.empty()) overrides.push_back("train.dtype=\"" + args.dtype + "\"");
   if (!args.resume.empty()) {
     run_dir = args.resume;
     const fs::path resolved = run_dir / "config.toml";
@@ -111,6 +113,9 @@ const Registration registration{
       sub->add_option("--out", args->out, "the run folder (default: runs/<config name>)");
       sub->add_option("--backend", args->backend, "compute backend (onednn, reference, cudnn)");
       sub->add_option("--threads", args->threads, "compute threads (0 = all cores)");
+      sub->add_option("--dtype", args->dtype,
+                      "convolutions and dense layers: fp32, bf16 or auto (train.dtype; default "
+                      "auto)");
       sub->add_option("--resume", args->resume,
                       "continue the run in this folder from its last checkpoint");
       sub->callback([args] {

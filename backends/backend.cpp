@@ -5,6 +5,25 @@
 
 namespace onnxforge {
 
+std::string to_string(Precision precision) {
+  switch (precision) {
+    case Precision::f32:
+      return "fp32";
+    case Precision::bf16:
+      return "bf16";
+    case Precision::automatic:
+      return "auto";
+  }
+  return "?";
+}
+
+Precision parse_precision(const std::string& text) {
+  if (text == "fp32" || text == "f32") return Precision::f32;
+  if (text == "bf16") return Precision::bf16;
+  if (text == "auto") return Precision::automatic;
+  fail("precision '{}' is not one of fp32, bf16, auto", text);
+}
+
 void check_compilable(const Backend& backend, const Graph& graph, const CompileOptions& options) {
   for (const auto& in : graph.inputs) {
     if (!is_static(in.shape)) {

@@ -20,6 +20,16 @@ namespace onnxforge {
 
 enum class Mode { inference, training };
 
+// The precision of convolutions and dense layers (every other op computes in f32):
+//   f32        exact f32;
+//   bf16       bf16 inputs, weights and output gradients, f32 accumulation, f32 master weights,
+//              gradients and optimizer state (mixed precision);
+//   automatic  per layer: bf16 where this CPU computes bf16 natively (avx512_bf16, AMX) and a
+//              measurement at compile time finds that layer faster in bf16, f32 elsewhere.
+enum class Precision { f32, bf16, automatic };
+std::string to_string(Precision precision);          // "fp32", "bf16", "auto"
+Precision parse_precision(const std::string& text);  // those (and "f32"); throws Error
+
 struct CompileOptions {
   // Build backward and update: needs `loss`, a scalar value of the graph (e.g. the output of a
   // BinaryCrossEntropyWithLogits node). Without it the Program runs inference only.
@@ -32,8 +42,11 @@ struct CompileOptions {
   std::vector<std::string> keep;
   // Compute threads; 0 means all cores.
   int threads = 0;
-  // f32, or bf16: convolutions and dense layers in bf16 with f32 accumulation (where supported).
-  DType compute_dtype = DType::f32;
+  // Convolutions and dense layers: see Precision.
+  Precision precision = Precision::f32;
+  // Per node (by name), a precision that overrides `precision` (e.g. the choices another process
+  // measured, so that data-parallel ranks compute alike).
+  std::map<std::string, Precision> layer_precision;
   // Seeds dropout masks: a training forward's masks depend on (seed, optimizer step) only, so
   // that a run resumed from its optimizer state draws the same masks.
   std::uint64_t seed = 0;
@@ -92,6 +105,16 @@ class Program {
   virtual void set_optimizer_state(const std::map<std::string, Tensor>& state) = 0;
 
   virtual const Graph& graph() const = 0;
+
+  // How the compute-heavy layers run: one entry per Conv / Dense / pooling node (backends that
+  // choose nothing per layer return none).
+  struct LayerChoice {
+    std::string node, op;
+    std::string dtype;           // "fp32" | "bf16"
+    std::string implementation;  // e.g. "brgconv:avx512_core_bf16", "loops"
+    std::string why;             // e.g. "measured: fp32 1.20 ms, bf16 0.71 ms"
+  };
+  virtual std::vector<LayerChoice> layer_choices() const { return {}; }
 };
 
 struct Support {

@@ -56,13 +56,14 @@ Tensor random_tensor(const Shape& shape, std::uint64_t seed, double low, double 
 
 // ---- the precisions: one line per variant, named by the benchmark's last component -----------
 
-struct Precision {
+struct PrecisionVariant {
   const char* name;
   void (*apply)(CompileOptions&);
 };
-const Precision kPrecisions[] = {
-    {"fp32", [](CompileOptions& o) { o.compute_dtype = DType::f32; }},
-    {"bf16", [](CompileOptions& o) { o.compute_dtype = DType::bf16; }},
+const PrecisionVariant kPrecisions[] = {
+    {"fp32", [](CompileOptions& o) { o.precision = onnxforge::Precision::f32; }},
+    {"bf16", [](CompileOptions& o) { o.precision = onnxforge::Precision::bf16; }},
+    {"auto", [](CompileOptions& o) { o.precision = onnxforge::Precision::automatic; }},
 };
 
 // ---- the networks ----------------------------------------------------------------------------
@@ -156,7 +157,7 @@ struct Workload {
   std::function<void()> step;
 };
 
-Workload make_workload(const Network& net, const Precision& precision) {
+Workload make_workload(const Network& net, const PrecisionVariant& precision) {
   Workload w;
   w.graph = net.graph(net.batch);
   w.options.threads = threads();
@@ -185,7 +186,7 @@ Workload make_workload(const Network& net, const Precision& precision) {
   return w;
 }
 
-void run_network(benchmark::State& state, const Network* net, const Precision* precision) {
+void run_network(benchmark::State& state, const Network* net, const PrecisionVariant* precision) {
   Workload w;
   try {
     w = make_workload(*net, *precision);

@@ -432,6 +432,15 @@ RunRecord load_run(const fs::path& run_dir, const MetricsOptions& options) {
   };
   run.config_toml = text("config.toml");
   run.summary = text("summary.txt");
+  if (fs::is_regular_file(run_dir / "layers.json", ec)) {
+    try {
+      nlohmann::json layers = nlohmann::json::parse(read_file(run_dir / "layers.json"));
+      if (!layers.is_array()) throw std::runtime_error("not a JSON array");
+      run.layers = std::move(layers);
+    } catch (const std::exception& e) {
+      run.notes.push_back(fmt::format("layers.json unreadable: {}", e.what()));
+    }
+  }
   if (fs::is_regular_file(run_dir / "history.csv", ec)) {
     try {
       run.history = read_history_csv(run_dir / "history.csv");
@@ -735,6 +744,31 @@ ReportOutputs write_report(std::span<const RunRecord> runs, const fs::path& out_
       } else {
         h += "<p class=\"missing\">Model summary not available (summary.txt).</p>\n";
         md += "Model summary not available (summary.txt).\n\n";
+      }
+      if (run.layers && !run.layers->empty()) {
+        // Which dtype and implementation each convolution, dense layer and pooling ran with.
+        h += "<table><tr><th>program</th><th>layer</th><th>op</th><th>dtype</th>"
+             "<th>implementation</th><th>why</th></tr>\n";
+        md +=
+            "| program | layer | op | dtype | implementation | why |\n| --- | --- | --- | --- | "
+            "--- | --- |\n";
+        for (const auto& row : *run.layers) {
+          auto field = [&](const char* key) {
+            return row.is_object() && row.contains(key) && row[key].is_string()
+                       ? row[key].get<std::string>()
+                       : std::string("?");
+          };
+          h += "<tr>";
+          md += "|";
+          for (const char* key : {"program", "node", "op", "dtype", "implementation", "why"}) {
+            h += fmt::format("<td>{}</td>", html_escape(field(key)));
+            md += fmt::format(" {} |", field(key));
+          }
+          h += "</tr>\n";
+          md += "\n";
+        }
+        h += "</table>\n";
+        md += "\n";
       }
     }
     h += "<h2>Configurations</h2>\n<div class=\"columns\">\n";

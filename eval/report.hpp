@@ -1,9 +1,9 @@
 // report.html (self-contained: CSS inline, figures inlined as base64 PNG) and report.md (figures
 // by relative path) for one run or a comparison of several.
 //
-// A run folder (DESIGN.md) holds config.toml, summary.txt, history.csv, val/ and test/ (each
-// metrics.json and predictions.csv) and plots/. Every piece is optional: what is missing shows
-// as "not available" in the report, never as an error.
+// A run folder (DESIGN.md) holds config.toml, summary.txt, layers.json, history.csv, val/ and test/
+// (each metrics.json and predictions.csv) and plots/. Every piece is optional: what is missing
+// shows as "not available" in the report, never as an error.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -31,6 +31,8 @@ struct RunRecord {
   std::filesystem::path dir;
   std::optional<std::string> config_toml;
   std::optional<std::string> summary;
+  // layers.json: how each compute-heavy layer ran (program, node, op, dtype, implementation, why)
+  std::optional<nlohmann::json> layers;
   std::optional<History> history;
   std::vector<SplitRecord> splits;  // val, then test (only those that exist)
   std::vector<std::string> notes;   // missing pieces, unreadable files

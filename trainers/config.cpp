@@ -170,6 +170,7 @@ TrainConfig parse_config(const std::string& text, const std::string& where,
   r.get("train.seed", c.train.seed);
   r.get("train.backend", c.train.backend);
   r.get("train.threads", c.train.threads);
+  r.get("train.dtype", c.train.dtype);
   r.get("train.clip_norm", c.train.clip_norm);
   r.get("train.class_weights", c.train.class_weights);
   r.get("train.threshold", c.train.threshold);
@@ -223,6 +224,9 @@ TrainConfig parse_config(const std::string& text, const std::string& where,
         "'train.class_weights' must be [negative, positive]");
   check(c.train.threshold > 0.0 && c.train.threshold < 1.0, where,
         "'train.threshold' must be in (0, 1)");
+  const std::set<std::string> dtypes{"fp32", "bf16", "auto"};
+  check(dtypes.count(c.train.dtype) != 0, where,
+        "'train.dtype' must be fp32, bf16 or auto, got '" + c.train.dtype + "'");
   const std::set<std::string> optimizers{"sgd", "adam", "adamw"};
   check(optimizers.count(c.optimizer.name) != 0, where,
         "'optimizer.name' must be sgd, adam or adamw, got '" + c.optimizer.name + "'");
@@ -305,6 +309,7 @@ std::string to_toml(const TrainConfig& c) {
                             {"seed", static_cast<std::int64_t>(c.train.seed)},
                             {"backend", c.train.backend},
                             {"threads", c.train.threads},
+                            {"dtype", c.train.dtype},
                             {"clip_norm", c.train.clip_norm},
                             {"class_weights", doubles(c.train.class_weights)},
                             {"threshold", c.train.threshold},

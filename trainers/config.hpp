@@ -41,6 +41,8 @@ struct TrainLoopConfig {
   std::uint64_t seed = 42;
   std::string backend = "onednn";
   int threads = 0;  // compute threads, 0 = all cores
+  // Convolutions and dense layers: fp32 | bf16 | auto (per layer, measured; see Precision)
+  std::string dtype = "auto";
   double clip_norm = 0.0;
   std::vector<double> class_weights;  // [negative, positive]; empty = 1, 1
   double threshold = 0.5;

@@ -1,7 +1,9 @@
 #include "trainers/trainer.hpp"
 
 #include <fmt/format.h>
+
 #include <unistd.h>
+#include <sstream>
 
 #include <chrono>
 #include <cmath>
@@ -91,6 +93,24 @@ std::vector<eval::EpochRecord> history_from_json(const nlohmann::json& rows) {
   }
   return history;
 }
+
+}  // namespace
+
+nlohmann::json layers_json(const std::vector<Program::LayerChoice>& layers,
+                           const std::string& program) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& l : layers) {
+    rows.push_back({{"program", program},
+                    {"node", l.node},
+                    {"op", l.op},
+                    {"dtype", l.dtype},
+                    {"implementation", l.implementation},
+                    {"why", l.why}});
+  }
+  return rows;
+}
+
+namespace {
 
 void write_history(const fs::path& path, const std::vector<eval::EpochRecord>& history) {
   std::string text = eval::history_header();
@@ -400,6 +420,7 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
   compile.loss = tg.loss;
   compile.keep = {tg.logits, tg.probability};
   compile.threads = config.train.threads;
+  compile.precision = parse_precision(config.train.dtype);
   if (comm.distributed() && compile.threads == 0) compile.threads = default_rank_threads();
   // Dropout masks: rank 0 draws one process's; the others their own (independent, not copies).
   compile.seed =
@@ -407,8 +428,24 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
   const auto backend = make_backend(config.train.backend);
   std::string why;
   if (!backend->available(&why)) fail("backend '{}' is not available: {}", backend->name(), why);
+  if (comm.distributed() && compile.precision == Precision::automatic) {
+    // Ranks compute alike: rank 0 measures the layers, the others take its choices.
+    std::string choices;
+    if (root) {
+      for (const auto& c : backend->compile(tg.graph, compile)->layer_choices()) {
+        choices += c.node + "=" + c.dtype + "\n";
+      }
+    }
+    comm.broadcast(choices, "the per-layer precisions");
+    std::istringstream lines(choices);
+    for (std::string line; std::getline(lines, line);) {
+      const auto eq = line.rfind('=');
+      compile.layer_precision[line.substr(0, eq)] = parse_precision(line.substr(eq + 1));
+    }
+  }
   result.program = backend->compile(tg.graph, compile);
   Program& program = *result.program;
+
   std::unique_ptr<GradientAllreduce> allreduce;
   const auto statistics = running_statistics(tg.graph);
   if (comm.distributed()) {
@@ -487,6 +524,11 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
   } else {
     write_text(run / "config.toml", to_toml(config));
     write_text(run / "summary.txt", options.summary.empty() ? summary(model) : options.summary);
+  }
+  {
+    nlohmann::json layers = layers_json(options.feature_layers, "features");
+    for (auto& row : layers_json(program.layer_choices(), "training")) layers.push_back(row);
+    write_text(run / "layers.json", layers.dump(1) + "\n");
   }
 
   eval::MetricsOptions metrics;

@@ -8,6 +8,8 @@
 //   RUN/plots/             loss, accuracy, ROC, confusion figures       predictions.csv
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -83,7 +85,15 @@ struct TrainOptions {
   std::function<void(const std::string&)> print;  // progress lines; default: stdout
   bool interactive = false;                       // redraw one progress line per step (a terminal)
   std::string summary;  // summary.txt; default: the summary of the trained model
+  // Layers of another Program that this run depends on (the frozen backbone whose features a
+  // transfer head trains on), written to layers.json before the trained Program's own.
+  std::vector<Program::LayerChoice> feature_layers;
 };
+
+// layers.json of a run folder: how each compute-heavy layer ran (dtype, implementation, why),
+// for `program` ("training", "features").
+nlohmann::json layers_json(const std::vector<Program::LayerChoice>& layers,
+                           const std::string& program);
 
 struct TrainResult {
   std::vector<eval::EpochRecord> history;

@@ -145,9 +145,11 @@ TransferResult train_transfer(const TrainConfig& config, const Graph& backbone,
     const auto start = std::chrono::steady_clock::now();
     CompileOptions compile;
     compile.threads = config.train.threads;
+    compile.precision = parse_precision(config.train.dtype);
     if (comm.distributed() && compile.threads == 0) compile.threads = default_rank_threads();
     const Graph batched = with_batch(backbone, local_batch_size(config));
     auto program = make_backend(config.train.backend)->compile(batched, compile);
+    head_options.feature_layers = program->layer_choices();
     const std::size_t limit = static_cast<std::size_t>(config.transfer.cache_memory_mb) << 20;
     const fs::path spill = options.run_dir / "feature_cache";
     auto features_of = [&](const data::ImageCache& split) {

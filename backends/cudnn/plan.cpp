@@ -66,10 +66,10 @@ Support node_support(const Graph& graph, const Node& node, const CompileOptions&
     return {false, fmt::format("op '{}' has no cuDNN/CUDA lowering in this backend (it runs: {})",
                                node.op, fmt::join(ops, ", "))};
   }
-  if (options.compute_dtype != DType::f32) {
+  if (options.precision == Precision::bf16) {
     return {false, fmt::format("compute dtype {} is not implemented by the cudnn backend yet "
                                "(compile with f32)",
-                               to_string(options.compute_dtype))};
+                               to_string(options.precision))};
   }
   for (std::size_t i = 0; i < node.inputs.size(); ++i) {
     if (node.op == "SoftmaxCrossEntropy" && i == 1) {

@@ -109,7 +109,97 @@ dnnl::primitive_attr relu_attr(bool fused) {
   return attr;
 }
 
+// ---- timing (Precision::automatic and the pooling choice) ------------------------------------
+
+// Best of two timed runs after a warm-up (first touch, JIT).
+double best_time(const std::function<void()>& run) {
+  run();
+  double best = INFINITY;
+  for (int i = 0; i < 2; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    run();
+    best = std::min(
+        best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return best;
+}
+
+// A list of primitives with scratch arguments, timed as one step of a plan would run them.
+struct Timed {
+  OnednnProgram& p;
+  std::vector<std::pair<dnnl::primitive, std::unordered_map<int, memory>>> steps;
+
+  memory scratch(const Desc& md) { return p.allocate(md); }
+  void add(dnnl::primitive primitive, std::unordered_map<int, memory> args) {
+    steps.emplace_back(std::move(primitive), std::move(args));
+  }
+  // `from` reordered into a fresh memory of `md` (nothing when they are equal).
+  memory convert(const memory& from, const Desc& md) {
+    if (from.get_desc() == md) return from;
+    memory to = scratch(md);
+    add(dnnl::reorder(from, to), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
+    return to;
+  }
+  double seconds() {
+    return best_time([&]() {
+      for (auto& [primitive, args] : steps) primitive.execute(p.stream(), args);
+      p.stream().wait();
+    });
+  }
+};
+
 // ---- Conv ------------------------------------------------------------------------------------
+
+// What a convolution's primitive descriptors are built from.
+struct ConvSpec {
+  Shape xs, ys;
+  memory::dims wdims, strides, dilates, pad_l, pad_r;
+  std::optional<Desc> bias;  // plain f32
+  std::optional<Desc> w_as;  // grouped weights: the plain O,I,H,W bytes seen as G,O,I,H,W
+  bool relu = false;
+};
+
+dnnl::convolution_forward::primitive_desc conv_forward_pd(const dnnl::engine& engine,
+                                                          const ConvSpec& c, DataType t,
+                                                          prop_kind prop, const Desc& dst_md) {
+  const Desc src_any(dims_of(c.xs), t, Tag::any);
+  const Desc w_any(c.wdims, t, Tag::any);
+  auto desc =
+      c.bias
+          ? dnnl::convolution_forward::desc(prop, algorithm::convolution_direct, src_any, w_any,
+                                            *c.bias, dst_md, c.strides, c.dilates, c.pad_l, c.pad_r)
+          : dnnl::convolution_forward::desc(prop, algorithm::convolution_direct, src_any, w_any,
+                                            dst_md, c.strides, c.dilates, c.pad_l, c.pad_r);
+  return {desc, relu_attr(c.relu), engine};
+}
+
+// Backward data: f32 diff_src, weights and diff_dst in t.
+dnnl::convolution_backward_data::primitive_desc conv_data_pd(
+    const dnnl::engine& engine, const ConvSpec& c, DataType t,
+    const dnnl::convolution_forward::primitive_desc& hint) {
+  dnnl::convolution_backward_data::desc desc(
+      algorithm::convolution_direct, Desc(dims_of(c.xs), DataType::f32, Tag::any),
+      Desc(c.wdims, t, Tag::any), Desc(dims_of(c.ys), t, Tag::any), c.strides, c.dilates, c.pad_l,
+      c.pad_r);
+  return {desc, engine, hint};
+}
+
+// Backward weights: src and diff_dst in t, f32 diff_weights (and diff_bias when with_bias).
+dnnl::convolution_backward_weights::primitive_desc conv_weights_pd(
+    const dnnl::engine& engine, const ConvSpec& c, DataType t, bool with_bias,
+    const dnnl::convolution_forward::primitive_desc& hint) {
+  const Desc src_any(dims_of(c.xs), t, Tag::any);
+  const Desc dw_any(c.wdims, DataType::f32, Tag::any);
+  const Desc ddst_any(dims_of(c.ys), t, Tag::any);
+  auto desc = with_bias
+                  ? dnnl::convolution_backward_weights::desc(algorithm::convolution_direct, src_any,
+                                                             dw_any, *c.bias, ddst_any, c.strides,
+                                                             c.dilates, c.pad_l, c.pad_r)
+                  : dnnl::convolution_backward_weights::desc(algorithm::convolution_direct, src_any,
+                                                             dw_any, ddst_any, c.strides, c.dilates,
+                                                             c.pad_l, c.pad_r);
+  return {desc, engine, hint};
+}
 
 void lower_conv(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
   const bool training = plan == Plan::training;
@@ -117,38 +207,70 @@ void lower_conv(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
   const std::string w = n.inputs[1];
   const std::string b = n.input(2);
   const std::string y = relu ? relu->outputs[0] : n.outputs[0];
-  const Shape xs = p.value(x).shape;
   const Shape ws = p.value(w).shape;
-  const Shape ys = p.value(y).shape;
   const Window2d win = window_of(n, p.graph());
   const std::int64_t group = n.get_int("group", 1);
-  const DataType ct = p.compute_type();
-
+  ConvSpec c;
+  c.xs = p.value(x).shape;
+  c.ys = p.value(y).shape;
   // Grouped weights: O,I/G,KH,KW seen as G,O/G,I/G,KH,KW (same bytes).
-  const memory::dims wdims =
-      group > 1 ? memory::dims{group, ws[0] / group, ws[1], ws[2], ws[3]} : dims_of(ws);
-  std::optional<Desc> w_as;
-  if (group > 1) w_as = plain_desc(shape_of(wdims));
-  const memory::dims strides{win.stride_h, win.stride_w};
-  const memory::dims dilates{win.dilation_h - 1, win.dilation_w - 1};
-  const memory::dims pad_l{win.pad_top, win.pad_left};
-  const memory::dims pad_r{win.pad_bottom, win.pad_right};
-
-  const Desc src_any(dims_of(xs), ct, Tag::any);
-  const Desc w_any(wdims, ct, Tag::any);
-  const Desc dst_md = p.output_desc(y);
+  c.wdims = group > 1 ? memory::dims{group, ws[0] / group, ws[1], ws[2], ws[3]} : dims_of(ws);
+  if (group > 1) c.w_as = plain_desc(shape_of(c.wdims));
+  c.strides = {win.stride_h, win.stride_w};
+  c.dilates = {win.dilation_h - 1, win.dilation_w - 1};
+  c.pad_l = {win.pad_top, win.pad_left};
+  c.pad_r = {win.pad_bottom, win.pad_right};
+  if (!b.empty()) c.bias = plain_desc(p.value(b).shape);
+  c.relu = relu != nullptr;
+  const bool need_x = p.needs_gradient(x);
+  const bool need_w = trainable_with_gradient(p, w);
+  const bool need_b = trainable_with_gradient(p, b);
   const auto prop = training ? prop_kind::forward_training : prop_kind::forward_inference;
-  auto desc = b.empty()
-                  ? dnnl::convolution_forward::desc(prop, algorithm::convolution_direct, src_any,
-                                                    w_any, dst_md, strides, dilates, pad_l, pad_r)
-                  : dnnl::convolution_forward::desc(prop, algorithm::convolution_direct, src_any,
-                                                    w_any, plain_desc(p.value(b).shape), dst_md,
-                                                    strides, dilates, pad_l, pad_r);
-  dnnl::convolution_forward::primitive_desc pd(desc, relu_attr(relu != nullptr), p.engine());
+  const Desc dst_md = p.output_desc(y);
+
+  // One training step (or inference forward) of this layer in dtype t, with the reorders it
+  // brings: src into t, and in training the weights (every step, after the update) and diff_dst.
+  const DataType ct = p.compute_type(n, [&](DataType t) {
+    Timed timed{p, {}};
+    const auto fpd = conv_forward_pd(p.engine(), c, t, prop, dst_md);
+    const memory weights_plain = timed.scratch(c.w_as ? *c.w_as : plain_desc(ws));
+    const memory weights = training ? timed.convert(weights_plain, fpd.weights_desc())
+                                    : timed.scratch(fpd.weights_desc());
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, timed.convert(timed.scratch(p.value(x).md), fpd.src_desc())},
+        {DNNL_ARG_WEIGHTS, weights},
+        {DNNL_ARG_DST, timed.scratch(fpd.dst_desc())}};
+    if (c.bias) args[DNNL_ARG_BIAS] = timed.scratch(*c.bias);
+    timed.add(dnnl::convolution_forward(fpd), args);
+    if (training) {
+      const memory dy = timed.scratch(fpd.dst_desc());
+      if (need_x) {
+        const auto dpd = conv_data_pd(p.engine(), c, t, fpd);
+        timed.add(dnnl::convolution_backward_data(dpd),
+                  {{DNNL_ARG_DIFF_DST, timed.convert(dy, dpd.diff_dst_desc())},
+                   {DNNL_ARG_WEIGHTS, timed.convert(weights, dpd.weights_desc())},
+                   {DNNL_ARG_DIFF_SRC, timed.scratch(dpd.diff_src_desc())}});
+      }
+      if (need_w) {
+        const auto wpd = conv_weights_pd(p.engine(), c, t, need_b, fpd);
+        std::unordered_map<int, memory> wargs{
+            {DNNL_ARG_SRC, timed.convert(args[DNNL_ARG_SRC], wpd.src_desc())},
+            {DNNL_ARG_DIFF_DST, timed.convert(dy, wpd.diff_dst_desc())},
+            {DNNL_ARG_DIFF_WEIGHTS, timed.scratch(wpd.diff_weights_desc())}};
+        if (need_b) wargs[DNNL_ARG_DIFF_BIAS] = timed.scratch(wpd.diff_bias_desc());
+        timed.add(dnnl::convolution_backward_weights(wpd), wargs);
+      }
+    }
+    return timed.seconds();
+  });
+
+  const auto pd = conv_forward_pd(p.engine(), c, ct, prop, dst_md);
   p.define(y, pd.dst_desc());
-  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.use(x, pd.src_desc(), plan)},
-                                       {DNNL_ARG_WEIGHTS, p.use(w, pd.weights_desc(), plan, w_as)},
-                                       {DNNL_ARG_DST, p.value(y).mem}};
+  p.record_choice(n, ct, pd.impl_info_str());
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, p.use(x, pd.src_desc(), plan)},
+      {DNNL_ARG_WEIGHTS, p.use(w, pd.weights_desc(), plan, c.w_as)},
+      {DNNL_ARG_DST, p.value(y).mem}};
   if (!b.empty()) args[DNNL_ARG_BIAS] = p.use(b, pd.bias_desc(), plan);
   const std::string label =
       fmt::format("{}: convolution{} ({}) src {} weights {} dst {}", n.name, relu ? "+relu" : "",
@@ -157,22 +279,14 @@ void lower_conv(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
   p.add_primitive(plan, label, dnnl::convolution_forward(pd), args);
   if (!training) return;
 
-  p.add_backward_builder([&p, n, x, w, b, y, xs, ys, wdims, w_as, strides, dilates, pad_l, pad_r,
-                          ct, pd, fused = relu != nullptr]() {
-    const bool need_x = p.needs_gradient(x);
-    const bool need_w = trainable_with_gradient(p, w);
-    const bool need_b = trainable_with_gradient(p, b);
+  p.add_backward_builder([&p, n, x, w, b, y, c, ct, pd, need_x, need_w, need_b]() {
     if (!p.needs_gradient(y) || (!need_x && !need_w && !need_b)) return;
     memory dy = p.gradient_in(y, p.value(y).md);
-    if (fused) dy = fused_relu_backward(p, y, dy, n.name);
+    if (c.relu) dy = fused_relu_backward(p, y, dy, n.name);
     if (need_x) {
-      dnnl::convolution_backward_data::desc data_desc(
-          algorithm::convolution_direct, Desc(dims_of(xs), DataType::f32, Tag::any),
-          Desc(wdims, ct, Tag::any), Desc(dims_of(ys), ct, Tag::any), strides, dilates, pad_l,
-          pad_r);
-      dnnl::convolution_backward_data::primitive_desc bpd(data_desc, p.engine(), pd);
+      const auto bpd = conv_data_pd(p.engine(), c, ct, pd);
       memory diff_dst = p.convert(dy, bpd.diff_dst_desc(), Plan::backward, n.name);
-      memory weights = p.use(w, bpd.weights_desc(), Plan::backward, w_as);
+      memory weights = p.use(w, bpd.weights_desc(), Plan::backward, c.w_as);
       GradSink sink = p.gradient_sink(x, bpd.diff_src_desc());
       p.add_primitive(Plan::backward,
                       fmt::format("{}: convolution backward data ({}) diff_src {}", n.name,
@@ -184,20 +298,10 @@ void lower_conv(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
       p.finish(sink);
     }
     if (need_w) {
-      const Desc bsrc_any(dims_of(xs), ct, Tag::any);
-      const Desc dw_any(wdims, DataType::f32, Tag::any);
-      const Desc ddst_any(dims_of(ys), ct, Tag::any);
-      auto weights_desc =
-          need_b ? dnnl::convolution_backward_weights::desc(
-                       algorithm::convolution_direct, bsrc_any, dw_any,
-                       plain_desc(p.value(b).shape), ddst_any, strides, dilates, pad_l, pad_r)
-                 : dnnl::convolution_backward_weights::desc(algorithm::convolution_direct, bsrc_any,
-                                                            dw_any, ddst_any, strides, dilates,
-                                                            pad_l, pad_r);
-      dnnl::convolution_backward_weights::primitive_desc wpd(weights_desc, p.engine(), pd);
+      const auto wpd = conv_weights_pd(p.engine(), c, ct, need_b, pd);
       memory src = p.use(x, wpd.src_desc(), Plan::backward);
       memory diff_dst = p.convert(dy, wpd.diff_dst_desc(), Plan::backward, n.name);
-      GradSink dw = p.gradient_sink(w, wpd.diff_weights_desc(), w_as);
+      GradSink dw = p.gradient_sink(w, wpd.diff_weights_desc(), c.w_as);
       std::unordered_map<int, memory> wargs{
           {DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_WEIGHTS, dw.mem}};
       std::optional<GradSink> db;
@@ -213,7 +317,7 @@ void lower_conv(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
       if (db) p.finish(*db);
     } else if (need_b) {
       // Frozen weights, trainable bias: the bias gradient is the sum of dy over N, H, W.
-      const std::int64_t channels = ys[1];
+      const std::int64_t channels = c.ys[1];
       const Desc dst = plain_desc({1, channels, 1, 1});
       dnnl::reduction::primitive_desc rpd({algorithm::reduction_sum, dy.get_desc(), dst, 0.f, 0.f},
                                           p.engine());
@@ -227,40 +331,118 @@ void lower_conv(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
 
 // ---- Dense (inner product) ---------------------------------------------------------------------
 
+struct DenseSpec {
+  Shape xs, ys, ws;
+  std::optional<Desc> bias;  // plain f32
+  bool relu = false;
+};
+
+// f32 weights stay in their plain out x in layout when the implementation takes it (the GEMM one
+// does): the optimizer then updates them in place with no reorder in a training step.
+dnnl::inner_product_forward::primitive_desc dense_forward_pd(const dnnl::engine& engine,
+                                                             const DenseSpec& d, DataType t,
+                                                             prop_kind prop, const Desc& dst_md) {
+  const Desc src_any(dims_of(d.xs), t, Tag::any);
+  auto make = [&](const Desc& weights) {
+    auto desc = d.bias ? dnnl::inner_product_forward::desc(prop, src_any, weights, *d.bias, dst_md)
+                       : dnnl::inner_product_forward::desc(prop, src_any, weights, dst_md);
+    return dnnl::inner_product_forward::primitive_desc(desc, relu_attr(d.relu), engine);
+  };
+  if (t == DataType::f32) {
+    try {
+      return make(plain_desc(d.ws));
+    } catch (const dnnl::error&) {
+    }
+  }
+  return make(Desc(dims_of(d.ws), t, Tag::any));
+}
+
+dnnl::inner_product_backward_data::primitive_desc dense_data_pd(
+    const dnnl::engine& engine, const DenseSpec& d, DataType t,
+    const dnnl::inner_product_forward::primitive_desc& hint) {
+  dnnl::inner_product_backward_data::desc desc(Desc(dims_of(d.xs), DataType::f32, Tag::any),
+                                               hint.weights_desc(),
+                                               Desc(dims_of(d.ys), t, Tag::any));
+  return {desc, engine, hint};
+}
+
+// f32: plain diff_weights when the implementation takes them (in place for the optimizer); bf16:
+// the layout the implementation prefers (the plain one forces a slower GEMM path).
+dnnl::inner_product_backward_weights::primitive_desc dense_weights_pd(
+    const dnnl::engine& engine, const DenseSpec& d, DataType t,
+    const dnnl::inner_product_forward::primitive_desc& hint) {
+  auto make = [&](const Desc& dw) {
+    const Desc src_any(dims_of(d.xs), t, Tag::any);
+    const Desc ddst_any(dims_of(d.ys), t, Tag::any);
+    auto desc = d.bias ? dnnl::inner_product_backward_weights::desc(src_any, dw, *d.bias, ddst_any)
+                       : dnnl::inner_product_backward_weights::desc(src_any, dw, ddst_any);
+    return dnnl::inner_product_backward_weights::primitive_desc(desc, engine, hint);
+  };
+  if (t == DataType::f32) {
+    try {
+      return make(plain_desc(d.ws));
+    } catch (const dnnl::error&) {
+    }
+  }
+  return make(Desc(dims_of(d.ws), DataType::f32, Tag::any));
+}
+
 void lower_dense(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
   const bool training = plan == Plan::training;
   const std::string x = n.inputs[0];
   const std::string w = n.inputs[1];
   const std::string b = n.input(2);
   const std::string y = relu ? relu->outputs[0] : n.outputs[0];
-  const Shape xs = p.value(x).shape;
-  const Shape ws = p.value(w).shape;
-  const Shape ys = p.value(y).shape;
-  const DataType ct = p.compute_type();
+  DenseSpec d;
+  d.xs = p.value(x).shape;
+  d.ys = p.value(y).shape;
+  d.ws = p.value(w).shape;
+  if (!b.empty()) d.bias = plain_desc(p.value(b).shape);
+  d.relu = relu != nullptr;
+  const bool need_x = p.needs_gradient(x);
+  const bool need_w = trainable_with_gradient(p, w);
+  const bool need_b = trainable_with_gradient(p, b);
   const auto prop = training ? prop_kind::forward_training : prop_kind::forward_inference;
-  const Desc src_any(dims_of(xs), ct, Tag::any);
   const Desc dst_md = p.output_desc(y);
-  // f32 weights stay in their plain out x in layout when the implementation takes it (the GEMM
-  // one does): the optimizer then updates them in place with no reorder in a training step.
-  auto make = [&](const Desc& weights) {
-    auto desc = b.empty() ? dnnl::inner_product_forward::desc(prop, src_any, weights, dst_md)
-                          : dnnl::inner_product_forward::desc(prop, src_any, weights,
-                                                              plain_desc(p.value(b).shape), dst_md);
-    return dnnl::inner_product_forward::primitive_desc(desc, relu_attr(relu != nullptr),
-                                                       p.engine());
-  };
-  dnnl::inner_product_forward::primitive_desc pd;
-  bool plain_weights = false;
-  if (ct == DataType::f32) {
-    try {
-      pd = make(plain_desc(ws));
-      plain_weights = true;
-    } catch (const dnnl::error&) {
-      plain_weights = false;
+
+  // As for Conv: the layer's training step (or inference forward) in t, with its reorders.
+  const DataType ct = p.compute_type(n, [&](DataType t) {
+    Timed timed{p, {}};
+    const auto fpd = dense_forward_pd(p.engine(), d, t, prop, dst_md);
+    const memory weights_plain = timed.scratch(plain_desc(d.ws));
+    const memory weights = training ? timed.convert(weights_plain, fpd.weights_desc())
+                                    : timed.scratch(fpd.weights_desc());
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, timed.convert(timed.scratch(p.value(x).md), fpd.src_desc())},
+        {DNNL_ARG_WEIGHTS, weights},
+        {DNNL_ARG_DST, timed.scratch(fpd.dst_desc())}};
+    if (d.bias) args[DNNL_ARG_BIAS] = timed.scratch(*d.bias);
+    timed.add(dnnl::inner_product_forward(fpd), args);
+    if (training) {
+      const memory dy = timed.scratch(fpd.dst_desc());
+      if (need_x) {
+        const auto dpd = dense_data_pd(p.engine(), d, t, fpd);
+        timed.add(dnnl::inner_product_backward_data(dpd),
+                  {{DNNL_ARG_DIFF_DST, timed.convert(dy, dpd.diff_dst_desc())},
+                   {DNNL_ARG_WEIGHTS, timed.convert(weights, dpd.weights_desc())},
+                   {DNNL_ARG_DIFF_SRC, timed.scratch(dpd.diff_src_desc())}});
+      }
+      if (need_w || need_b) {
+        const auto wpd = dense_weights_pd(p.engine(), d, t, fpd);
+        std::unordered_map<int, memory> wargs{
+            {DNNL_ARG_SRC, timed.convert(args[DNNL_ARG_SRC], wpd.src_desc())},
+            {DNNL_ARG_DIFF_DST, timed.convert(dy, wpd.diff_dst_desc())},
+            {DNNL_ARG_DIFF_WEIGHTS, timed.scratch(wpd.diff_weights_desc())}};
+        if (d.bias) wargs[DNNL_ARG_DIFF_BIAS] = timed.scratch(wpd.diff_bias_desc());
+        timed.add(dnnl::inner_product_backward_weights(wpd), wargs);
+      }
     }
-  }
-  if (!plain_weights) pd = make(Desc(dims_of(ws), ct, Tag::any));
+    return timed.seconds();
+  });
+
+  const auto pd = dense_forward_pd(p.engine(), d, ct, prop, dst_md);
   p.define(y, pd.dst_desc());
+  p.record_choice(n, ct, pd.impl_info_str());
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.use(x, pd.src_desc(), plan)},
                                        {DNNL_ARG_WEIGHTS, p.use(w, pd.weights_desc(), plan)},
                                        {DNNL_ARG_DST, p.value(y).mem}};
@@ -272,18 +454,12 @@ void lower_dense(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
       dnnl::inner_product_forward(pd), args);
   if (!training) return;
 
-  p.add_backward_builder([&p, n, x, w, b, y, xs, ys, ws, ct, pd, fused = relu != nullptr]() {
-    const bool need_x = p.needs_gradient(x);
-    const bool need_w = trainable_with_gradient(p, w);
-    const bool need_b = trainable_with_gradient(p, b);
+  p.add_backward_builder([&p, n, x, w, b, y, d, ct, pd, need_x, need_w, need_b]() {
     if (!p.needs_gradient(y) || (!need_x && !need_w && !need_b)) return;
     memory dy = p.gradient_in(y, p.value(y).md);
-    if (fused) dy = fused_relu_backward(p, y, dy, n.name);
+    if (d.relu) dy = fused_relu_backward(p, y, dy, n.name);
     if (need_x) {
-      dnnl::inner_product_backward_data::desc desc(Desc(dims_of(xs), DataType::f32, Tag::any),
-                                                   pd.weights_desc(),
-                                                   Desc(dims_of(ys), ct, Tag::any));
-      dnnl::inner_product_backward_data::primitive_desc bpd(desc, p.engine(), pd);
+      const auto bpd = dense_data_pd(p.engine(), d, ct, pd);
       memory diff_dst = p.convert(dy, bpd.diff_dst_desc(), Plan::backward, n.name);
       memory weights = p.use(w, bpd.weights_desc(), Plan::backward);
       GradSink sink = p.gradient_sink(x, bpd.diff_src_desc());
@@ -297,21 +473,7 @@ void lower_dense(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
       p.finish(sink);
     }
     if (need_w || need_b) {
-      auto make_w = [&](const Desc& dw) {
-        const Desc bsrc_any(dims_of(xs), ct, Tag::any);
-        const Desc ddst_any(dims_of(ys), ct, Tag::any);
-        auto wdesc = !b.empty()
-                         ? dnnl::inner_product_backward_weights::desc(
-                               bsrc_any, dw, plain_desc(p.value(b).shape), ddst_any)
-                         : dnnl::inner_product_backward_weights::desc(bsrc_any, dw, ddst_any);
-        return dnnl::inner_product_backward_weights::primitive_desc(wdesc, p.engine(), pd);
-      };
-      dnnl::inner_product_backward_weights::primitive_desc wpd;
-      try {
-        wpd = make_w(plain_desc(ws));
-      } catch (const dnnl::error&) {
-        wpd = make_w(Desc(dims_of(ws), DataType::f32, Tag::any));
-      }
+      const auto wpd = dense_weights_pd(p.engine(), d, ct, pd);
       memory src = p.use(x, wpd.src_desc(), Plan::backward);
       memory diff_dst = p.convert(dy, wpd.diff_dst_desc(), Plan::backward, n.name);
       // Frozen weights with a trainable bias (or the reverse) still run one primitive; the
@@ -354,19 +516,6 @@ void lower_dense(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
 struct PoolTimes {
   double loops = 0.0, onednn = 0.0;
 };
-
-// Best of two timed runs after a warm-up (first touch, JIT).
-double best_time(const std::function<void()>& run) {
-  run();
-  double best = INFINITY;
-  for (int i = 0; i < 2; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    run();
-    best = std::min(
-        best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  return best;
-}
 
 // Which of the two runs faster depends on the CPU and the layout oneDNN picked for the tensor
 // (docs/BENCHMARKS.md, onnxforge-pool-bench), so each Program measures it once per pooling node
@@ -492,16 +641,20 @@ void lower_pool(OnednnProgram& p, const Node& n, Plan plan) {
       // and the loops and oneDNN add them in different orders: training keeps the loops there,
       // so that a run's gradients never depend on which one measured faster.
       if (training && (win.stride_h < span_h || win.stride_w < span_w)) {
+        p.record_choice(n, DataType::f32, "loops", "overlapping windows in training: the loops");
         lower_max_pool_loops(p, n, pd, *g, plan, ", overlapping windows: the loops' sum order");
         return;
       }
       const PoolTimes times = time_max_pool(p, *g, pd, bpd);
       measured = fmt::format(", measured: loop {:.3f} ms, oneDNN {:.3f} ms", times.loops * 1e3,
                              times.onednn * 1e3);
+      const std::string why = measured.substr(2);
       if (times.loops <= times.onednn) {
+        p.record_choice(n, DataType::f32, "loops", why);
         lower_max_pool_loops(p, n, pd, *g, plan, measured);
         return;
       }
+      p.record_choice(n, DataType::f32, pd.impl_info_str(), why);
     }
   }
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.use(x, pd.src_desc(), plan)},
@@ -1052,6 +1205,13 @@ std::optional<PoolGeometry> pool_geometry(const Desc& src, const Desc& dst, cons
   return g;
 }
 
+bool cpu_has_native_bf16() {
+  // cpu_isa values are bit sets: AMX includes avx512_core_bf16.
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+  return (isa & bf16) == bf16;
+}
+
 std::string isa_name() {
   switch (dnnl::get_effective_cpu_isa()) {
     case dnnl::cpu_isa::sse41:
@@ -1107,10 +1267,6 @@ Support node_support(const Graph& graph, const Node& node, const CompileOptions&
     return {false, fmt::format("op '{}' has no oneDNN lowering in this backend (it runs: {})",
                                node.op, fmt::join(ops, ", "))};
   }
-  if (options.compute_dtype != DType::f32 && options.compute_dtype != DType::bf16) {
-    return {false, fmt::format("compute dtype {} is not supported (f32 or bf16)",
-                               to_string(options.compute_dtype))};
-  }
   for (std::size_t i = 0; i < node.inputs.size(); ++i) {
     if (node.op == "SoftmaxCrossEntropy" && i == 1) {
       const std::string& labels = node.inputs[1];
@@ -1131,10 +1287,10 @@ Support node_support(const Graph& graph, const Node& node, const CompileOptions&
                                  to_string(graph.value(out).dtype))};
     }
   }
-  if ((node.op == "Conv" || node.op == "Dense") && options.compute_dtype == DType::bf16 &&
+  if ((node.op == "Conv" || node.op == "Dense") && options.precision == Precision::bf16 &&
       !cpu_has_bf16()) {
     return {false, fmt::format("bf16 convolutions and inner products need avx512_core or newer "
-                               "in oneDNN 2.6; this CPU offers {} (compile with f32)",
+                               "in oneDNN 2.6; this CPU offers {} (use --dtype fp32 or auto)",
                                isa_name())};
   }
   if (node.op == "AveragePool" && node.get_int("ceil_mode", 0) != 0 &&

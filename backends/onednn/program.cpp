@@ -111,6 +111,48 @@ OnednnProgram::OnednnProgram(const Graph& graph, const CompileOptions& options)
 
 // ---- compile-time planning ---------------------------------------------------------------------
 
+DataType OnednnProgram::compute_type(const Node& node,
+                                     const std::function<double(DataType)>& measure) {
+  auto it = precision_.find(node.name);
+  if (it != precision_.end()) return it->second.first;
+  DataType type = DataType::f32;
+  std::string why;
+  auto fixed = options_.layer_precision.find(node.name);
+  const Precision precision =
+      fixed == options_.layer_precision.end() ? options_.precision : fixed->second;
+  switch (precision) {
+    case Precision::f32:
+      why = fixed != options_.layer_precision.end() ? "given per layer" : "--dtype fp32";
+      break;
+    case Precision::bf16:
+      type = DataType::bf16;
+      why = fixed != options_.layer_precision.end() ? "given per layer" : "--dtype bf16";
+      break;
+    case Precision::automatic:
+      if (!cpu_has_native_bf16()) {
+        why = fmt::format("auto: no native bf16 on this CPU ({})", isa_name());
+        break;
+      }
+      const double f32 = measure(DataType::f32);
+      const double bf16 = measure(DataType::bf16);
+      type = bf16 < f32 ? DataType::bf16 : DataType::f32;
+      why = fmt::format("auto, measured: fp32 {:.3f} ms, bf16 {:.3f} ms", f32 * 1e3, bf16 * 1e3);
+      break;
+  }
+  precision_[node.name] = {type, why};
+  return type;
+}
+
+void OnednnProgram::record_choice(const Node& node, DataType type,
+                                  const std::string& implementation, const std::string& why) {
+  for (const auto& c : choices_) {
+    if (c.node == node.name) return;
+  }
+  auto it = precision_.find(node.name);
+  choices_.push_back({node.name, node.op, type == DataType::bf16 ? "bf16" : "fp32", implementation,
+                      why.empty() && it != precision_.end() ? it->second.second : why});
+}
+
 Value& OnednnProgram::value(const std::string& name) {
   auto it = values_.find(name);
   if (it == values_.end()) fail("onednn backend: '{}' is not a value of the graph", name);

@@ -116,9 +116,15 @@ class OnednnProgram final : public Program {
   Value& value(const std::string& name);
   const Value& value(const std::string& name) const;
   bool needs_gradient(const std::string& name) const { return needs_grad_.count(name) != 0; }
-  DataType compute_type() const {
-    return options_.compute_dtype == DType::bf16 ? DataType::bf16 : DataType::f32;
-  }
+  // The dtype of a Conv / Dense node's src, weights and diff_dst (its dst, gradients and master
+  // weights stay f32). Precision::automatic decides once per node: bf16 only on a CPU that
+  // computes it natively and when `measure` (seconds of the layer's step in a dtype) finds it
+  // faster.
+  DataType compute_type(const Node& node, const std::function<double(DataType)>& measure);
+  // Notes how a node runs for layer_choices() (the first plan to lower it decides: training).
+  void record_choice(const Node& node, DataType type, const std::string& implementation,
+                     const std::string& why = "");
+  std::vector<LayerChoice> layer_choices() const override { return choices_; }
 
   // A fresh zero-filled memory owned by the Program.
   memory allocate(const Desc& md);
@@ -184,6 +190,8 @@ class OnednnProgram final : public Program {
   std::map<std::size_t, std::size_t> fused_relu_;  // Conv/Dense node index -> its Relu's index
   std::set<std::size_t> skipped_;                  // nodes folded into another one
   std::vector<std::string> trainable_;             // trainable parameters, in graph order
+  std::map<std::string, std::pair<DataType, std::string>> precision_;  // node -> dtype, why
+  std::vector<LayerChoice> choices_;
 
   std::uint64_t parameter_version_ = 1;
   std::uint64_t prepared_version_ = 0;
@@ -222,6 +230,8 @@ class OnednnProgram final : public Program {
 // ---- op lowerings (lower.cpp) ---------------------------------------------------------------
 // The ISA oneDNN runs at (after any ONEDNN_MAX_CPU_ISA cap): "avx2", "avx512_core_bf16", ...
 std::string isa_name();
+// Whether oneDNN computes bf16 natively here (avx512_core_bf16 or AMX), not by emulation.
+bool cpu_has_native_bf16();
 // Whether the backend can run `node`: dtypes, attributes, this CPU's ISA for bf16.
 Support node_support(const Graph& graph, const Node& node, const CompileOptions& options);
 // Lowers one node into `plan` (and registers its backward when plan is training). `fused_relu`

@@ -251,7 +251,7 @@ TEST(CudnnPlan, SupportsEveryOpCaseInF32AndNamesWhatItRejects) {
   Builder b("bf16", 1);
   b.output(b.relu(b.conv2d(b.input("x", {1, 3, 8, 8}), {.filters = 2})));
   const Graph g = b.build();
-  const Support bf16 = cudnn::node_support(g, g.nodes[0], {.compute_dtype = DType::bf16});
+  const Support bf16 = cudnn::node_support(g, g.nodes[0], {.precision = Precision::bf16});
   EXPECT_FALSE(bf16.ok);
   EXPECT_NE(bf16.reason.find("bf16"), std::string::npos) << bf16.reason;
   Node unknown{"mystery", "Mystery", {"x"}, {"y"}, {}};

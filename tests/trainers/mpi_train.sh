@@ -49,6 +49,9 @@ epochs = 3
 batch_size = 9
 seed = 7
 threads = 1
+# One process and 2 ranks must reach the same weights: exact f32 (auto may measure another
+# per-layer mix in each run).
+dtype = "fp32"
 clip_norm = 0.5
 class_weights = [1.0, 1.7]
 [optimizer]
@@ -70,6 +73,10 @@ cut -d, -f1,2 dist/val/predictions.csv > dist_labels.csv
 cmp -s single_labels.csv dist_labels.csv || fail "validation predictions differ in order or labels"
 [[ $(wc -l < dist/val/predictions.csv) -eq 22 ]] || fail "the gathered validation has not 21 rows"
 [[ $(wc -l < dist/history.csv) -eq 4 ]] || fail "history is not 3 epochs"
+# dtype auto: rank 0 measures each layer, every rank computes with its choices (layers.json).
+timeout 300 "${mpi2[@]}" "$onnxforge" train tiny.toml --set 'train.dtype="auto"' \
+  --set train.epochs=1 --out adist > adist.log 2>&1 || fail "2 ranks with dtype auto failed"
+grep -q '"program": "training"' adist/layers.json || fail "no layers.json with dtype auto"
 [[ -s dist/model.onnx && -s dist/test/metrics.json ]] || fail "rank 0 wrote no model or metrics"
 
 # Early stopping restores the best weights on every rank (rank 0 reads best.ckpt, broadcasts it):

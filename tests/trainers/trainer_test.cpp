@@ -638,6 +638,10 @@ TEST(Configs, ErrorsAreOneLineNamingTheKeyOrPath) {
                "an integer");
   EXPECT_ERROR(parse_config(base + "[optimizer]\nname = \"adagrad\"\n", "x.toml"),
                "'optimizer.name'", "adagrad");
+  EXPECT_ERROR(parse_config(base + "[train]\ndtype = \"fp16\"\n", "x.toml"), "'train.dtype'",
+               "fp16");
+  EXPECT_EQ(parse_config(base, "x.toml").train.dtype, "auto");
+  EXPECT_EQ(parse_config(base + "[train]\ndtype = \"fp32\"\n", "x.toml").train.dtype, "fp32");
   EXPECT_ERROR(parse_config("[data]\nval = \"v\"\n", "x.toml"), "'data.train' is required");
   EXPECT_ERROR(parse_config(base + "[train\n", "x.toml"), "x.toml:4");
   EXPECT_ERROR(parse_config(base, "x.toml", {"train.batch_size=big"}), "'train.batch_size'");
