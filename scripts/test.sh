@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: set up and build (scripts/setup.sh), run ctest, check clang-format.
-#   scripts/test.sh             Release build in build/ (what CI runs: .ci/run), then the oneDNN
-#                               backend tests again at each ISA level below this CPU's
-#                               (scripts/test-isa-levels.sh)
+#   scripts/test.sh             Release build in build/ (what CI runs: .ci/run): the oneDNN
+#                               backend tests at each ISA level below this CPU's
+#                               (scripts/test-isa-levels.sh), then the whole suite (ctest)
 #   scripts/test.sh --sanitize  the whole suite under ASan + UBSan (GCC, build-asan/), then the
 #                               data pipeline tests under TSan (build-tsan/, data_tests only);
 #                               see docs/SECURITY.md for what it costs
@@ -11,9 +11,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [[ "${1:-}" != "--sanitize" ]]; then
   "$here/scripts/setup.sh"
   "$here/scripts/check-format.sh"
+  # The ISA levels first, so that ctest's summary is the last thing printed.
+  "$here/scripts/test-isa-levels.sh" "$here/build"
   cd "$here/build"
   ctest --output-on-failure -j "$(nproc)" --timeout 900
-  "$here/scripts/test-isa-levels.sh" "$here/build"
   exit 0
 fi
 

@@ -167,6 +167,48 @@ struct Timed {
   }
 };
 
+// The seconds of one training step (or inference forward) of a Conv or Dense whose forward
+// primitive descriptor is `fpd`, with the reorders it brings: src from the layout its producer
+// gave (`src_md`) into fpd's, and in training the weights from their plain f32 master copy (every
+// step, after the update) and diff_dst into each backward primitive's. `weights_bias`: the
+// backward-weights primitive also computes the bias gradient.
+template <typename Forward, typename Data, typename Weights, typename ForwardPd, typename MakeData,
+          typename MakeWeights>
+double time_layer(OnednnProgram& p, const ForwardPd& fpd, const Desc& src_md,
+                  const Desc& weights_plain_md, const std::optional<Desc>& bias, bool training,
+                  bool need_data, bool need_weights, bool weights_bias, MakeData make_data,
+                  MakeWeights make_weights) {
+  Timed timed{p, {}};
+  const memory weights = training
+                             ? timed.convert(timed.scratch(weights_plain_md), fpd.weights_desc())
+                             : timed.scratch(fpd.weights_desc());
+  const memory src = timed.convert(timed.scratch(src_md), fpd.src_desc());
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src},
+                                       {DNNL_ARG_WEIGHTS, weights},
+                                       {DNNL_ARG_DST, timed.scratch(fpd.dst_desc())}};
+  if (bias) args[DNNL_ARG_BIAS] = timed.scratch(*bias);
+  timed.add(Forward(fpd), args);
+  if (training) {
+    const memory dy = timed.scratch(fpd.dst_desc());
+    if (need_data) {
+      const auto dpd = make_data();
+      timed.add(Data(dpd), {{DNNL_ARG_DIFF_DST, timed.convert(dy, dpd.diff_dst_desc())},
+                            {DNNL_ARG_WEIGHTS, timed.convert(weights, dpd.weights_desc())},
+                            {DNNL_ARG_DIFF_SRC, timed.scratch(dpd.diff_src_desc())}});
+    }
+    if (need_weights) {
+      const auto wpd = make_weights();
+      std::unordered_map<int, memory> wargs{
+          {DNNL_ARG_SRC, timed.convert(src, wpd.src_desc())},
+          {DNNL_ARG_DIFF_DST, timed.convert(dy, wpd.diff_dst_desc())},
+          {DNNL_ARG_DIFF_WEIGHTS, timed.scratch(wpd.diff_weights_desc())}};
+      if (weights_bias) wargs[DNNL_ARG_DIFF_BIAS] = timed.scratch(wpd.diff_bias_desc());
+      timed.add(Weights(wpd), wargs);
+    }
+  }
+  return timed.seconds();
+}
+
 // ---- Conv ------------------------------------------------------------------------------------
 
 // What a convolution's primitive descriptors are built from.
@@ -250,41 +292,15 @@ void lower_conv(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
   // One training step (or inference forward) of this layer in dtype t, with the reorders it
   // brings: src into t, and in training the weights (every step, after the update) and diff_dst.
   const DataType ct = p.compute_type(n, [&](DataType t) {
-    Timed timed{p, {}};
     ConvSpec small = c;
     small.xs[0] = small.ys[0] = measured_batch(c.xs[0]);
     const auto fpd = conv_forward_pd(p.engine(), small, t, prop,
                                      Desc(dims_of(small.ys), DataType::f32, Tag::any));
-    const memory weights_plain = timed.scratch(c.w_as ? *c.w_as : plain_desc(ws));
-    const memory weights = training ? timed.convert(weights_plain, fpd.weights_desc())
-                                    : timed.scratch(fpd.weights_desc());
-    std::unordered_map<int, memory> args{
-        {DNNL_ARG_SRC,
-         timed.convert(timed.scratch(with_batch(p.value(x).md, small.xs[0])), fpd.src_desc())},
-        {DNNL_ARG_WEIGHTS, weights},
-        {DNNL_ARG_DST, timed.scratch(fpd.dst_desc())}};
-    if (c.bias) args[DNNL_ARG_BIAS] = timed.scratch(*c.bias);
-    timed.add(dnnl::convolution_forward(fpd), args);
-    if (training) {
-      const memory dy = timed.scratch(fpd.dst_desc());
-      if (need_x) {
-        const auto dpd = conv_data_pd(p.engine(), small, t, fpd);
-        timed.add(dnnl::convolution_backward_data(dpd),
-                  {{DNNL_ARG_DIFF_DST, timed.convert(dy, dpd.diff_dst_desc())},
-                   {DNNL_ARG_WEIGHTS, timed.convert(weights, dpd.weights_desc())},
-                   {DNNL_ARG_DIFF_SRC, timed.scratch(dpd.diff_src_desc())}});
-      }
-      if (need_w) {
-        const auto wpd = conv_weights_pd(p.engine(), small, t, need_b, fpd);
-        std::unordered_map<int, memory> wargs{
-            {DNNL_ARG_SRC, timed.convert(args[DNNL_ARG_SRC], wpd.src_desc())},
-            {DNNL_ARG_DIFF_DST, timed.convert(dy, wpd.diff_dst_desc())},
-            {DNNL_ARG_DIFF_WEIGHTS, timed.scratch(wpd.diff_weights_desc())}};
-        if (need_b) wargs[DNNL_ARG_DIFF_BIAS] = timed.scratch(wpd.diff_bias_desc());
-        timed.add(dnnl::convolution_backward_weights(wpd), wargs);
-      }
-    }
-    return timed.seconds();
+    return time_layer<dnnl::convolution_forward, dnnl::convolution_backward_data,
+                      dnnl::convolution_backward_weights>(
+        p, fpd, with_batch(p.value(x).md, small.xs[0]), c.w_as ? *c.w_as : plain_desc(ws), c.bias,
+        training, need_x, need_w, need_b, [&] { return conv_data_pd(p.engine(), small, t, fpd); },
+        [&] { return conv_weights_pd(p.engine(), small, t, need_b, fpd); });
   });
 
   const auto pd = conv_forward_pd(p.engine(), c, ct, prop, dst_md);
@@ -430,41 +446,17 @@ void lower_dense(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
 
   // As for Conv: the layer's training step (or inference forward) in t, with its reorders.
   const DataType ct = p.compute_type(n, [&](DataType t) {
-    Timed timed{p, {}};
     DenseSpec small = d;
     small.xs[0] = small.ys[0] = measured_batch(d.xs[0]);
     const auto fpd = dense_forward_pd(p.engine(), small, t, prop,
                                       Desc(dims_of(small.ys), DataType::f32, Tag::any));
-    const memory weights_plain = timed.scratch(plain_desc(d.ws));
-    const memory weights = training ? timed.convert(weights_plain, fpd.weights_desc())
-                                    : timed.scratch(fpd.weights_desc());
-    std::unordered_map<int, memory> args{
-        {DNNL_ARG_SRC,
-         timed.convert(timed.scratch(with_batch(p.value(x).md, small.xs[0])), fpd.src_desc())},
-        {DNNL_ARG_WEIGHTS, weights},
-        {DNNL_ARG_DST, timed.scratch(fpd.dst_desc())}};
-    if (d.bias) args[DNNL_ARG_BIAS] = timed.scratch(*d.bias);
-    timed.add(dnnl::inner_product_forward(fpd), args);
-    if (training) {
-      const memory dy = timed.scratch(fpd.dst_desc());
-      if (need_x) {
-        const auto dpd = dense_data_pd(p.engine(), small, t, fpd);
-        timed.add(dnnl::inner_product_backward_data(dpd),
-                  {{DNNL_ARG_DIFF_DST, timed.convert(dy, dpd.diff_dst_desc())},
-                   {DNNL_ARG_WEIGHTS, timed.convert(weights, dpd.weights_desc())},
-                   {DNNL_ARG_DIFF_SRC, timed.scratch(dpd.diff_src_desc())}});
-      }
-      if (need_w || need_b) {
-        const auto wpd = dense_weights_pd(p.engine(), small, t, fpd);
-        std::unordered_map<int, memory> wargs{
-            {DNNL_ARG_SRC, timed.convert(args[DNNL_ARG_SRC], wpd.src_desc())},
-            {DNNL_ARG_DIFF_DST, timed.convert(dy, wpd.diff_dst_desc())},
-            {DNNL_ARG_DIFF_WEIGHTS, timed.scratch(wpd.diff_weights_desc())}};
-        if (d.bias) wargs[DNNL_ARG_DIFF_BIAS] = timed.scratch(wpd.diff_bias_desc());
-        timed.add(dnnl::inner_product_backward_weights(wpd), wargs);
-      }
-    }
-    return timed.seconds();
+    // One primitive gives both weight gradients: it runs when either is wanted.
+    return time_layer<dnnl::inner_product_forward, dnnl::inner_product_backward_data,
+                      dnnl::inner_product_backward_weights>(
+        p, fpd, with_batch(p.value(x).md, small.xs[0]), plain_desc(d.ws), d.bias, training, need_x,
+        need_w || need_b, d.bias.has_value(),
+        [&] { return dense_data_pd(p.engine(), small, t, fpd); },
+        [&] { return dense_weights_pd(p.engine(), small, t, fpd); });
   });
 
   const auto pd = dense_forward_pd(p.engine(), d, ct, prop, dst_md);
