@@ -19,9 +19,10 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import numpy as np
+
+from timing import rate
 
 BATCH = 32
 FILES = {"baseline_infer": "baseline.onnx", "vgg16_infer": "vgg16_features.onnx"}
@@ -33,21 +34,6 @@ def log(*args):
 
 def emit(record):
     print(json.dumps(record), flush=True)
-
-
-def rate(step, items, min_time, min_iterations):
-    """items per second of step(), after two warm-up calls (one when a call is slow)."""
-    start = time.perf_counter()
-    step()
-    if time.perf_counter() - start < 1.0:
-        step()
-    count, start = 0, time.perf_counter()
-    while True:
-        step()
-        count += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_time and count >= min_iterations:
-            return items * count / elapsed
 
 
 def measure(workload, anchor, setting, dtype, run):
@@ -82,7 +68,7 @@ def bench_ort(workload, path, args):
             session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
             name = session.get_inputs()[0].name
             return rate(lambda: session.run(None, {name: x}), BATCH, args.min_time,
-                        args.min_iterations), None
+                        args.min_iterations)[0], None
         measure(workload, f"ONNX Runtime {ort.__version__}",
                 f"{args.threads} threads, ORT_ENABLE_ALL, sequential, spinning {spinning}",
                 "fp32", run)
@@ -107,7 +93,7 @@ def bench_openvino(workload, path, args):
                 if hint == "LATENCY":
                     request = compiled.create_infer_request()
                     value = rate(lambda: request.infer({0: x}), BATCH, args.min_time,
-                                 args.min_iterations)
+                                 args.min_iterations)[0]
                     requests = 1
                 else:
                     requests = compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
@@ -118,7 +104,7 @@ def bench_openvino(workload, path, args):
                             queue.start_async({0: x})
                         queue.wait_all()
 
-                    value = rate(step, BATCH * requests, args.min_time, args.min_iterations)
+                    value = rate(step, BATCH * requests, args.min_time, args.min_iterations)[0]
                 setting = (f"{args.threads} threads, precision hint {precision} (ran {actual}), "
                            f"{hint}, {streams} streams, {requests} requests")
                 return value, setting

@@ -32,10 +32,11 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import torch
 import torch.nn as nn
+
+from timing import rate
 
 BATCH = 32
 
@@ -101,26 +102,6 @@ ONNX_FILES = {"baseline_infer": "baseline.onnx", "vgg16_infer": "vgg16_features.
 
 
 # ---- timing ----------------------------------------------------------------------------------
-
-def rate(step, items, min_time, min_iterations, max_first):
-    """items per second of step(), after warm-up (two calls; one when a call is slow), over at
-    least min_time seconds and min_iterations calls. A first call slower than max_first seconds
-    (e.g. bf16 emulated on a CPU without it) ends the measurement: its own rate is returned with
-    a note."""
-    start = time.perf_counter()
-    step()
-    first = time.perf_counter() - start
-    if first > max_first:
-        return items / first, f"one call only, it took {first:.1f} s"
-    if first < 1.0:
-        step()
-    count, start = 0, time.perf_counter()
-    while True:
-        step()
-        count += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_time and count >= min_iterations:
-            return items * count / elapsed, None
 
 
 def measure(workload, anchor, setting, dtype, run, key="images_per_second"):
