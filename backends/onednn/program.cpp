@@ -253,9 +253,21 @@ memory OnednnProgram::use(const std::string& name, const Desc& md, Plan plan,
 memory OnednnProgram::convert(const memory& src, const Desc& md, Plan plan,
                               const std::string& label) {
   if (src.get_desc() == md) return src;
+  // In backward, a gradient is complete before its first reader and never written after, so a
+  // second reader asking for the same layout (a convolution's backward data and weights both
+  // take diff_dst) shares the first one's copy.
+  if (plan == Plan::backward) {
+    for (const auto& c : backward_converts_) {
+      if (c.source.get_data_handle() == src.get_data_handle() &&
+          c.source.get_desc() == src.get_desc() && c.mem.get_desc() == md) {
+        return c.mem;
+      }
+    }
+  }
   memory dst = allocate(md);
   dnnl::reorder reorder(src, dst);
   add_primitive(plan, label + ": reorder", reorder, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}});
+  if (plan == Plan::backward) backward_converts_.push_back({src, dst});
   return dst;
 }
 
@@ -549,7 +561,10 @@ void OnednnProgram::write_plain(const Value& v, const memory& mem, const Tensor&
     fail("onednn backend: '{}' has shape {}, got a tensor of shape {}", v.name, to_string(v.shape),
          to_string(t.shape()));
   }
-  const Tensor f = t.dtype() == DType::f32 ? t : t.to(DType::f32);
+  // An f32 tensor is copied once, straight into the value's plain staging (no converted copy).
+  std::optional<Tensor> converted;
+  if (t.dtype() != DType::f32) converted = t.to(DType::f32);
+  const Tensor& f = converted ? *converted : t;
   const bool gradient = mem.get_data_handle() != v.mem.get_data_handle();
   Edge& e = edge(v, mem, gradient);
   std::memcpy(e.plain.get_data_handle(), f.raw(), f.byte_size());

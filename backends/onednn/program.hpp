@@ -214,6 +214,12 @@ class OnednnProgram final : public Program {
     bool busy = false;
   };
   std::vector<Scratch> scratch_;
+  // Copies made by convert() in the backward plan, by source (shared by equal requests).
+  struct Converted {
+    memory source;
+    memory mem;
+  };
+  std::vector<Converted> backward_converts_;
   // Plain staging memories and reorders for fetch / set at the edges, created on first use.
   struct Edge {
     memory plain;
