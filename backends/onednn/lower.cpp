@@ -90,13 +90,15 @@ memory fused_relu_backward(OnednnProgram& p, const std::string& y, const memory&
       p.engine());
   dnnl::eltwise_backward::primitive_desc pd(
       {algorithm::eltwise_relu_use_dst_for_bwd, md, md, 0.f, 0.f}, p.engine(), hint);
-  memory diff_src = p.allocate(pd.diff_src_desc());
-  p.add_primitive(Plan::backward, fmt::format("{}: relu backward (use dst)", label),
-                  dnnl::eltwise_backward(pd),
-                  {{DNNL_ARG_DST, p.value(y).mem},
-                   {DNNL_ARG_DIFF_DST, p.convert(dy, pd.diff_dst_desc(), Plan::backward, label)},
-                   {DNNL_ARG_DIFF_SRC, diff_src}});
-  return diff_src;
+  // In place: dy is the gradient of the ReLU's output, which only this (fused) node reads, so
+  // the pre-activation's gradient overwrites it instead of taking a buffer the size of the
+  // activation (VGG16 training: one per convolution).
+  memory diff = p.convert(dy, pd.diff_dst_desc(), Plan::backward, label);
+  p.add_primitive(
+      Plan::backward, fmt::format("{}: relu backward (use dst, in place)", label),
+      dnnl::eltwise_backward(pd),
+      {{DNNL_ARG_DST, p.value(y).mem}, {DNNL_ARG_DIFF_DST, diff}, {DNNL_ARG_DIFF_SRC, diff}});
+  return diff;
 }
 
 dnnl::primitive_attr relu_attr(bool fused) {
