@@ -679,6 +679,8 @@ void lower_pool(OnednnProgram& p, const Node& n, Plan plan) {
         }
         p.record_choice(n, DataType::f32, pd.impl_info_str(), why);
       }
+    } else {
+      p.record_choice(n, DataType::f32, pd.impl_info_str(), "the loops do not take this layout");
     }
   }
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.use(x, pd.src_desc(), plan)},
