@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "apps/command.hpp"
+#include "backends/backend.hpp"
 #include "data/synth.hpp"
 #include "eval/report.hpp"
 #include "graph/error.hpp"
@@ -92,6 +93,8 @@ void run_all(const RunArgs& args) {
         "onnxforge run is one process (every rank would write the same run folders): under "
         "mpirun train each model with `onnxforge train CONFIG.toml` (docs/DISTRIBUTED.md)");
   }
+  // Bad options fail before any data is generated or read.
+  if (!args.dtype.empty()) parse_precision(args.dtype);
   const auto start = std::chrono::steady_clock::now();
   const fs::path out = args.out;
   fs::create_directories(out);

@@ -83,6 +83,11 @@ for bad in "--mode fly" "--batch 0" "--dtype fp8" "--backend nosuch"; do
   [[ $(wc -l < err.log) -eq 1 ]] || fail "'$bad': more than one line: $(cat err.log)"
   [[ ! -e "$work/bad.json" ]] || fail "'$bad' wrote a JSON file"
 done
+# run refuses a bad --dtype in one line before any work (train: 'train.dtype' in trainer_test).
+if "$onnxforge" run --dtype fp8 --out "$work/run-bad" 2> err.log; then fail "run --dtype fp8 must fail"; fi
+[[ $(wc -l < err.log) -eq 1 ]] && grep -q "'fp8' is not one of fp32, bf16, auto" err.log ||
+  fail "run --dtype fp8: $(cat err.log)"
+[[ ! -e "$work/run-bad" ]] || fail "run --dtype fp8 created its run folder"
 # The cudnn backend, when this build has it, says why it cannot run here (or runs).
 if "$onnxforge" bench baseline --backend cudnn --batch 1 --input 3x12x12 --seconds 0.01 \
      --warmup 0 2> err.log > out.log; then
