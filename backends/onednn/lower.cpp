@@ -125,9 +125,9 @@ double best_time(const std::function<void()>& run) {
   return best;
 }
 
-// Precision::automatic times each layer on at most this many images: the ratio of its f32 and bf16
-// times hardly depends on the batch past a few images, and the whole batch would make the
-// compile of a large network take seconds per layer.
+// Precision::automatic times each convolution on at most this many images: the ratio of its f32
+// and bf16 times hardly depends on the batch past a few images, and the whole batch would make
+// the compile of a large network take seconds per layer.
 std::int64_t measured_batch(std::int64_t batch) { return std::min<std::int64_t>(batch, 8); }
 
 // `md` for `batch` images: the same layout when the batch is its outermost dimension (every
@@ -448,8 +448,9 @@ void lower_dense(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
 
   // As for Conv: the layer's training step (or inference forward) in t, with its reorders.
   const DataType ct = p.compute_type(n, [&](DataType t) {
-    DenseSpec small = d;
-    small.xs[0] = small.ys[0] = measured_batch(d.xs[0]);
+    // The whole batch: it is the GEMM's M, so a smaller one times another kernel blocking, and a
+    // dense layer's step is cheap next to a convolution's.
+    const DenseSpec& small = d;
     const auto fpd = dense_forward_pd(p.engine(), small, t, prop,
                                       Desc(dims_of(small.ys), DataType::f32, Tag::any));
     // One primitive gives both weight gradients: it runs when either is wanted.
