@@ -129,6 +129,15 @@ DataType OnednnProgram::compute_type(const Node& node,
       why = fixed != options_.layer_precision.end() ? "given per layer" : "--dtype bf16";
       break;
     case Precision::automatic:
+      if (node.op == "Dense" && options_.training) {
+        // With the head's Dense 1152 -> 256 in bf16 the default workload's backbone pretraining
+        // stopped learning (loss stuck at ln 2, twice, on Zen 4 avx512_core_bf16), although its
+        // gradients and first steps match f32 in tests/backends/mixed_precision_test.cpp. Until
+        // that is understood, auto trains dense layers in f32 (--dtype bf16 still runs them in
+        // bf16).
+        why = "auto: dense layers train in fp32 (see docs/BENCHMARKS.md)";
+        break;
+      }
       if (!cpu_has_native_bf16()) {
         why = fmt::format("auto: no native bf16 on this CPU ({})", isa_name());
         break;

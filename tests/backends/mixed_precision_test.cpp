@@ -161,6 +161,24 @@ TEST_P(MixedPrecision, GradientsMatchFp32ThroughReluAndMaxPool) {
   compare_gradients(GetParam(), *be, g, g.outputs[0], true, kJumpTolerance);
 }
 
+// A transfer head as trainers/transfer.cpp builds it: Dense + ReLU (fused) + Dropout + Dense 1,
+// on feature vectors; the dropout masks are the same in both runs (same seed and step).
+TEST_P(MixedPrecision, GradientsMatchFp32ThroughADenseHeadWithDropout) {
+  Builder b("head", 3);
+  auto x = b.input("x", {32, 64});
+  // A trainable layer below, so that the head's first dense layer also computes its input's
+  // gradient (backward data), as on top of a trainable backbone.
+  auto features = b.dense(x, 1152);
+  auto y = b.dense(b.dropout(b.relu(b.dense(features, 256)), 0.5), 1);
+  b.output(y);
+  Graph g = b.build();
+  g.inputs.push_back({"unused_loss", DType::f32, {}});
+  g.validate();
+  auto be = backend_for(g, {.training = true, .loss = "unused_loss", .precision = Precision::bf16});
+  if (!be) GTEST_SKIP() << skip_reason_;
+  compare_gradients(GetParam(), *be, g, g.outputs[0], true, kJumpTolerance);
+}
+
 // A built-in model with a binary cross-entropy loss on the logits (the input of its sigmoid).
 Graph for_training(const std::string& model, std::int64_t batch, const Shape& input) {
   Graph g = with_batch(build_model(model, {.input = input, .seed = 3}), batch);
@@ -178,8 +196,8 @@ Graph for_training(const std::string& model, std::int64_t batch, const Shape& in
 // both models over 6 steps, while the loss falls from 0.70 to 0.44 (baseline) and from 0.86 to
 // 0.20 (improved).
 void expect_training_tracks_fp32(const std::string& backend_name, const std::string& model,
-                                 const Shape& input, std::int64_t batch, double learning_rate) {
-  const Graph g = for_training(model, batch, input);
+                                 const Graph& g, const Shape& input, std::int64_t batch,
+                                 double learning_rate) {
   auto be = make_backend(backend_name);
   CompileOptions f32{.training = true, .loss = "loss", .seed = 5};
   CompileOptions bf16 = f32;
@@ -239,17 +257,36 @@ void expect_training_tracks_fp32(const std::string& backend_name, const std::str
 TEST_P(MixedPrecision, BaselineTrainingTracksFp32) {
   std::string why;
   if (!make_backend(GetParam())->available(&why)) GTEST_SKIP() << GetParam() << ": " << why;
-  expect_training_tracks_fp32(GetParam(), "baseline", {3, 100, 100}, 8, 1e-4);
+  expect_training_tracks_fp32(GetParam(), "baseline", for_training("baseline", 8, {3, 100, 100}),
+                              {3, 100, 100}, 8, 1e-4);
 }
 
 TEST_P(MixedPrecision, ImprovedTrainingTracksFp32) {
   std::string why;
   if (!make_backend(GetParam())->available(&why)) GTEST_SKIP() << GetParam() << ": " << why;
-  expect_training_tracks_fp32(GetParam(), "improved", {3, 48, 48}, 8, 1e-3);
+  expect_training_tracks_fp32(GetParam(), "improved", for_training("improved", 8, {3, 48, 48}),
+                              {3, 48, 48}, 8, 1e-3);
+}
+
+// The transfer head on feature vectors (Dense 256 + ReLU + Dropout + Dense 1), as
+// trainers/transfer.cpp trains it on a cached backbone's features.
+TEST_P(MixedPrecision, TransferHeadTrainingTracksFp32) {
+  std::string why;
+  if (!make_backend(GetParam())->available(&why)) GTEST_SKIP() << GetParam() << ": " << why;
+  Builder b("head", 3);
+  auto x = b.input("image", {32, 1152});
+  b.output(b.sigmoid(b.dense(b.dropout(b.relu(b.dense(x, 256)), 0.5), 1)));
+  Graph g = b.build();
+  const std::string logits = g.producer(g.outputs.at(0))->input(0);
+  g.inputs.push_back({"labels", DType::f32, g.value(logits).shape});
+  g.nodes.push_back({"loss", "BinaryCrossEntropyWithLogits", {logits, "labels"}, {"loss"}, {}});
+  g.validate();
+  expect_training_tracks_fp32(GetParam(), "head", g, {1152}, 32, 1e-3);
 }
 
 // Precision::automatic: every Conv and Dense reports its dtype and why; on a CPU with native bf16
-// the why names both measured times, elsewhere it says why bf16 was not tried. The results are
+// a convolution's why names both measured times, elsewhere it says why bf16 was not tried; dense
+// layers of a training Program stay f32 (program.cpp, compute_type). The results are
 // those of some mix of the two precisions: within the bf16 tolerance of f32. Precision::f32
 // reports fp32 everywhere and stays exact against a plain f32 compile.
 TEST_P(MixedPrecision, AutoChoosesPerLayerAndSaysWhy) {
@@ -274,9 +311,14 @@ TEST_P(MixedPrecision, AutoChoosesPerLayerAndSaysWhy) {
       ++reported;
       EXPECT_TRUE(c.dtype == "fp32" || c.dtype == "bf16") << c.node;
       EXPECT_FALSE(c.implementation.empty()) << c.node;
-      EXPECT_TRUE(c.why.find("measured: fp32") != std::string::npos ||
-                  c.why.find("no native bf16") != std::string::npos)
-          << c.node << ": " << c.why;
+      // Convolutions are measured; dense layers of a training Program stay f32 under auto.
+      if (c.op == "Conv") {
+        EXPECT_TRUE(c.why.find("measured: fp32") != std::string::npos ||
+                    c.why.find("no native bf16") != std::string::npos)
+            << c.node << ": " << c.why;
+      } else {
+        EXPECT_EQ(c.dtype, "fp32") << c.node << ": " << c.why;
+      }
     }
     EXPECT_EQ(reported, heavy);
     for (const auto& c : want->layer_choices()) {
