@@ -429,10 +429,12 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
   std::string why;
   if (!backend->available(&why)) fail("backend '{}' is not available: {}", backend->name(), why);
   if (comm.distributed() && compile.precision == Precision::automatic) {
-    // Ranks compute alike: rank 0 measures the layers, the others take its choices.
+    // Ranks compute alike: rank 0 compiles (measuring the layers) and keeps that Program; the
+    // others compile with its choices.
     std::string choices;
     if (root) {
-      for (const auto& c : backend->compile(tg.graph, compile)->layer_choices()) {
+      result.program = backend->compile(tg.graph, compile);
+      for (const auto& c : result.program->layer_choices()) {
         choices += c.node + "=" + c.dtype + "\n";
       }
     }
@@ -443,7 +445,7 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
       compile.layer_precision[line.substr(0, eq)] = parse_precision(line.substr(eq + 1));
     }
   }
-  result.program = backend->compile(tg.graph, compile);
+  if (!result.program) result.program = backend->compile(tg.graph, compile);
   Program& program = *result.program;
 
   std::unique_ptr<GradientAllreduce> allreduce;
