@@ -130,12 +130,13 @@ DataType OnednnProgram::compute_type(const Node& node,
       break;
     case Precision::automatic:
       if (node.op == "Dense" && options_.training) {
-        // With the head's Dense 1152 -> 256 in bf16 the default workload's backbone pretraining
-        // stopped learning (loss stuck at ln 2, twice, on Zen 4 avx512_core_bf16), although its
-        // gradients and first steps match f32 in tests/backends/mixed_precision_test.cpp. Until
-        // that is understood, auto trains dense layers in f32 (--dtype bf16 still runs them in
+        // bf16 inputs of the dense layers delay the escape from the initial plateau of the
+        // default backbone pretraining (a deep VGG16 without batch norm): measured in
+        // docs/BENCHMARKS.md, one seed of four stayed at ln 2 for its whole epoch. No primitive is
+        // wrong (tests/backends/mixed_precision_test.cpp), and a dense layer's share of a
+        // training step is small, so auto trains them in f32 (--dtype bf16 still runs them in
         // bf16).
-        why = "auto: dense layers train in fp32 (see docs/BENCHMARKS.md)";
+        why = "auto: dense layers train in fp32 (bf16 slowed learning: docs/BENCHMARKS.md)";
         break;
       }
       if (!cpu_has_native_bf16()) {
