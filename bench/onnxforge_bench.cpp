@@ -282,6 +282,7 @@ void print_layers(const std::string& title, Program& p, const std::function<void
     fmt::print("{:9.3f} {:6.1f}  {:<9} {}\n", ms, 100.0 * t.seconds / total, t.plan, t.label);
   }
   fmt::print("{:9.3f}          total\n", 1e3 * total / iterations);
+  fmt::print("{}\n", onednn::memory_summary(p));
 }
 
 int layers_main(const std::string& filter) {

@@ -41,7 +41,7 @@ if ((${#below[@]} == 0)); then
   exit 0
 fi
 
-tests=(backend_ops_test backend_models_test mixed_precision_test onednn_loops_test)
+tests=(backend_ops_test backend_models_test mixed_precision_test onednn_loops_test onednn_memory_test)
 for level in "${below[@]}"; do
   start=$SECONDS
   echo "test: oneDNN backend tests at ONEDNN_MAX_CPU_ISA=$level (this CPU: $model, $machine)"

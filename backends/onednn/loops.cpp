@@ -101,6 +101,16 @@ inline std::uint64_t mix(std::uint64_t z) {
   for (std::int64_t i = 0; i < count; ++i) out[i] = a[i] * b[i];
 }
 
+[[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] void relu_backward_from_bf16(
+    const std::uint16_t* y, float* dy, std::size_t n) {
+  const auto count = static_cast<std::int64_t>(n);
+  // A bf16 is above zero exactly when, read as a signed 16-bit integer, it is (sign bit clear,
+  // not +0); NaN aside, which a finite loss never sees.
+  const auto* signed_y = reinterpret_cast<const std::int16_t*>(y);
+#pragma omp parallel for simd schedule(static) if (count > kParallelThreshold)
+  for (std::int64_t i = 0; i < count; ++i) dy[i] = signed_y[i] > 0 ? dy[i] : 0.f;
+}
+
 namespace {
 
 // GCC vector extensions: 8 floats, their lane masks and 8 bytes. Built for the default target,

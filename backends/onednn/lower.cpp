@@ -85,6 +85,23 @@ std::size_t float_count(const memory& mem) { return mem.get_desc().get_size() / 
 memory fused_relu_backward(OnednnProgram& p, const std::string& y, const memory& dy,
                            const std::string& label) {
   const Desc md = p.value(y).md;
+  // When the next layer reads y in bf16 (a bf16 convolution), the mask comes from that copy,
+  // which backward keeps anyway for the next layer's weight gradient: y itself is then needed
+  // only by the forward, and the memory plan lets its bytes go after it.
+  dnnl_memory_desc_t as_bf16 = md.data;
+  as_bf16.data_type = dnnl_bf16;
+  for (const auto& view : p.value(y).views) {
+    if (!view.produced[static_cast<int>(Plan::training)] || !(view.md == Desc(as_bf16))) continue;
+    memory diff = p.convert(dy, md, Plan::backward, label);
+    const memory mask = view.mem;
+    p.add(Plan::backward,
+          fmt::format("{}: relu backward (mask of the bf16 output, in place)", label), {mask, diff},
+          [mask, diff]() {
+            relu_backward_from_bf16(static_cast<const std::uint16_t*>(mask.get_data_handle()),
+                                    floats(diff), float_count(diff));
+          });
+    return diff;
+  }
   dnnl::eltwise_forward::primitive_desc hint(
       {prop_kind::forward_training, algorithm::eltwise_relu_use_dst_for_bwd, md, 0.f, 0.f},
       p.engine());
@@ -148,9 +165,10 @@ Desc with_batch(const Desc& md, std::int64_t batch) {
 // A list of primitives with scratch arguments, timed as one step of a plan would run them.
 struct Timed {
   OnednnProgram& p;
+  ScratchMemories memories{p.engine()};
   std::vector<std::pair<dnnl::primitive, std::unordered_map<int, memory>>> steps;
 
-  memory scratch(const Desc& md) { return p.allocate(md); }
+  memory scratch(const Desc& md) { return memories.make(md); }
   void add(dnnl::primitive primitive, std::unordered_map<int, memory> args) {
     steps.emplace_back(std::move(primitive), std::move(args));
   }
@@ -180,7 +198,7 @@ double time_layer(OnednnProgram& p, const ForwardPd& fpd, const Desc& src_md,
                   const Desc& weights_plain_md, const std::optional<Desc>& bias, bool training,
                   bool need_data, bool need_weights, bool weights_bias, MakeData make_data,
                   MakeWeights make_weights) {
-  Timed timed{p, {}};
+  Timed timed{p};
   const memory weights = training
                              ? timed.convert(timed.scratch(weights_plain_md), fpd.weights_desc())
                              : timed.scratch(fpd.weights_desc());
@@ -547,15 +565,16 @@ struct PoolTimes {
 PoolTimes time_max_pool(OnednnProgram& p, const PoolGeometry& g,
                         const dnnl::pooling_v2_forward::primitive_desc& pd,
                         const std::optional<dnnl::pooling_v2_backward::primitive_desc>& bpd) {
-  memory src = p.allocate(pd.src_desc());
-  memory dst = p.allocate(pd.dst_desc());
+  ScratchMemories scratch(p.engine());
+  memory src = scratch.make(pd.src_desc());
+  memory dst = scratch.make(pd.dst_desc());
   float* x = floats(src);
   const std::size_t count = float_count(src);
   for (std::size_t i = 0; i < count; ++i) x[i] = static_cast<float>((i * 2654435761u) % 1000);
   std::vector<std::uint8_t> argmax(bpd ? float_count(dst) : 0);
   PoolTimes times;
   std::optional<memory> diff_src, workspace;
-  if (bpd) diff_src = p.allocate(pd.src_desc());
+  if (bpd) diff_src = scratch.make(pd.src_desc());
   times.loops = best_time([&]() {
     max_pool_forward(g, x, floats(dst), bpd ? argmax.data() : nullptr);
     if (bpd) max_pool_backward(g, floats(dst), argmax.data(), floats(*diff_src));
@@ -563,7 +582,7 @@ PoolTimes time_max_pool(OnednnProgram& p, const PoolGeometry& g,
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
   std::unordered_map<int, memory> bargs;
   if (bpd) {
-    workspace = p.allocate(pd.workspace_desc());
+    workspace = scratch.make(pd.workspace_desc());
     args[DNNL_ARG_WORKSPACE] = *workspace;
     bargs = {
         {DNNL_ARG_DIFF_DST, dst}, {DNNL_ARG_DIFF_SRC, *diff_src}, {DNNL_ARG_WORKSPACE, *workspace}};
@@ -595,7 +614,7 @@ void lower_max_pool_loops(OnednnProgram& p, const Node& n,
   p.add(plan,
         fmt::format("{}: max pooling {}x{}/{} (loop) {}{}", n.name, g.kernel_h, g.kernel_w,
                     g.stride_h, layout_name(pd.src_desc()), measured),
-        [g, xm, ym, argmax]() {
+        {xm, ym}, [g, xm, ym, argmax]() {
           max_pool_forward(g, floats(xm), floats(ym), argmax ? argmax->data() : nullptr);
         });
   if (!training) return;
@@ -605,7 +624,7 @@ void lower_max_pool_loops(OnednnProgram& p, const Node& n,
     memory dy = p.gradient_in(y, dst_md);
     GradSink sink = p.gradient_sink(x, src_md);
     memory dx = sink.mem;
-    p.add(Plan::backward, fmt::format("{}: max pooling backward (loop)", n.name),
+    p.add(Plan::backward, fmt::format("{}: max pooling backward (loop)", n.name), {dy, dx},
           [g, dy, dx, argmax]() { max_pool_backward(g, floats(dy), argmax->data(), floats(dx)); });
     p.finish(sink);
   });
@@ -843,14 +862,15 @@ void lower_add(OnednnProgram& p, const Node& n, Plan plan) {
     memory ym = p.define(y, plain_desc(ys));
     const auto sa = broadcast_strides(as, ys);
     const auto sb = broadcast_strides(bs, ys);
-    p.add(plan, fmt::format("{}: broadcast add (loop)", n.name), [am, bm, ym, ys, sa, sb]() {
-      const float* pa = floats(am);
-      const float* pb = floats(bm);
-      float* py = floats(ym);
-      for_each_broadcast(ys, sa, sb, [&](std::int64_t i, std::int64_t ia, std::int64_t ib) {
-        py[i] = pa[ia] + pb[ib];
-      });
-    });
+    p.add(plan, fmt::format("{}: broadcast add (loop)", n.name), {am, bm, ym},
+          [am, bm, ym, ys, sa, sb]() {
+            const float* pa = floats(am);
+            const float* pb = floats(bm);
+            float* py = floats(ym);
+            for_each_broadcast(ys, sa, sb, [&](std::int64_t i, std::int64_t ia, std::int64_t ib) {
+              py[i] = pa[ia] + pb[ib];
+            });
+          });
   }
   if (plan != Plan::training) return;
   p.add_backward_builder([&p, n, a, b, y, as, bs, ys]() {
@@ -869,7 +889,7 @@ void lower_add(OnednnProgram& p, const Node& n, Plan plan) {
       memory reduced = p.allocate(plain_desc(s));
       const auto strides = broadcast_strides(s, ys);
       const std::vector<std::int64_t> none(ys.size(), 0);
-      p.add(Plan::backward, fmt::format("{}: broadcast add backward (loop)", n.name),
+      p.add(Plan::backward, fmt::format("{}: broadcast add backward (loop)", n.name), {dy, reduced},
             [dy, reduced, ys, strides, none]() {
               const float* g = floats(dy);
               float* r = floats(reduced);
@@ -937,7 +957,7 @@ void lower_dropout(OnednnProgram& p, const Node& n, Plan plan) {
   memory ym = p.define(y, in.md);
   memory mask = p.allocate(in.md);
   const std::uint64_t salt = hash_name(n.name);
-  p.add(plan, fmt::format("{}: dropout {} (loop)", n.name, ratio),
+  p.add(plan, fmt::format("{}: dropout {} (loop)", n.name, ratio), {xm, ym, mask},
         [&p, xm, ym, mask, ratio, salt]() {
           dropout_forward(floats(xm), floats(ym), floats(mask), float_count(xm), ratio,
                           p.dropout_seed() ^ salt);
@@ -947,7 +967,7 @@ void lower_dropout(OnednnProgram& p, const Node& n, Plan plan) {
     memory dy = p.gradient_in(y, p.value(y).md);
     GradSink sink = p.gradient_sink(x, p.value(y).md);
     memory dx = sink.mem;
-    p.add(Plan::backward, fmt::format("{}: dropout backward (loop)", n.name),
+    p.add(Plan::backward, fmt::format("{}: dropout backward (loop)", n.name), {dy, mask, dx},
           [dy, mask, dx]() { multiply(floats(dy), floats(mask), floats(dx), float_count(dx)); });
     p.finish(sink);
   });
@@ -992,6 +1012,7 @@ void lower_batch_norm(OnednnProgram& p, const Node& n, Plan plan) {
     memory running_mean = p.use(mean, channel, plan);
     memory running_var = p.use(var, channel, plan);
     p.add(plan, fmt::format("{}: running statistics (loop)", n.name),
+          {mean_mem, var_mem, running_mean, running_var},
           [mean_mem, var_mem, running_mean, running_var, momentum]() {
             const float* bm = floats(mean_mem);
             const float* bv = floats(var_mem);
@@ -1065,7 +1086,7 @@ void lower_bce(OnednnProgram& p, const Node& n, Plan plan) {
   memory xm = p.use(x, plain_desc(xs), plan);
   memory tm = p.use(t, plain_desc(xs), plan);
   memory ym = p.define(y, plain_desc({}));
-  p.add(plan, fmt::format("{}: binary cross-entropy with logits (loop)", n.name),
+  p.add(plan, fmt::format("{}: binary cross-entropy with logits (loop)", n.name), {xm, tm, ym},
         [xm, tm, ym, wp, wn]() {
           const float* logits = floats(xm);
           const float* labels = floats(tm);
@@ -1088,7 +1109,7 @@ void lower_bce(OnednnProgram& p, const Node& n, Plan plan) {
     GradSink sink = p.gradient_sink(x, plain_desc(xs));
     memory dx = sink.mem;
     p.add(Plan::backward, fmt::format("{}: binary cross-entropy backward (loop)", n.name),
-          [dy, dx, xm, tm, wp, wn]() {
+          {dy, dx, xm, tm}, [dy, dx, xm, tm, wp, wn]() {
             const float* logits = floats(xm);
             const float* labels = floats(tm);
             float* g = floats(dx);
@@ -1119,7 +1140,7 @@ void lower_softmax_ce(OnednnProgram& p, const Node& n, Plan plan) {
   memory ym = p.define(y, plain_desc({}));
   const std::int64_t* labels = p.value(t).ints.data();
   const std::string node_name = n.name;
-  p.add(plan, fmt::format("{}: softmax cross-entropy (loop)", n.name),
+  p.add(plan, fmt::format("{}: softmax cross-entropy (loop)", n.name), {xm, ym},
         [xm, ym, labels, rows, classes, node_name]() {
           const float* logits = floats(xm);
           double sum = 0.0;
@@ -1145,7 +1166,7 @@ void lower_softmax_ce(OnednnProgram& p, const Node& n, Plan plan) {
     GradSink sink = p.gradient_sink(x, plain_desc(xs));
     memory dx = sink.mem;
     p.add(Plan::backward, fmt::format("{}: softmax cross-entropy backward (loop)", n.name),
-          [dy, dx, xm, labels, rows, classes]() {
+          {dy, dx, xm}, [dy, dx, xm, labels, rows, classes]() {
             const float* logits = floats(xm);
             float* g = floats(dx);
             const double scale = static_cast<double>(*floats(dy)) / static_cast<double>(rows);

@@ -47,7 +47,7 @@ void lower_arithmetic(OnednnProgram& p, const Node& n, Plan plan) {
     memory ym = p.define(y, plain_desc(ys));
     const auto sa = broadcast_strides(as, ys);
     const auto sb = broadcast_strides(bs, ys);
-    p.add(plan, fmt::format("{}: broadcast {} (loop)", n.name, n.op),
+    p.add(plan, fmt::format("{}: broadcast {} (loop)", n.name, n.op), {am, bm, ym},
           [am, bm, ym, ys, sa, sb, op]() {
             const float* pa = floats(am);
             const float* pb = floats(bm);
@@ -71,7 +71,7 @@ void lower_arithmetic(OnednnProgram& p, const Node& n, Plan plan) {
     memory db = need_b ? p.allocate(plain_desc(bs)) : memory();
     const auto sa = broadcast_strides(as, ys);
     const auto sb = broadcast_strides(bs, ys);
-    p.add(Plan::backward, fmt::format("{}: {} backward (loop)", n.name, n.op),
+    p.add(Plan::backward, fmt::format("{}: {} backward (loop)", n.name, n.op), {dy, am, bm, da, db},
           [dy, am, bm, da, db, ys, sa, sb, op]() {
             const float* g = floats(dy);
             const float* pa = floats(am);
@@ -145,7 +145,7 @@ void lower_clip(OnednnProgram& p, const Node& n, Plan plan) {
   const Desc md = p.value(x).md;
   memory xm = p.value(x).mem;
   memory ym = p.define(y, md);
-  p.add(plan, fmt::format("{}: clip (loop)", n.name), [xm, ym, lo, hi]() {
+  p.add(plan, fmt::format("{}: clip (loop)", n.name), {xm, ym}, [xm, ym, lo, hi]() {
     const float* px = floats(xm);
     float* py = floats(ym);
     const auto count = static_cast<std::int64_t>(float_count(xm));
@@ -161,16 +161,17 @@ void lower_clip(OnednnProgram& p, const Node& n, Plan plan) {
     memory dy = p.gradient_in(y, md);
     GradSink sink = p.gradient_sink(x, md);
     memory dx = sink.mem;
-    p.add(Plan::backward, fmt::format("{}: clip backward (loop)", n.name), [dy, dx, xm, lo, hi]() {
-      const float* px = floats(xm);
-      const float* g = floats(dy);
-      float* out = floats(dx);
-      const auto count = static_cast<std::int64_t>(float_count(xm));
+    p.add(Plan::backward, fmt::format("{}: clip backward (loop)", n.name), {dy, dx, xm},
+          [dy, dx, xm, lo, hi]() {
+            const float* px = floats(xm);
+            const float* g = floats(dy);
+            float* out = floats(dx);
+            const auto count = static_cast<std::int64_t>(float_count(xm));
 #pragma omp parallel for if (count > kParallelThreshold)
-      for (std::int64_t i = 0; i < count; ++i) {
-        out[i] = px[i] >= lo && px[i] <= hi ? g[i] : 0.f;
-      }
-    });
+            for (std::int64_t i = 0; i < count; ++i) {
+              out[i] = px[i] >= lo && px[i] <= hi ? g[i] : 0.f;
+            }
+          });
     p.finish(sink);
   });
 }
@@ -219,7 +220,7 @@ void lower_pad(OnednnProgram& p, const Node& n, Plan plan) {
   }
   memory xm = p.use(x, plain_desc(xs), plan);
   memory ym = p.define(y, plain_desc(ys));
-  p.add(plan, fmt::format("{}: pad {} (loop)", n.name, mode), [xm, ym, map, value]() {
+  p.add(plan, fmt::format("{}: pad {} (loop)", n.name, mode), {xm, ym}, [xm, ym, map, value]() {
     const float* px = floats(xm);
     float* py = floats(ym);
     const auto count = static_cast<std::int64_t>(map->size());
@@ -232,14 +233,15 @@ void lower_pad(OnednnProgram& p, const Node& n, Plan plan) {
     if (!p.needs_gradient(x) || !p.needs_gradient(y)) return;
     memory dy = p.gradient_in(y, plain_desc(ys));
     memory dx = p.allocate(plain_desc(xs));
-    p.add(Plan::backward, fmt::format("{}: pad backward (loop)", n.name), [dy, dx, map]() {
-      const float* g = floats(dy);
-      float* out = floats(dx);
-      std::fill(out, out + float_count(dx), 0.f);
-      for (std::size_t i = 0; i < map->size(); ++i) {
-        if ((*map)[i] >= 0) out[(*map)[i]] += g[i];
-      }
-    });
+    p.add(Plan::backward, fmt::format("{}: pad backward (loop)", n.name), {dy, dx},
+          [dy, dx, map]() {
+            const float* g = floats(dy);
+            float* out = floats(dx);
+            std::fill(out, out + float_count(dx), 0.f);
+            for (std::size_t i = 0; i < map->size(); ++i) {
+              if ((*map)[i] >= 0) out[(*map)[i]] += g[i];
+            }
+          });
     p.contribute(x, dx, n.name);
   });
 }

@@ -52,5 +52,9 @@ std::string describe(const Program& program) {
   return as_onednn(const_cast<Program&>(program)).describe();
 }
 
+std::string memory_summary(const Program& program) {
+  return as_onednn(const_cast<Program&>(program)).memory_summary();
+}
+
 }  // namespace onednn
 }  // namespace onnxforge

@@ -29,8 +29,12 @@ struct StepTime {
 void set_profiling(Program& program, bool on);
 std::vector<StepTime> step_times(const Program& program);
 
-// The plans of a Program, one line per step: what runs, its implementation and layouts.
+// The plans of a Program, one line per step: what runs, its implementation and layouts; then its
+// memory (memory_summary).
 std::string describe(const Program& program);
+// One line: the bytes of the buffers that live across plan runs, and of the arena in which the
+// others (activations, their gradients, temporaries) share bytes when never live together.
+std::string memory_summary(const Program& program);
 
 }  // namespace onednn
 }  // namespace onnxforge

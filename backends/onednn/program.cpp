@@ -3,6 +3,7 @@
 #include "backends/onednn/program.hpp"
 
 #include <omp.h>
+#include <sys/mman.h>
 #include <xmmintrin.h>
 
 #include <fmt/format.h>
@@ -18,6 +19,27 @@
 namespace onnxforge::onednn {
 
 namespace {
+
+// Buffers from this size up are placed by the memory plan (smaller ones cost little and are
+// many: biases, batch statistics, scalars).
+constexpr std::size_t kPlannedBytes = std::size_t{1} << 16;
+constexpr std::size_t kArenaAlignment = 4096;
+
+std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+
+// Anonymous pages: zero, and resident only once touched.
+char* map_pages(std::size_t bytes) {
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) fail("onednn backend: cannot map {} bytes of memory", bytes);
+  return static_cast<char*>(p);
+}
+
+// A layout without padding: its bytes are exactly its elements.
+bool dense(const Desc& md) {
+  std::size_t elements = 1;
+  for (auto d : md.dims()) elements *= static_cast<std::size_t>(d);
+  return elements * memory::data_type_size(md.data_type()) == md.get_size();
+}
 
 const char* plan_name(Plan plan) {
   switch (plan) {
@@ -107,6 +129,14 @@ OnednnProgram::OnednnProgram(const Graph& graph, const CompileOptions& options)
     }
   }
   lower(Plan::inference);
+  plan_memory();
+}
+
+OnednnProgram::~OnednnProgram() {
+  for (const auto& b : buffers_) {
+    if (!b.placed) ::munmap(b.data, b.size);
+  }
+  if (arena_) ::munmap(arena_, memory_plan_.arena);
 }
 
 // ---- compile-time planning ---------------------------------------------------------------------
@@ -176,9 +206,143 @@ const Value& OnednnProgram::value(const std::string& name) const {
 }
 
 memory OnednnProgram::allocate(const Desc& md) {
-  memory mem(md, engine_);
-  std::memset(mem.get_data_handle(), 0, md.get_size());
-  return mem;
+  const std::size_t size = md.get_size();
+  if (size < kPlannedBytes || !dense(md)) {
+    memory_plan_.small += size;
+    memory mem(md, engine_);
+    std::memset(mem.get_data_handle(), 0, size);
+    return mem;
+  }
+  Buffer b;
+  b.size = round_up(size, kArenaAlignment);
+  b.data = map_pages(b.size);
+  buffers_.push_back(b);
+  return memory(md, engine_, b.data);
+}
+
+memory ScratchMemories::make(const Desc& md) {
+  const std::size_t size = round_up(std::max<std::size_t>(md.get_size(), 1), kArenaAlignment);
+  char* data = map_pages(size);
+  pages_.emplace_back(data, size);
+  return memory(md, engine_, data);
+}
+
+ScratchMemories::~ScratchMemories() {
+  for (const auto& [data, size] : pages_) ::munmap(data, size);
+}
+
+OnednnProgram::Buffer* OnednnProgram::buffer_of(const void* handle) {
+  const char* h = static_cast<const char*>(handle);
+  for (auto& b : buffers_) {
+    if (h >= b.data && h < b.data + b.size) return &b;
+  }
+  return nullptr;
+}
+
+void OnednnProgram::pin(const memory& mem) {
+  if (!mem) return;
+  if (Buffer* b = buffer_of(mem.get_data_handle())) b->pinned = true;
+}
+
+void OnednnProgram::plan_memory() {
+  // What lives across plan runs keeps its own bytes.
+  auto pin_value = [&](const std::string& name) {
+    const Value& v = value(name);
+    pin(v.mem);
+    pin(v.grad);
+    for (const auto& view : v.views) pin(view.mem);
+  };
+  for (const auto& in : graph_.inputs) pin_value(in.name);
+  for (const auto& init : graph_.initializers) pin_value(init.name);
+  for (const auto& out : graph_.outputs) pin_value(out);
+  for (const auto& kept : options_.keep) pin_value(kept);
+  if (!options_.loss.empty() && values_.count(options_.loss)) pin_value(options_.loss);
+  for (const auto& [name, v] : values_) {
+    if (v.seedable || v.parameter) pin_value(name);
+  }
+  for (const auto& step : weight_steps_) {
+    for (const auto& m : step.touches) pin(m);
+  }
+
+  // Live ranges: one over the inference plan, one over the training plan then backward (a run
+  // of either sees its buffers live within its range, and what one plan leaves for another is
+  // pinned), so two buffers whose ranges overlap in neither may share bytes.
+  std::int64_t position = 0;
+  for (int plan = 0; plan < kPlanCount; ++plan) {
+    const int run = plan == static_cast<int>(Plan::inference) ? 0 : 1;
+    for (const auto& step : plans_[plan]) {
+      for (const auto& m : step.touches) {
+        if (!m) continue;
+        Buffer* b = buffer_of(m.get_data_handle());
+        if (!b) continue;
+        if (b->first[run] < 0) b->first[run] = position;
+        b->last[run] = position;
+      }
+      ++position;
+    }
+  }
+  auto touched = [](const Buffer& b) { return b.first[0] >= 0 || b.first[1] >= 0; };
+  auto overlap = [](const Buffer& a, const Buffer& b) {
+    for (int run = 0; run < 2; ++run) {
+      if (a.first[run] >= 0 && b.first[run] >= 0 && a.first[run] <= b.last[run] &&
+          b.first[run] <= a.last[run]) {
+        return true;
+      }
+    }
+    return false;
+  };
+
+  std::vector<Buffer*> order;
+  for (auto& b : buffers_) {
+    if (b.pinned || !touched(b)) {
+      memory_plan_.pinned += b.size;
+    } else {
+      memory_plan_.planned += b.size;
+      order.push_back(&b);
+    }
+  }
+  // Largest first, each at the lowest offset free of the placed buffers it overlaps in time.
+  std::stable_sort(order.begin(), order.end(),
+                   [](const Buffer* a, const Buffer* b) { return a->size > b->size; });
+  std::vector<const Buffer*> placed;
+  for (Buffer* b : order) {
+    std::vector<std::pair<std::size_t, std::size_t>> taken;
+    for (const Buffer* o : placed) {
+      if (overlap(*o, *b)) taken.emplace_back(o->offset, o->size);
+    }
+    std::sort(taken.begin(), taken.end());
+    std::size_t offset = 0;
+    for (const auto& [start, size] : taken) {
+      if (offset + b->size <= start) break;
+      offset = std::max(offset, start + size);
+    }
+    b->offset = offset;
+    memory_plan_.arena = std::max(memory_plan_.arena, offset + b->size);
+    placed.push_back(b);
+  }
+  if (placed.empty()) return;
+  arena_ = map_pages(memory_plan_.arena);
+
+  // Every memory object the steps touch that lies in a placed buffer moves with it (objects are
+  // shared handles: the copies inside steps and values move together).
+  std::vector<std::pair<memory, char*>> moves;
+  std::set<dnnl_memory_t> seen;
+  for (auto& plan : plans_) {
+    for (const auto& step : plan) {
+      for (const auto& m : step.touches) {
+        if (!m || !seen.insert(m.get()).second) continue;
+        char* h = static_cast<char*>(m.get_data_handle());
+        Buffer* b = buffer_of(h);
+        if (!b || b->pinned || !touched(*b)) continue;
+        moves.emplace_back(m, arena_ + b->offset + (h - b->data));
+      }
+    }
+  }
+  for (auto& [m, to] : moves) m.set_data_handle(to);
+  for (Buffer* b : order) {
+    ::munmap(b->data, b->size);
+    b->placed = true;
+  }
 }
 
 memory& OnednnProgram::define(const std::string& name, const Desc& md) {
@@ -210,13 +374,17 @@ Desc OnednnProgram::output_desc(const std::string& name, DataType type) {
   return Desc(dims_of(v.shape), type, Tag::any);
 }
 
-void OnednnProgram::add(Plan plan, std::string label, std::function<void()> run) {
-  plans_[static_cast<int>(plan)].push_back({std::move(label), std::move(run)});
+void OnednnProgram::add(Plan plan, std::string label, std::vector<memory> touches,
+                        std::function<void()> run) {
+  plans_[static_cast<int>(plan)].push_back({std::move(label), std::move(run), std::move(touches)});
 }
 
 void OnednnProgram::add_primitive(Plan plan, std::string label, dnnl::primitive primitive,
                                   std::unordered_map<int, memory> args) {
-  add(plan, std::move(label), [this, primitive, args]() { primitive.execute(stream_, args); });
+  std::vector<memory> touches;
+  for (const auto& [arg, mem] : args) touches.push_back(mem);
+  add(plan, std::move(label), std::move(touches),
+      [this, primitive, args]() { primitive.execute(stream_, args); });
 }
 
 memory OnednnProgram::use(const std::string& name, const Desc& md, Plan plan,
@@ -248,9 +416,11 @@ memory OnednnProgram::use(const std::string& name, const Desc& md, Plan plan,
   if (v.parameter) {
     memory to = view.mem;
     weight_steps_.push_back(
-        {fmt::format("{}: reorder weights", name), [this, reorder, source, to]() {
+        {fmt::format("{}: reorder weights", name),
+         [this, reorder, source, to]() {
            reorder.execute(stream_, {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, to}});
-         }});
+         },
+         {source, to}});
   } else {
     view.produced[p] = true;
     add_primitive(plan, fmt::format("{}: reorder to another layout", name), reorder,
@@ -284,6 +454,9 @@ memory OnednnProgram::convert(const memory& src, const Desc& md, Plan plan,
 memory OnednnProgram::gradient_in(const std::string& name, const Desc& md) {
   Value& v = value(name);
   if (!v.grad) v.grad = allocate(v.md);
+  // No contribution was planned (backward builders run consumers first): the gradient stays the
+  // zeros it was allocated with, so its bytes must stay its own.
+  if (!v.grad_claimed && !v.seedable) pin(v.grad);
   return convert(v.grad, md, Plan::backward, "d" + name);
 }
 
@@ -322,7 +495,8 @@ GradSink OnednnProgram::gradient_sink(const std::string& name, const Desc& md,
   sink.finish = Step{fmt::format("d{}: {} contribution", name, accumulate ? "add" : "copy"),
                      [this, reorder, from, target]() {
                        reorder.execute(stream_, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, target}});
-                     }};
+                     },
+                     {from, target}};
   return sink;
 }
 
@@ -485,6 +659,7 @@ void OnednnProgram::forward(Mode mode) {
     dropout_seed_ = hash_name("dropout " + std::to_string(step_), options_.seed);
     run_plan(Plan::training);
     have_training_forward_ = true;
+    forward_consumed_ = false;
   } else {
     run_plan(Plan::inference);
     have_training_forward_ = false;
@@ -499,6 +674,11 @@ void OnednnProgram::seed_and_run_backward(const std::map<std::string, Tensor>& s
   }
   if (!have_training_forward_) {
     fail("onednn backend: backward needs forward(Mode::training) first");
+  }
+  if (forward_consumed_) {
+    fail(
+        "onednn backend: a second backward needs a new forward(Mode::training) (backward reuses "
+        "the buffers of the forward it consumed)");
   }
   for (const auto& [name, seed] : seeds) {
     const Value& v = value(name);
@@ -527,6 +707,7 @@ void OnednnProgram::seed_and_run_backward(const std::map<std::string, Tensor>& s
     }
   }
   run_plan(Plan::backward);
+  forward_consumed_ = arena_ != nullptr;
 }
 
 void OnednnProgram::backward() { seed_and_run_backward({}, true); }
@@ -771,6 +952,16 @@ std::vector<StepTime> OnednnProgram::step_times() const {
   return out;
 }
 
+std::string OnednnProgram::memory_summary() const {
+  const double mib = 1024.0 * 1024.0;
+  return fmt::format(
+      "memory: {:.1f} MiB pinned (parameters with their views and gradients, inputs, outputs; "
+      "optimizer slots apart), {:.1f} MiB of activations, their gradients and temporaries in a "
+      "{:.1f} MiB arena, {:.1f} MiB in small or padded buffers",
+      memory_plan_.pinned / mib, memory_plan_.planned / mib, memory_plan_.arena / mib,
+      memory_plan_.small / mib);
+}
+
 std::string OnednnProgram::describe() const {
   std::string text;
   auto list = [&](const char* name, const std::vector<Step>& steps) {
@@ -781,6 +972,7 @@ std::string OnednnProgram::describe() const {
   list("training", plans_[static_cast<int>(Plan::training)]);
   list("backward", plans_[static_cast<int>(Plan::backward)]);
   list("inference", plans_[static_cast<int>(Plan::inference)]);
+  text += memory_summary() + "\n";
   return text;
 }
 

@@ -33,6 +33,8 @@ inline constexpr int kPlanCount = 3;
 struct Step {
   std::string label;
   std::function<void()> run;
+  // Every memory the step reads or writes: the memory plan places buffers by these.
+  std::vector<memory> touches;
 };
 
 // Another layout (or dtype) of a value, filled by a reorder in the plans that use it.
@@ -86,9 +88,38 @@ class [[nodiscard]] ComputeScope {
 // Whether the calling thread flushes denormals now (for tests).
 bool flushes_denormals();
 
+// Zero-filled memories for compile-time measurements, unmapped (returned to the system, not
+// kept by the allocator for later) when this goes; memories made by it must not outlive it.
+class ScratchMemories {
+ public:
+  explicit ScratchMemories(dnnl::engine engine) : engine_(std::move(engine)) {}
+  ~ScratchMemories();
+  ScratchMemories(const ScratchMemories&) = delete;
+  ScratchMemories& operator=(const ScratchMemories&) = delete;
+  memory make(const Desc& md);
+
+ private:
+  dnnl::engine engine_;
+  std::vector<std::pair<void*, std::size_t>> pages_;
+};
+
+// What the memory plan of a Program did (bytes).
+struct MemoryPlan {
+  std::size_t pinned = 0;   // buffers that live across plan runs: parameters, their views and
+                            // gradients, inputs, outputs, kept values, seeded gradients
+  std::size_t planned = 0;  // the other buffers (activations, their gradients, temporaries), one
+                            // after the other
+  std::size_t arena = 0;    // what those occupy once buffers that are never live at the same time
+                            // share bytes
+  std::size_t small = 0;    // buffers below the planning threshold, or with padded layouts
+};
+
 class OnednnProgram final : public Program {
  public:
   OnednnProgram(const Graph& graph, const CompileOptions& options);
+  ~OnednnProgram() override;
+  OnednnProgram(const OnednnProgram&) = delete;
+  OnednnProgram& operator=(const OnednnProgram&) = delete;
 
   void set_input(const std::string& name, const Tensor& value) override;
   void forward(Mode mode) override;
@@ -108,6 +139,8 @@ class OnednnProgram final : public Program {
   void set_profiling(bool on);
   std::vector<StepTime> step_times() const;
   std::string describe() const;
+  std::string memory_summary() const;
+  const MemoryPlan& memory_plan() const { return memory_plan_; }
 
   // ---- used by the op lowerings (lower.cpp) ----
   dnnl::engine& engine() { return engine_; }
@@ -126,8 +159,13 @@ class OnednnProgram final : public Program {
                      const std::string& why = "");
   std::vector<LayerChoice> layer_choices() const override { return choices_; }
 
-  // A fresh zero-filled memory owned by the Program.
+  // A fresh zero-filled memory owned by the Program. Large ones are placed by the memory plan at
+  // the end of compile: steps must name every memory they touch (Step::touches), and a value
+  // that is read before any step writes it must be pinned (pin()).
   memory allocate(const Desc& md);
+  // Keeps the buffer behind `mem` out of the memory plan: its bytes are its own for the
+  // Program's life.
+  void pin(const memory& mem);
   // Gives a value its canonical layout and storage (once; later calls must agree).
   memory& define(const std::string& name, const Desc& md);
   // Defines a value as another view of existing bytes (Flatten, Reshape, Identity).
@@ -142,8 +180,8 @@ class OnednnProgram final : public Program {
   // `src` converted to `md` by a reorder step appended to `plan` (or `src` when equal).
   memory convert(const memory& src, const Desc& md, Plan plan, const std::string& label);
 
-  // Appends a step to a plan.
-  void add(Plan plan, std::string label, std::function<void()> run);
+  // Appends a step to a plan; `touches` lists every memory `run` reads or writes.
+  void add(Plan plan, std::string label, std::vector<memory> touches, std::function<void()> run);
   void add_primitive(Plan plan, std::string label, dnnl::primitive primitive,
                      std::unordered_map<int, memory> args);
   // Registers the backward lowering of a node; they are run in reverse order after the forward.
@@ -167,6 +205,7 @@ class OnednnProgram final : public Program {
  private:
   void plan_fusion();
   void lower(Plan plan);
+  void plan_memory();
   void run_plan(Plan plan);
   void run_steps(std::vector<Step>& steps, const char* plan_name);
   void prepare_weights();
@@ -228,6 +267,28 @@ class OnednnProgram final : public Program {
   mutable std::map<std::pair<std::string, bool>, Edge> edges_;  // (value, gradient?)
   Edge& edge(const Value& v, const memory& mem, bool gradient) const;
 
+  // Buffers of allocate() at or above kPlannedBytes: mapped untouched at compile time, then moved
+  // by plan_memory() into one arena where buffers that are never live at the same time (by the
+  // steps that touch them, in a run of the inference plan or of training then backward) share
+  // bytes.
+  struct Buffer {
+    char* data = nullptr;
+    std::size_t size = 0;
+    bool pinned = false;
+    // Positions of the first and last step touching it, in the inference plan [0] and in the
+    // training and backward plans [1] (-1: none).
+    std::int64_t first[2] = {-1, -1}, last[2] = {-1, -1};
+    std::size_t offset = 0;  // in the arena, once placed
+    bool placed = false;
+  };
+  std::vector<Buffer> buffers_;
+  Buffer* buffer_of(const void* handle);
+  char* arena_ = nullptr;
+  MemoryPlan memory_plan_;
+  // The arena shares the training forward's buffers with backward: a second backward needs a
+  // new forward.
+  bool forward_consumed_ = false;
+
   bool profiling_ = false;
   mutable std::map<std::pair<std::string, std::string>, std::pair<double, std::int64_t>> times_;
   std::vector<std::pair<std::string, std::string>> time_order_;
@@ -262,6 +323,10 @@ double sum_of_squares(const float* x, std::size_t n);
 void dropout_forward(const float* x, float* y, float* mask, std::size_t n, double ratio,
                      std::uint64_t seed);
 void multiply(const float* a, const float* b, float* out, std::size_t n);
+// ReLU backward from its output y in bf16, in place on dy (same layout): dy = y > 0 ? dy : 0.
+// The f32 output rounded to bf16 keeps its sign and stays nonzero (same exponent range; a
+// denormal reads as zero under DAZ in both), so the mask is the f32 one.
+void relu_backward_from_bf16(const std::uint16_t* y, float* dy, std::size_t n);
 
 // Max pooling on a layout with channels in blocks of `block`: nChw8c, nChw16c (block 8, 16),
 // channels-last nhwc (one block of all C channels) or planar nchw (block 1). Element (n, c, h, w)
