@@ -307,7 +307,6 @@ void lower_conv(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
   const bool need_w = trainable_with_gradient(p, w);
   const bool need_b = trainable_with_gradient(p, b);
   const auto prop = training ? prop_kind::forward_training : prop_kind::forward_inference;
-  const Desc dst_md = p.output_desc(y);
 
   // One training step (or inference forward) of this layer in dtype t, with the reorders it
   // brings: src into t, and in training the weights (every step, after the update) and diff_dst.
@@ -323,6 +322,8 @@ void lower_conv(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
         [&] { return conv_weights_pd(p.engine(), small, t, need_b, fpd); });
   });
 
+  const Desc dst_md = p.output_desc(
+      y, ct == DataType::bf16 && p.bf16_readers_only(y) ? DataType::bf16 : DataType::f32);
   const auto pd = conv_forward_pd(p.engine(), c, ct, prop, dst_md);
   p.define(y, pd.dst_desc());
   p.record_choice(n, ct, pd.impl_info_str());
@@ -394,6 +395,9 @@ struct DenseSpec {
   Shape xs, ys, ws;
   std::optional<Desc> bias;  // plain f32
   bool relu = false;
+  bool any_weights = false;  // weights in the implementation's layout even in f32 (inference)
+  // The src layout to ask for (a folded Flatten: its input's, so that no reorder comes first).
+  std::optional<Desc> src_layout;
 };
 
 // f32 weights stay in their plain out x in layout when the implementation takes it (the GEMM one
@@ -401,13 +405,18 @@ struct DenseSpec {
 dnnl::inner_product_forward::primitive_desc dense_forward_pd(const dnnl::engine& engine,
                                                              const DenseSpec& d, DataType t,
                                                              prop_kind prop, const Desc& dst_md) {
-  const Desc src_any(dims_of(d.xs), t, Tag::any);
+  Desc src_any(dims_of(d.xs), t, Tag::any);
+  if (d.src_layout) {
+    dnnl_memory_desc_t typed = d.src_layout->data;
+    typed.data_type = static_cast<dnnl_data_type_t>(t);
+    src_any = Desc(typed);
+  }
   auto make = [&](const Desc& weights) {
     auto desc = d.bias ? dnnl::inner_product_forward::desc(prop, src_any, weights, *d.bias, dst_md)
                        : dnnl::inner_product_forward::desc(prop, src_any, weights, dst_md);
     return dnnl::inner_product_forward::primitive_desc(desc, relu_attr(d.relu), engine);
   };
-  if (t == DataType::f32) {
+  if (t == DataType::f32 && !d.any_weights) {
     try {
       return make(plain_desc(d.ws));
     } catch (const dnnl::error&) {
@@ -448,7 +457,10 @@ dnnl::inner_product_backward_weights::primitive_desc dense_weights_pd(
 
 void lower_dense(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
   const bool training = plan == Plan::training;
-  const std::string x = n.inputs[0];
+  // A folded Flatten (inference): the inner product reads its 4-D input, and the plain
+  // out x (c*h*w) weights are the same bytes seen as out x c x h x w.
+  const std::string* flattened = p.folded_flatten(n);
+  const std::string x = flattened ? *flattened : n.inputs[0];
   const std::string w = n.inputs[1];
   const std::string b = n.input(2);
   const std::string y = relu ? relu->outputs[0] : n.outputs[0];
@@ -456,6 +468,13 @@ void lower_dense(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
   d.xs = p.value(x).shape;
   d.ys = p.value(y).shape;
   d.ws = p.value(w).shape;
+  std::optional<Desc> w_as;
+  if (flattened) {
+    d.ws = {d.ws[0], d.xs[1], d.xs[2], d.xs[3]};
+    w_as = plain_desc(d.ws);
+    d.any_weights = true;
+    if (p.value(x).md.data.format_desc.blocking.inner_nblks == 0) d.src_layout = p.value(x).md;
+  }
   if (!b.empty()) d.bias = plain_desc(p.value(b).shape);
   d.relu = relu != nullptr;
   const bool need_x = p.needs_gradient(x);
@@ -474,8 +493,8 @@ void lower_dense(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
     // One primitive gives both weight gradients: it runs when either is wanted.
     return time_layer<dnnl::inner_product_forward, dnnl::inner_product_backward_data,
                       dnnl::inner_product_backward_weights>(
-        p, fpd, with_batch(p.value(x).md, small.xs[0]), plain_desc(d.ws), d.bias, training, need_x,
-        need_w || need_b, d.bias.has_value(),
+        p, fpd, with_batch(p.value(x).md, small.xs[0]), w_as ? *w_as : plain_desc(d.ws), d.bias,
+        training, need_x, need_w || need_b, d.bias.has_value(),
         [&] { return dense_data_pd(p.engine(), small, t, fpd); },
         [&] { return dense_weights_pd(p.engine(), small, t, fpd); });
   });
@@ -484,13 +503,14 @@ void lower_dense(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
   p.define(y, pd.dst_desc());
   p.record_choice(n, ct, pd.impl_info_str());
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.use(x, pd.src_desc(), plan)},
-                                       {DNNL_ARG_WEIGHTS, p.use(w, pd.weights_desc(), plan)},
+                                       {DNNL_ARG_WEIGHTS, p.use(w, pd.weights_desc(), plan, w_as)},
                                        {DNNL_ARG_DST, p.value(y).mem}};
   if (!b.empty()) args[DNNL_ARG_BIAS] = p.use(b, pd.bias_desc(), plan);
   p.add_primitive(
       plan,
-      fmt::format("{}: inner product{} ({}) src {} weights {}", n.name, relu ? "+relu" : "",
-                  pd.impl_info_str(), layout_name(pd.src_desc()), layout_name(pd.weights_desc())),
+      fmt::format("{}: inner product{}{} ({}) src {} weights {}", n.name, relu ? "+relu" : "",
+                  flattened ? " (flatten folded in)" : "", pd.impl_info_str(),
+                  layout_name(pd.src_desc()), layout_name(pd.weights_desc())),
       dnnl::inner_product_forward(pd), args);
   if (!training) return;
 
@@ -664,7 +684,9 @@ void lower_pool(OnednnProgram& p, const Node& n, Plan plan) {
   const memory::dims padding_r{pad_b, pad_r};
   const Desc src_md = p.value(x).md;
   const auto prop = training ? prop_kind::forward_training : prop_kind::forward_inference;
-  dnnl::pooling_v2_forward::desc desc(prop, alg, src_md, p.output_desc(y), strides, kernel,
+  // A bf16 src (an inference Program's bf16 activation) gives a bf16 dst: its readers take bf16.
+  const DataType type = src_md.data_type() == DataType::bf16 ? DataType::bf16 : DataType::f32;
+  dnnl::pooling_v2_forward::desc desc(prop, alg, src_md, p.output_desc(y, type), strides, kernel,
                                       dilation, padding_l, padding_r);
   dnnl::pooling_v2_forward::primitive_desc pd(desc, p.engine());
   p.define(y, pd.dst_desc());
@@ -700,7 +722,9 @@ void lower_pool(OnednnProgram& p, const Node& n, Plan plan) {
         p.record_choice(n, DataType::f32, pd.impl_info_str(), why);
       }
     } else {
-      p.record_choice(n, DataType::f32, pd.impl_info_str(), "the loops do not take this layout");
+      p.record_choice(n, type, pd.impl_info_str(),
+                      type == DataType::bf16 ? "bf16 activations: oneDNN (the loops are f32)"
+                                             : "the loops do not take this layout");
     }
   }
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, p.use(x, pd.src_desc(), plan)},

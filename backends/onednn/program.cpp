@@ -554,6 +554,68 @@ void OnednnProgram::plan_fusion() {
     skipped_.insert(users[0]);
     value(out).fused_away = true;
   }
+  // Inference: a Flatten of a 4-D tensor read only by a Dense is folded into it (the inner
+  // product takes the 4-D tensor in its producer's layout, with its weights reordered once to
+  // match), saving a reorder of the activation to plain NCHW per batch. Training keeps the Flatten:
+  // there the weights change every step and the optimizer updates them in their plain layout.
+  if (!options_.training) {
+    for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
+      const Node& node = graph_.nodes[i];
+      if (node.op != "Flatten" || node.get_int("axis", 1) != 1) continue;
+      if (value(node.inputs[0]).shape.size() != 4) continue;
+      const std::string& out = node.outputs[0];
+      if (visible.count(out)) continue;
+      const auto& users = consumers[out];
+      if (users.size() != 1) continue;
+      const Node& user = graph_.nodes[users[0]];
+      if (user.op != "Dense" || user.inputs[0] != out) continue;
+      folded_flatten_[user.name] = node.inputs[0];
+      skipped_.insert(i);
+    }
+  }
+  // Who reads each value, seen through folded nodes (bf16_readers_only).
+  for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
+    if (skipped_.count(i) && !fused_relu_reader(i)) continue;
+    const Node& node = graph_.nodes[i];
+    for (std::size_t k = 0; k < node.inputs.size(); ++k) {
+      if (!node.inputs[k].empty()) readers_[node.inputs[k]].push_back({i, k});
+    }
+  }
+  for (const auto& [dense, source] : folded_flatten_) {
+    for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
+      if (graph_.nodes[i].name == dense) readers_[source].push_back({i, 0});
+    }
+  }
+  visible_ = std::move(visible);
+}
+
+bool OnednnProgram::fused_relu_reader(std::size_t node) const {
+  for (const auto& [conv, relu] : fused_relu_) {
+    if (relu == node) return true;
+  }
+  return false;
+}
+
+const std::string* OnednnProgram::folded_flatten(const Node& dense) const {
+  auto it = folded_flatten_.find(dense.name);
+  return it == folded_flatten_.end() ? nullptr : &it->second;
+}
+
+bool OnednnProgram::bf16_readers_only(const std::string& name) const {
+  if (options_.training || visible_.count(name)) return false;
+  auto it = readers_.find(name);
+  if (it == readers_.end() || it->second.empty()) return false;
+  for (const auto& [index, input] : it->second) {
+    const Node& reader = graph_.nodes[index];
+    if (reader.op == "Relu" && fused_relu_reader(index)) return false;  // a pre-activation
+    const bool layer = (reader.op == "Conv" || reader.op == "Dense") && input == 0;
+    const bool pool =
+        reader.op == "MaxPool" || reader.op == "AveragePool" || reader.op == "GlobalAveragePool";
+    if (layer) continue;
+    if (pool && bf16_readers_only(reader.outputs[0])) continue;
+    return false;
+  }
+  return true;
 }
 
 void OnednnProgram::lower(Plan plan) {

@@ -154,6 +154,12 @@ class OnednnProgram final : public Program {
   // computes it natively and when `measure` (seconds of the layer's step in a dtype) finds it
   // faster.
   DataType compute_type(const Node& node, const std::function<double(DataType)>& measure);
+  // Inference Programs store a value in bf16 when every reader takes bf16 as it is: a
+  // convolution or dense layer (which converts it when it computes in f32), or a pooling whose
+  // own output qualifies. The rounding is the one the reader's bf16 src applies anyway.
+  bool bf16_readers_only(const std::string& name) const;
+  // The 4-D value a Dense reads through a Flatten folded into it (inference), or null.
+  const std::string* folded_flatten(const Node& dense) const;
   // Notes how a node runs for layer_choices() (the first plan to lower it decides: training).
   void record_choice(const Node& node, DataType type, const std::string& implementation,
                      const std::string& why = "");
@@ -226,9 +232,14 @@ class OnednnProgram final : public Program {
   std::vector<Step> weight_steps_;
   std::vector<std::function<void()>> backward_builders_;
   std::set<std::string> needs_grad_;
-  std::map<std::size_t, std::size_t> fused_relu_;  // Conv/Dense node index -> its Relu's index
-  std::set<std::size_t> skipped_;                  // nodes folded into another one
-  std::vector<std::string> trainable_;             // trainable parameters, in graph order
+  std::map<std::size_t, std::size_t> fused_relu_;      // Conv/Dense node index -> its Relu's index
+  std::set<std::size_t> skipped_;                      // nodes folded into another one
+  std::map<std::string, std::string> folded_flatten_;  // Dense node -> its Flatten's 4-D input
+  // Readers of each value (node index, input index), through folded Flattens.
+  std::map<std::string, std::vector<std::pair<std::size_t, std::size_t>>> readers_;
+  std::set<std::string> visible_;  // outputs, kept values, the loss
+  bool fused_relu_reader(std::size_t node) const;
+  std::vector<std::string> trainable_;  // trainable parameters, in graph order
   std::map<std::string, std::pair<DataType, std::string>> precision_;  // node -> dtype, why
   std::vector<LayerChoice> choices_;
 

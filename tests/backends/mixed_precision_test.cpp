@@ -179,6 +179,42 @@ TEST_P(MixedPrecision, GradientsMatchFp32ThroughADenseHeadWithDropout) {
   compare_gradients(GetParam(), *be, g, g.outputs[0], true, kJumpTolerance);
 }
 
+// Inference Programs in bf16: the oneDNN backend stores activations between bf16 layers in bf16
+// (convolution outputs, max pools on bf16, a Flatten folded into the dense layer that reads it).
+// Each stored value is rounded exactly as its reader's bf16 src would round it, and the forward
+// has no mask flips to amplify (a flipped ReLU near 0 moves its output by about nothing), so the
+// output is held to the smooth tolerance, 2% (measured below 1%).
+TEST_P(MixedPrecision, InferenceTracksFp32) {
+  Graph g = two_conv_two_dense(false);
+  g.inputs.pop_back();  // no loss input in inference
+  g.validate();
+  auto be = backend_for(g, {.precision = Precision::bf16});
+  if (!be) GTEST_SKIP() << skip_reason_;
+  auto want = be->compile(g, {});
+  auto got = be->compile(g, {.precision = Precision::bf16});
+  Random rng(23);
+  const Tensor input = rounded_to_bf16(random_tensor(g.inputs[0].shape, rng));
+  for (auto* p : {want.get(), got.get()}) {
+    for (const auto& init : g.initializers) {
+      p->set_parameter(init.name, rounded_to_bf16(init.value));
+    }
+    p->set_input(g.inputs[0].name, input);
+    p->forward(Mode::inference);
+  }
+  expect_close(GetParam(), "inference output", got->fetch(g.outputs[0]), want->fetch(g.outputs[0]),
+               kSmoothTolerance);
+  if (GetParam() == "onednn") {
+    for (const auto& c : got->layer_choices()) {
+      std::printf("    [%s] %-16s %-8s %-5s %s\n", GetParam().c_str(), c.node.c_str(), c.op.c_str(),
+                  c.dtype.c_str(), c.implementation.c_str());
+      // The max pool reads the bf16 output of the second convolution.
+      if (c.op == "MaxPool") {
+        EXPECT_EQ(c.dtype, "bf16") << c.why;
+      }
+    }
+  }
+}
+
 // A built-in model with a binary cross-entropy loss on the logits (the input of its sigmoid).
 Graph for_training(const std::string& model, std::int64_t batch, const Shape& input) {
   Graph g = with_batch(build_model(model, {.input = input, .seed = 3}), batch);
