@@ -999,14 +999,15 @@ void lower_dropout(OnednnProgram& p, const Node& n, Plan plan) {
 
 // ---- batch normalization ---------------------------------------------------------------------
 
-void lower_batch_norm(OnednnProgram& p, const Node& n, Plan plan) {
+void lower_batch_norm(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
   const bool training = plan == Plan::training;
   const std::string x = n.inputs[0];
   const std::string scale = n.inputs[1];
   const std::string shift = n.inputs[2];
   const std::string mean = n.inputs[3];
   const std::string var = n.inputs[4];
-  const std::string y = n.outputs[0];
+  // A fused ReLU (fuse_norm_relu): y is the ReLU's output, its mask a workspace for backward.
+  const std::string y = relu ? relu->outputs[0] : n.outputs[0];
   const float epsilon = static_cast<float>(n.get_float("epsilon", 1e-5));
   const double momentum = n.get_float("momentum", 0.9);
   // A frozen batch norm (non-trainable scale) runs in inference mode, also while training.
@@ -1014,6 +1015,7 @@ void lower_batch_norm(OnednnProgram& p, const Node& n, Plan plan) {
   const bool batch_stats = training && !frozen;
   auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
   if (!batch_stats) flags = flags | dnnl::normalization_flags::use_global_stats;
+  if (relu) flags = flags | dnnl::normalization_flags::fuse_norm_relu;
   const Desc md = p.value(x).md;
   const auto prop = training ? prop_kind::forward_training : prop_kind::forward_inference;
   dnnl::batch_normalization_forward::primitive_desc pd({prop, md, epsilon, flags}, p.engine());
@@ -1021,16 +1023,21 @@ void lower_batch_norm(OnednnProgram& p, const Node& n, Plan plan) {
   const Desc channel = plain_desc({p.value(x).shape[1]});
   memory mean_mem = batch_stats ? p.allocate(pd.mean_desc()) : p.use(mean, channel, plan);
   memory var_mem = batch_stats ? p.allocate(pd.variance_desc()) : p.use(var, channel, plan);
+  std::unordered_map<int, memory> fargs{{DNNL_ARG_SRC, p.use(x, pd.src_desc(), plan)},
+                                        {DNNL_ARG_DST, p.value(y).mem},
+                                        {DNNL_ARG_SCALE, p.use(scale, channel, plan)},
+                                        {DNNL_ARG_SHIFT, p.use(shift, channel, plan)},
+                                        {DNNL_ARG_MEAN, mean_mem},
+                                        {DNNL_ARG_VARIANCE, var_mem}};
+  std::optional<memory> workspace;
+  if (relu && training) {
+    workspace = p.allocate(pd.workspace_desc());
+    fargs[DNNL_ARG_WORKSPACE] = *workspace;
+  }
   p.add_primitive(plan,
-                  fmt::format("{}: batch normalization{} ({})", n.name,
+                  fmt::format("{}: batch normalization{}{} ({})", n.name, relu ? "+relu" : "",
                               batch_stats ? "" : " (global stats)", pd.impl_info_str()),
-                  dnnl::batch_normalization_forward(pd),
-                  {{DNNL_ARG_SRC, p.use(x, pd.src_desc(), plan)},
-                   {DNNL_ARG_DST, p.value(y).mem},
-                   {DNNL_ARG_SCALE, p.use(scale, channel, plan)},
-                   {DNNL_ARG_SHIFT, p.use(shift, channel, plan)},
-                   {DNNL_ARG_MEAN, mean_mem},
-                   {DNNL_ARG_VARIANCE, var_mem}});
+                  dnnl::batch_normalization_forward(pd), fargs);
   if (batch_stats) {
     // Running statistics, ONNX convention: running = momentum * running + (1 - momentum) * batch.
     memory running_mean = p.use(mean, channel, plan);
@@ -1050,8 +1057,8 @@ void lower_batch_norm(OnednnProgram& p, const Node& n, Plan plan) {
           });
   }
   if (!training) return;
-  p.add_backward_builder([&p, n, x, scale, shift, y, epsilon, flags, pd, mean_mem, var_mem,
-                          channel]() {
+  p.add_backward_builder([&p, n, x, scale, shift, y, epsilon, flags, pd, mean_mem, var_mem, channel,
+                          workspace]() {
     const bool need_x = p.needs_gradient(x);
     const bool need_scale = trainable_with_gradient(p, scale);
     const bool need_shift = trainable_with_gradient(p, shift);
@@ -1068,6 +1075,7 @@ void lower_batch_norm(OnednnProgram& p, const Node& n, Plan plan) {
                                          {DNNL_ARG_SCALE, p.use(scale, channel, Plan::backward)},
                                          {DNNL_ARG_SHIFT, p.use(shift, channel, Plan::backward)},
                                          {DNNL_ARG_DIFF_DST, dy}};
+    if (workspace) args[DNNL_ARG_WORKSPACE] = *workspace;
     if (need_x) {
       dx = p.gradient_sink(x, bpd.diff_src_desc());
       args[DNNL_ARG_DIFF_SRC] = dx->mem;
@@ -1409,7 +1417,7 @@ void lower_node(OnednnProgram& program, const Node& node, const Node* fused_relu
   } else if (op == "Dropout") {
     lower_dropout(program, node, plan);
   } else if (op == "BatchNormalization") {
-    lower_batch_norm(program, node, plan);
+    lower_batch_norm(program, node, fused_relu, plan);
   } else if (op == "BinaryCrossEntropyWithLogits") {
     lower_bce(program, node, plan);
   } else if (op == "SoftmaxCrossEntropy") {

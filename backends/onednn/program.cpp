@@ -530,8 +530,8 @@ void OnednnProgram::contribute(const std::string& name, const memory& src,
 }
 
 void OnednnProgram::plan_fusion() {
-  // A Conv or Dense whose only consumer is a Relu gets it as a post-op, unless its pre-activation
-  // must stay visible (graph output, kept value, loss).
+  // A Conv, Dense or BatchNormalization whose only consumer is a Relu gets it fused, unless its
+  // pre-activation must stay visible (graph output, kept value, loss).
   std::map<std::string, std::vector<std::size_t>> consumers;
   for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
     for (const auto& in : graph_.nodes[i].inputs) {
@@ -543,7 +543,8 @@ void OnednnProgram::plan_fusion() {
   if (!options_.loss.empty()) visible.insert(options_.loss);
   for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
     const Node& node = graph_.nodes[i];
-    if (node.op != "Conv" && node.op != "Dense") continue;
+    // (A batch norm takes it as oneDNN's fuse_norm_relu: the mask goes to a workspace.)
+    if (node.op != "Conv" && node.op != "Dense" && node.op != "BatchNormalization") continue;
     const std::string& out = node.outputs[0];
     if (visible.count(out)) continue;
     const auto& users = consumers[out];

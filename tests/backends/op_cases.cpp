@@ -285,6 +285,13 @@ std::vector<OpCase> build_cases() {
         b.output(b.batch_norm(b.input("x", {2, 4, 3, 3})));
       },
       true);
+  // A frozen batch norm with a fused ReLU (oneDNN: fuse_norm_relu with global statistics).
+  add(
+      "BatchNormalization/frozen_relu",
+      [](Builder& b) {
+        b.output(b.relu(b.batch_norm(b.input("x", {2, 16, 3, 3}))));
+      },
+      true);
 
   // ---- losses ----
   add("BinaryCrossEntropyWithLogits/weighted", [](Builder& b) {
