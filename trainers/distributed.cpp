@@ -74,6 +74,30 @@ bool built_with_mpi() {
 #endif
 }
 
+std::unique_ptr<Program> compile_alike(Communicator& comm, Backend& backend, const Graph& graph,
+                                       CompileOptions options, const std::string& what) {
+  if (!comm.distributed() || options.precision != Precision::automatic) {
+    return backend.compile(graph, options);
+  }
+  std::unique_ptr<Program> program;
+  std::string choices;
+  if (comm.root()) {
+    program = backend.compile(graph, options);
+    for (const auto& c : program->layer_choices()) choices += c.node + "=" + c.dtype + "\n";
+  }
+  comm.broadcast(choices, "the per-layer precisions of " + what);
+  if (program) return program;
+  std::size_t start = 0;
+  while (start < choices.size()) {
+    const std::size_t end = choices.find('\n', start);
+    const std::string line = choices.substr(start, end - start);
+    const auto eq = line.rfind('=');
+    options.layer_precision[line.substr(0, eq)] = parse_precision(line.substr(eq + 1));
+    start = end + 1;
+  }
+  return backend.compile(graph, options);
+}
+
 int default_rank_threads() {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   cpu_set_t set;

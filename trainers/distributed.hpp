@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -86,6 +87,12 @@ class Communicator {
 
 // Whether this build has MPI (ONNXFORGE_WITH_MPI).
 bool built_with_mpi();
+
+// Compiles `graph` so that every rank computes alike: with Precision::automatic across several
+// ranks, rank 0 compiles (measuring its layers) and keeps that Program, and the others compile
+// with its per-layer choices (CompileOptions::layer_precision); otherwise a plain compile.
+std::unique_ptr<Program> compile_alike(Communicator& comm, Backend& backend, const Graph& graph,
+                                       CompileOptions options, const std::string& what);
 
 // Compute threads for this rank when the config says 0 ("all cores"): the cores this process
 // is bound to, or the machine's cores divided among the ranks on this node.

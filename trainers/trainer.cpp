@@ -428,24 +428,7 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
   const auto backend = make_backend(config.train.backend);
   std::string why;
   if (!backend->available(&why)) fail("backend '{}' is not available: {}", backend->name(), why);
-  if (comm.distributed() && compile.precision == Precision::automatic) {
-    // Ranks compute alike: rank 0 compiles (measuring the layers) and keeps that Program; the
-    // others compile with its choices.
-    std::string choices;
-    if (root) {
-      result.program = backend->compile(tg.graph, compile);
-      for (const auto& c : result.program->layer_choices()) {
-        choices += c.node + "=" + c.dtype + "\n";
-      }
-    }
-    comm.broadcast(choices, "the per-layer precisions");
-    std::istringstream lines(choices);
-    for (std::string line; std::getline(lines, line);) {
-      const auto eq = line.rfind('=');
-      compile.layer_precision[line.substr(0, eq)] = parse_precision(line.substr(eq + 1));
-    }
-  }
-  if (!result.program) result.program = backend->compile(tg.graph, compile);
+  result.program = compile_alike(comm, *backend, tg.graph, compile, "the trained model");
   Program& program = *result.program;
 
   std::unique_ptr<GradientAllreduce> allreduce;

@@ -148,7 +148,9 @@ TransferResult train_transfer(const TrainConfig& config, const Graph& backbone,
     compile.precision = parse_precision(config.train.dtype);
     if (comm.distributed() && compile.threads == 0) compile.threads = default_rank_threads();
     const Graph batched = with_batch(backbone, local_batch_size(config));
-    auto program = make_backend(config.train.backend)->compile(batched, compile);
+    // Under MPI every rank extracts its shard's features with rank 0's per-layer precisions.
+    auto program =
+        compile_alike(comm, *make_backend(config.train.backend), batched, compile, "the backbone");
     head_options.feature_layers = program->layer_choices();
     const std::size_t limit = static_cast<std::size_t>(config.transfer.cache_memory_mb) << 20;
     const fs::path spill = options.run_dir / "feature_cache";

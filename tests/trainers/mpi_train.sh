@@ -103,6 +103,13 @@ timeout 300 "${mpi2[@]}" "$onnxforge" train tiny.toml --set transfer.backbone=vg
 grep -q "computed once" tdist.log || fail "the feature cache was not used"
 "$compare" tsingle/checkpoints/last.ckpt tdist/checkpoints/last.ckpt 1e-5 >> compare.log ||
   fail "transfer: 2 ranks did not reach one process's weights"
+# With dtype auto the backbone's feature Program is measured by rank 0 and compiled with its
+# choices on the other ranks (trainers/distributed.hpp: compile_alike).
+timeout 300 "${mpi2[@]}" "$onnxforge" train tiny.toml --set transfer.backbone=vgg16 \
+  transfer.cut_at=block5_pool 'transfer.head_units=[8]' transfer.head_dropout=0.0 \
+  train.epochs=1 'model.input=[3,32,32]' 'train.dtype="auto"' --out tauto > tauto.log 2>&1 ||
+  fail "transfer with dtype auto, 2 ranks"
+grep -q '"program": "features"' tauto/layers.json || fail "no feature layers in layers.json"
 
 # 3. one epoch in one process, the rest with 2 ranks.
 "$onnxforge" train tiny.toml --set train.epochs=1 --out switch > switch1.log 2>&1 ||
