@@ -244,6 +244,12 @@ void run_bench(const BenchArgs& args) {
   auto program = backend->compile(w.graph, w.options);
   const double compile_seconds = seconds_since(compile_start);
   std::printf("[Step 2/4] Compiled in %.2f ms\n", compile_seconds * 1e3);
+  // How each compute-heavy layer runs (dtype, implementation, and why: --dtype auto's times).
+  const auto layers = program->layer_choices();
+  for (const auto& l : layers) {
+    std::printf("[ INFO ] Layer %s (%s): %s, %s; %s\n", l.node.c_str(), l.op.c_str(),
+                l.dtype.c_str(), l.implementation.c_str(), l.why.c_str());
+  }
   for (const auto& [name, t] : w.feeds) program->set_input(name, t);
 
   const OptimizerSpec adam{.kind = OptimizerSpec::Kind::adam, .learning_rate = 1e-5};
@@ -335,6 +341,7 @@ void run_bench(const BenchArgs& args) {
           {"min", sorted.front()},
           {"max", sorted.back()}}},
         {"load_average", load},
+        {"layers", train::layers_json(layers, train ? "training" : "inference")},
     };
     eval::write_file_atomic(args.json, j.dump(2) + "\n");
     std::printf("[ INFO ] Wrote %s\n", args.json.c_str());

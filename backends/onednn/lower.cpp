@@ -131,9 +131,12 @@ dnnl::primitive_attr relu_attr(bool fused) {
 // ---- timing (Precision::automatic and the pooling choice) ------------------------------------
 
 // The faster of two runs: the first pays for first touch and JIT, the second is the steady state.
+// One warm-up run (page faults on fresh scratch memory, first-touch caches), then the best of
+// three: on a busy 2-core machine fewer runs let one slow run flip a choice.
 double best_time(const std::function<void()>& run) {
+  run();
   double best = INFINITY;
-  for (int i = 0; i < 2; ++i) {
+  for (int i = 0; i < 3; ++i) {
     const auto start = std::chrono::steady_clock::now();
     run();
     best = std::min(
