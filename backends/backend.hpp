@@ -84,7 +84,8 @@ class Program {
   virtual Tensor fetch(const std::string& value) const = 0;
 
   // Gradients of the loss (seeded with 1) into every trainable parameter (and the inputs when
-  // input_gradients). Overwrites the previous gradients. Needs forward(Mode::training) first.
+  // input_gradients). Overwrites the previous gradients. Needs forward(Mode::training) first,
+  // once per backward: a backend may reuse the forward's buffers during backward (oneDNN does).
   virtual void backward() = 0;
   // The same, seeded with given gradients of any values instead of the loss.
   virtual void backward(const std::map<std::string, Tensor>& seeds) = 0;

@@ -458,7 +458,91 @@ dnnl::inner_product_backward_weights::primitive_desc dense_weights_pd(
   return make(Desc(dims_of(d.ws), DataType::f32, Tag::any));
 }
 
+// Inference: a dense layer as oneDNN's matmul with its weights in the layout the matmul prefers
+// (reordered once per parameter change). oneDNN 2.6's inner product with a batch of 32 and a long
+// K (the baseline's 141,376 x 64) runs a GEMM that leaves cores idle; the brgemm matmul splits
+// K too: 32 x 141,376 x 64 on the Zen 4 of docs/BENCHMARKS.md, fp32 3.5 ms against 4.1-5.1 ms,
+// bf16 1.6 ms against 2.6-3.3 ms. Its src must read as a plain M x K matrix: a 2-D value, or the
+// 4-D input of a folded Flatten in plain NCHW (K in c, h, w order, the weights' own) or
+// channels-last (K in h, w, c order: the weights are permuted by a first reorder). False (and
+// nothing lowered) for anything else.
+bool lower_dense_matmul(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
+  if (p.options().training) return false;
+  const std::string* flattened = p.folded_flatten(n);
+  const std::string x = flattened ? *flattened : n.inputs[0];
+  const std::string w = n.inputs[1];
+  const std::string b = n.input(2);
+  const std::string y = relu ? relu->outputs[0] : n.outputs[0];
+  const Value& xv = p.value(x);
+  const Shape ws = p.value(w).shape;  // out x in
+  const std::int64_t m = xv.shape[0], k = ws[1], outputs = ws[0];
+  const auto& blocking = xv.md.data.format_desc.blocking;
+  if (xv.md.data.format_kind != dnnl_blocked || blocking.inner_nblks != 0) return false;
+  bool permuted = false;  // K of src in h, w, c order
+  if (xv.shape.size() == 4) {
+    const Desc nchw = plain_desc(xv.shape, xv.md.data_type());
+    const Desc nhwc(dims_of(xv.shape), xv.md.data_type(), Tag::acdb);
+    if (xv.md == nhwc) {
+      permuted = true;
+    } else if (!(xv.md == nchw)) {
+      return false;
+    }
+  } else if (xv.shape.size() != 2 || !(xv.md == plain_desc(xv.shape, xv.md.data_type()))) {
+    return false;
+  }
+  const Desc src_2d({m, k}, xv.md.data_type(), Tag::ab);
+  const Desc plain_kn({k, outputs}, DataType::f32, Tag::ba);  // the plain out x in bytes, K x N
+  std::optional<Desc> bias;
+  if (!b.empty()) bias = Desc({1, outputs}, DataType::f32, Tag::ab);
+  auto make = [&](DataType t, std::int64_t batch) {
+    dnnl::matmul::desc desc =
+        bias ? dnnl::matmul::desc(Desc({batch, k}, t, Tag::ab), Desc({k, outputs}, t, Tag::any),
+                                  *bias, Desc({batch, outputs}, DataType::f32, Tag::any))
+             : dnnl::matmul::desc(Desc({batch, k}, t, Tag::ab), Desc({k, outputs}, t, Tag::any),
+                                  Desc({batch, outputs}, DataType::f32, Tag::any));
+    return dnnl::matmul::primitive_desc(desc, relu_attr(relu != nullptr), p.engine());
+  };
+  // Timed as an inference step runs it: src from its stored dtype, weights already prepared.
+  const DataType ct = p.compute_type(n, [&](DataType t) {
+    const auto fpd = make(t, m);
+    Timed timed{p};
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, timed.convert(timed.scratch(src_2d), fpd.src_desc())},
+        {DNNL_ARG_WEIGHTS, timed.scratch(fpd.weights_desc())},
+        {DNNL_ARG_DST, timed.scratch(fpd.dst_desc())}};
+    if (bias) args[DNNL_ARG_BIAS] = timed.scratch(*bias);
+    timed.add(dnnl::matmul(fpd), args);
+    return timed.seconds();
+  });
+  const auto pd = make(ct, m);
+  p.define(y, pd.dst_desc());
+  p.record_choice(n, ct, pd.impl_info_str());
+  memory weights;
+  if (permuted) {
+    // out x c x h x w -> out x h x w x c (K in the src's order), then into the matmul's layout.
+    const Desc oihw = plain_desc({outputs, xv.shape[1], xv.shape[2], xv.shape[3]});
+    const Desc ohwi(oihw.dims(), DataType::f32, Tag::acdb);
+    const memory hwc = p.use(w, ohwi, plan, oihw);
+    weights = p.weight_reorder(memory(plain_kn, p.engine(), hwc.get_data_handle()),
+                               pd.weights_desc(), w + ": reorder weights for the matmul");
+  } else {
+    weights = p.use(w, pd.weights_desc(), plan, plain_kn);
+  }
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, p.use(x, Desc({m, k}, ct, Tag::ab), plan, src_2d)},
+      {DNNL_ARG_WEIGHTS, weights},
+      {DNNL_ARG_DST, p.value(y).mem}};
+  if (bias) args[DNNL_ARG_BIAS] = p.use(b, *bias, plan, *bias);
+  p.add_primitive(plan,
+                  fmt::format("{}: matmul{}{} ({}) src {} weights {}", n.name, relu ? "+relu" : "",
+                              flattened ? " (flatten folded in)" : "", pd.impl_info_str(),
+                              layout_name(xv.md), layout_name(pd.weights_desc())),
+                  dnnl::matmul(pd), args);
+  return true;
+}
+
 void lower_dense(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
+  if (lower_dense_matmul(p, n, relu, plan)) return;
   const bool training = plan == Plan::training;
   // A folded Flatten (inference): the inner product reads its 4-D input, and the plain
   // out x (c*h*w) weights are the same bytes seen as out x c x h x w.

@@ -430,6 +430,18 @@ memory OnednnProgram::use(const std::string& name, const Desc& md, Plan plan,
   return v.views.back().mem;
 }
 
+memory OnednnProgram::weight_reorder(const memory& source, const Desc& md,
+                                     const std::string& label) {
+  memory to = allocate(md);
+  dnnl::reorder reorder(source, to);
+  weight_steps_.push_back({label,
+                           [this, reorder, source, to]() {
+                             reorder.execute(stream_, {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, to}});
+                           },
+                           {source, to}});
+  return to;
+}
+
 memory OnednnProgram::convert(const memory& src, const Desc& md, Plan plan,
                               const std::string& label) {
   if (src.get_desc() == md) return src;

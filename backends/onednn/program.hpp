@@ -183,6 +183,9 @@ class OnednnProgram final : public Program {
   // plain canonical bytes with another plain desc first (grouped weights: O,I,H,W as G,O,I,H,W).
   memory use(const std::string& name, const Desc& md, Plan plan,
              const std::optional<Desc>& as = std::nullopt);
+  // `source` (a parameter's view from use()) reordered into a new memory of `md` in the weights
+  // plan, after the step that fills it: layouts that take two reorders from the plain bytes.
+  memory weight_reorder(const memory& source, const Desc& md, const std::string& label);
   // `src` converted to `md` by a reorder step appended to `plan` (or `src` when equal).
   memory convert(const memory& src, const Desc& md, Plan plan, const std::string& label);
 
