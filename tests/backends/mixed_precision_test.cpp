@@ -38,17 +38,6 @@ constexpr double kJumpTolerance = 1e-1;
 // Training losses: each of the first steps within 2% of the f32 loss (see TrainingTracksFp32).
 constexpr double kLossTolerance = 2e-2;
 
-double relative_l2(const Tensor& got, const Tensor& want) {
-  double diff = 0.0, norm = 0.0;
-  for (std::int64_t i = 0; i < want.size(); ++i) {
-    const double d = got.value(i) - want.value(i);
-    diff += d * d;
-    norm += want.value(i) * want.value(i);
-  }
-  const double e = std::sqrt(diff / std::max(norm, 1e-300));
-  return std::isnan(e) ? INFINITY : e;
-}
-
 void expect_close(const std::string& backend, const std::string& what, const Tensor& got,
                   const Tensor& want, double tolerance) {
   ASSERT_EQ(got.shape(), want.shape()) << what;

@@ -47,16 +47,6 @@ const OnednnProgram& onednn_program(const Program& p) {
   return *o;
 }
 
-double relative_difference(const Tensor& got, const Tensor& want) {
-  double diff = 0.0, norm = 0.0;
-  for (std::int64_t i = 0; i < want.size(); ++i) {
-    const double d = got.value(i) - want.value(i);
-    diff += d * d;
-    norm += want.value(i) * want.value(i);
-  }
-  return std::sqrt(diff / std::max(norm, 1e-30));
-}
-
 TEST(OnednnMemoryPlan, TrainingSharesBytesAndMatchesTheReferenceOverInterleavedRuns) {
   const Graph g = small_vgg(8);
   const CompileOptions options{.training = true, .loss = "loss", .threads = 2};
@@ -85,11 +75,11 @@ TEST(OnednnMemoryPlan, TrainingSharesBytesAndMatchesTheReferenceOverInterleavedR
       p->backward();
     }
     SCOPED_TRACE("step " + std::to_string(step));
-    EXPECT_LT(relative_difference(onednn->fetch("loss"), reference->fetch("loss")), 1e-4);
-    EXPECT_LT(relative_difference(onednn->fetch(g.outputs[0]), reference->fetch(g.outputs[0])),
+    EXPECT_LT(testing::relative_l2(onednn->fetch("loss"), reference->fetch("loss")), 1e-4);
+    EXPECT_LT(testing::relative_l2(onednn->fetch(g.outputs[0]), reference->fetch(g.outputs[0])),
               1e-4);
     for (const auto& init : g.initializers) {
-      EXPECT_LT(relative_difference(onednn->gradient(init.name), reference->gradient(init.name)),
+      EXPECT_LT(testing::relative_l2(onednn->gradient(init.name), reference->gradient(init.name)),
                 1e-3)
           << init.name;
     }
@@ -97,7 +87,7 @@ TEST(OnednnMemoryPlan, TrainingSharesBytesAndMatchesTheReferenceOverInterleavedR
     reference->update(adam);
     // The inference plan on the training images after the update.
     for (auto* p : {onednn.get(), reference.get()}) p->forward(Mode::inference);
-    EXPECT_LT(relative_difference(onednn->fetch(g.outputs[0]), reference->fetch(g.outputs[0])),
+    EXPECT_LT(testing::relative_l2(onednn->fetch(g.outputs[0]), reference->fetch(g.outputs[0])),
               1e-4);
   }
 }
@@ -119,7 +109,7 @@ TEST(OnednnMemoryPlan, InferenceReusesActivationBuffers) {
       p->set_input("image", image);
       p->forward(Mode::inference);
     }
-    EXPECT_LT(relative_difference(onednn->fetch(g.outputs[0]), reference->fetch(g.outputs[0])),
+    EXPECT_LT(testing::relative_l2(onednn->fetch(g.outputs[0]), reference->fetch(g.outputs[0])),
               1e-4);
   }
 }
@@ -141,7 +131,7 @@ TEST(OnednnMemoryPlan, ASecondBackwardNeedsANewForward) {
   }
   p->forward(Mode::training);
   p->backward();
-  EXPECT_EQ(relative_difference(p->gradient(g.initializers[0].name), first), 0.0);
+  EXPECT_EQ(testing::relative_l2(p->gradient(g.initializers[0].name), first), 0.0);
 }
 
 // In bf16 a convolution whose output the next convolution reads in bf16 keeps only that bf16

@@ -1,10 +1,23 @@
 #include "tests/backends/op_cases.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <functional>
 
 #include "graph/error.hpp"
 
 namespace onnxforge::testing {
+
+double relative_l2(const Tensor& got, const Tensor& want) {
+  double diff = 0.0, norm = 0.0;
+  for (std::int64_t i = 0; i < want.size(); ++i) {
+    const double d = got.value(i) - want.value(i);
+    diff += d * d;
+    norm += want.value(i) * want.value(i);
+  }
+  const double e = std::sqrt(diff / std::max(norm, 1e-300));
+  return std::isnan(e) ? INFINITY : e;
+}
 
 Tensor random_tensor(const Shape& shape, Random& rng, double low, double high) {
   Tensor t(DType::f32, shape);

@@ -29,4 +29,7 @@ const std::vector<OpCase>& op_cases();
 Tensor random_tensor(const Shape& shape, Random& rng, double low = -1.0, double high = 1.0);
 std::map<std::string, Tensor> random_feeds(const Graph& graph, Random& rng);
 
+// |got - want|_2 / |want|_2 over every element (infinity when it is NaN).
+double relative_l2(const Tensor& got, const Tensor& want);
+
 }  // namespace onnxforge::testing
