@@ -567,10 +567,11 @@ void OnednnProgram::plan_fusion() {
     skipped_.insert(users[0]);
     value(out).fused_away = true;
   }
-  // Inference: a Flatten of a 4-D tensor read only by a Dense is folded into it (the inner
-  // product takes the 4-D tensor in its producer's layout, with its weights reordered once to
-  // match), saving a reorder of the activation to plain NCHW per batch. Training keeps the Flatten:
-  // there the weights change every step and the optimizer updates them in their plain layout.
+  // Inference: a Flatten of a 4-D tensor read only by a Dense is folded into it (the dense layer
+  // reads the 4-D tensor in its producer's layout, with its weights reordered once to match),
+  // saving a reorder of the activation to plain NCHW per batch. Training keeps the Flatten: there
+  // the weights change every step and the optimizer updates them in their plain layout.
+  std::vector<std::pair<std::string, std::size_t>> folded;  // (4-D source, dense node)
   if (!options_.training) {
     for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
       const Node& node = graph_.nodes[i];
@@ -583,30 +584,21 @@ void OnednnProgram::plan_fusion() {
       const Node& user = graph_.nodes[users[0]];
       if (user.op != "Dense" || user.inputs[0] != out) continue;
       folded_flatten_[user.name] = node.inputs[0];
+      folded.emplace_back(node.inputs[0], users[0]);
       skipped_.insert(i);
     }
   }
-  // Who reads each value, seen through folded nodes (bf16_readers_only).
+  // Who reads each value (bf16_readers_only): the nodes that are lowered, and a dense layer
+  // reads the source of the Flatten folded into it.
   for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
-    if (skipped_.count(i) && !fused_relu_reader(i)) continue;
+    if (skipped_.count(i)) continue;
     const Node& node = graph_.nodes[i];
     for (std::size_t k = 0; k < node.inputs.size(); ++k) {
       if (!node.inputs[k].empty()) readers_[node.inputs[k]].push_back({i, k});
     }
   }
-  for (const auto& [dense, source] : folded_flatten_) {
-    for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
-      if (graph_.nodes[i].name == dense) readers_[source].push_back({i, 0});
-    }
-  }
+  for (const auto& [source, dense] : folded) readers_[source].push_back({dense, 0});
   visible_ = std::move(visible);
-}
-
-bool OnednnProgram::fused_relu_reader(std::size_t node) const {
-  for (const auto& [conv, relu] : fused_relu_) {
-    if (relu == node) return true;
-  }
-  return false;
 }
 
 const std::string* OnednnProgram::folded_flatten(const Node& dense) const {
@@ -620,7 +612,6 @@ bool OnednnProgram::bf16_readers_only(const std::string& name) const {
   if (it == readers_.end() || it->second.empty()) return false;
   for (const auto& [index, input] : it->second) {
     const Node& reader = graph_.nodes[index];
-    if (reader.op == "Relu" && fused_relu_reader(index)) return false;  // a pre-activation
     const bool layer = (reader.op == "Conv" || reader.op == "Dense") && input == 0;
     const bool pool =
         reader.op == "MaxPool" || reader.op == "AveragePool" || reader.op == "GlobalAveragePool";

@@ -238,10 +238,10 @@ class OnednnProgram final : public Program {
   std::map<std::size_t, std::size_t> fused_relu_;      // Conv/Dense node index -> its Relu's index
   std::set<std::size_t> skipped_;                      // nodes folded into another one
   std::map<std::string, std::string> folded_flatten_;  // Dense node -> its Flatten's 4-D input
-  // Readers of each value (node index, input index), through folded Flattens.
+  // Readers of each value (node index, input index) among the lowered nodes, through folded
+  // Flattens.
   std::map<std::string, std::vector<std::pair<std::size_t, std::size_t>>> readers_;
-  std::set<std::string> visible_;  // outputs, kept values, the loss
-  bool fused_relu_reader(std::size_t node) const;
+  std::set<std::string> visible_;       // outputs, kept values, the loss
   std::vector<std::string> trainable_;  // trainable parameters, in graph order
   std::map<std::string, std::pair<DataType, std::string>> precision_;  // node -> dtype, why
   std::vector<LayerChoice> choices_;
