@@ -399,8 +399,6 @@ struct DenseSpec {
   std::optional<Desc> bias;  // plain f32
   bool relu = false;
   bool any_weights = false;  // weights in the implementation's layout even in f32 (inference)
-  // The src layout to ask for (a folded Flatten: its input's, so that no reorder comes first).
-  std::optional<Desc> src_layout;
 };
 
 // f32 weights stay in their plain out x in layout when the implementation takes it (the GEMM one
@@ -408,12 +406,7 @@ struct DenseSpec {
 dnnl::inner_product_forward::primitive_desc dense_forward_pd(const dnnl::engine& engine,
                                                              const DenseSpec& d, DataType t,
                                                              prop_kind prop, const Desc& dst_md) {
-  Desc src_any(dims_of(d.xs), t, Tag::any);
-  if (d.src_layout) {
-    dnnl_memory_desc_t typed = d.src_layout->data;
-    typed.data_type = static_cast<dnnl_data_type_t>(t);
-    src_any = Desc(typed);
-  }
+  const Desc src_any(dims_of(d.xs), t, Tag::any);
   auto make = [&](const Desc& weights) {
     auto desc = d.bias ? dnnl::inner_product_forward::desc(prop, src_any, weights, *d.bias, dst_md)
                        : dnnl::inner_product_forward::desc(prop, src_any, weights, dst_md);
@@ -458,6 +451,19 @@ dnnl::inner_product_backward_weights::primitive_desc dense_weights_pd(
   return make(Desc(dims_of(d.ws), DataType::f32, Tag::any));
 }
 
+// The values a Dense node reads and writes: x is the source of a Flatten folded into it
+// (inference) when there is one, y the output of its fused ReLU when there is one.
+struct DenseValues {
+  std::string x, w, b, y;
+  bool flattened = false;
+};
+
+DenseValues dense_values(const OnednnProgram& p, const Node& n, const Node* relu) {
+  const std::string* source = p.folded_flatten(n);
+  return {source ? *source : n.inputs[0], n.inputs[1], n.input(2),
+          relu ? relu->outputs[0] : n.outputs[0], source != nullptr};
+}
+
 // Inference: a dense layer as oneDNN's matmul with its weights in the layout the matmul prefers
 // (reordered once per parameter change). oneDNN 2.6's inner product with a batch of 32 and a long
 // K (the baseline's 141,376 x 64) runs a GEMM that leaves cores idle; the brgemm matmul splits
@@ -468,11 +474,7 @@ dnnl::inner_product_backward_weights::primitive_desc dense_weights_pd(
 // nothing lowered) for anything else.
 bool lower_dense_matmul(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
   if (p.options().training) return false;
-  const std::string* flattened = p.folded_flatten(n);
-  const std::string x = flattened ? *flattened : n.inputs[0];
-  const std::string w = n.inputs[1];
-  const std::string b = n.input(2);
-  const std::string y = relu ? relu->outputs[0] : n.outputs[0];
+  const auto [x, w, b, y, flattened] = dense_values(p, n, relu);
   const Value& xv = p.value(x);
   const Shape ws = p.value(w).shape;  // out x in
   const std::int64_t m = xv.shape[0], k = ws[1], outputs = ws[0];
@@ -494,17 +496,16 @@ bool lower_dense_matmul(OnednnProgram& p, const Node& n, const Node* relu, Plan 
   const Desc plain_kn({k, outputs}, DataType::f32, Tag::ba);  // the plain out x in bytes, K x N
   std::optional<Desc> bias;
   if (!b.empty()) bias = Desc({1, outputs}, DataType::f32, Tag::ab);
-  auto make = [&](DataType t, std::int64_t batch) {
+  auto make = [&](DataType t) {
+    const Desc src({m, k}, t, Tag::ab), weights({k, outputs}, t, Tag::any),
+        dst({m, outputs}, DataType::f32, Tag::any);
     dnnl::matmul::desc desc =
-        bias ? dnnl::matmul::desc(Desc({batch, k}, t, Tag::ab), Desc({k, outputs}, t, Tag::any),
-                                  *bias, Desc({batch, outputs}, DataType::f32, Tag::any))
-             : dnnl::matmul::desc(Desc({batch, k}, t, Tag::ab), Desc({k, outputs}, t, Tag::any),
-                                  Desc({batch, outputs}, DataType::f32, Tag::any));
+        bias ? dnnl::matmul::desc(src, weights, *bias, dst) : dnnl::matmul::desc(src, weights, dst);
     return dnnl::matmul::primitive_desc(desc, relu_attr(relu != nullptr), p.engine());
   };
   // Timed as an inference step runs it: src from its stored dtype, weights already prepared.
   const DataType ct = p.compute_type(n, [&](DataType t) {
-    const auto fpd = make(t, m);
+    const auto fpd = make(t);
     Timed timed{p};
     std::unordered_map<int, memory> args{
         {DNNL_ARG_SRC, timed.convert(timed.scratch(src_2d), fpd.src_desc())},
@@ -514,7 +515,7 @@ bool lower_dense_matmul(OnednnProgram& p, const Node& n, const Node* relu, Plan 
     timed.add(dnnl::matmul(fpd), args);
     return timed.seconds();
   });
-  const auto pd = make(ct, m);
+  const auto pd = make(ct);
   p.define(y, pd.dst_desc());
   p.record_choice(n, ct, pd.impl_info_str());
   memory weights;
@@ -544,13 +545,10 @@ bool lower_dense_matmul(OnednnProgram& p, const Node& n, const Node* relu, Plan 
 void lower_dense(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
   if (lower_dense_matmul(p, n, relu, plan)) return;
   const bool training = plan == Plan::training;
-  // A folded Flatten (inference): the inner product reads its 4-D input, and the plain
-  // out x (c*h*w) weights are the same bytes seen as out x c x h x w.
-  const std::string* flattened = p.folded_flatten(n);
-  const std::string x = flattened ? *flattened : n.inputs[0];
-  const std::string w = n.inputs[1];
-  const std::string b = n.input(2);
-  const std::string y = relu ? relu->outputs[0] : n.outputs[0];
+  // A folded Flatten (inference, a layout the matmul does not read as M x K): the inner product
+  // reads its 4-D input, and the plain out x (c*h*w) weights are the same bytes seen as
+  // out x c x h x w.
+  const auto [x, w, b, y, flattened] = dense_values(p, n, relu);
   DenseSpec d;
   d.xs = p.value(x).shape;
   d.ys = p.value(y).shape;
@@ -560,7 +558,6 @@ void lower_dense(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
     d.ws = {d.ws[0], d.xs[1], d.xs[2], d.xs[3]};
     w_as = plain_desc(d.ws);
     d.any_weights = true;
-    if (p.value(x).md.data.format_desc.blocking.inner_nblks == 0) d.src_layout = p.value(x).md;
   }
   if (!b.empty()) d.bias = plain_desc(p.value(b).shape);
   d.relu = relu != nullptr;

@@ -412,18 +412,12 @@ memory OnednnProgram::use(const std::string& name, const Desc& md, Plan plan,
   View view;
   view.md = md;
   view.mem = allocate(md);
-  dnnl::reorder reorder(source, view.mem);
   if (v.parameter) {
-    memory to = view.mem;
-    weight_steps_.push_back(
-        {fmt::format("{}: reorder weights", name),
-         [this, reorder, source, to]() {
-           reorder.execute(stream_, {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, to}});
-         },
-         {source, to}});
+    add_weight_reorder(fmt::format("{}: reorder weights", name), source, view.mem);
   } else {
     view.produced[p] = true;
-    add_primitive(plan, fmt::format("{}: reorder to another layout", name), reorder,
+    add_primitive(plan, fmt::format("{}: reorder to another layout", name),
+                  dnnl::reorder(source, view.mem),
                   {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, view.mem}});
   }
   v.views.push_back(view);
@@ -433,13 +427,18 @@ memory OnednnProgram::use(const std::string& name, const Desc& md, Plan plan,
 memory OnednnProgram::weight_reorder(const memory& source, const Desc& md,
                                      const std::string& label) {
   memory to = allocate(md);
-  dnnl::reorder reorder(source, to);
-  weight_steps_.push_back({label,
-                           [this, reorder, source, to]() {
-                             reorder.execute(stream_, {{DNNL_ARG_FROM, source}, {DNNL_ARG_TO, to}});
-                           },
-                           {source, to}});
+  add_weight_reorder(label, source, to);
   return to;
+}
+
+void OnednnProgram::add_weight_reorder(const std::string& label, const memory& from,
+                                       const memory& to) {
+  dnnl::reorder reorder(from, to);
+  weight_steps_.push_back({label,
+                           [this, reorder, from, to]() {
+                             reorder.execute(stream_, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
+                           },
+                           {from, to}});
 }
 
 memory OnednnProgram::convert(const memory& src, const Desc& md, Plan plan,

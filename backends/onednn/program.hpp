@@ -215,6 +215,8 @@ class OnednnProgram final : public Program {
   void plan_fusion();
   void lower(Plan plan);
   void plan_memory();
+  // Appends a reorder from -> to to the weights plan (run when parameters changed).
+  void add_weight_reorder(const std::string& label, const memory& from, const memory& to);
   void run_plan(Plan plan);
   void run_steps(std::vector<Step>& steps, const char* plan_name);
   void prepare_weights();
