@@ -257,12 +257,13 @@ dnnl::convolution_forward::primitive_desc conv_forward_pd(const dnnl::engine& en
   return {desc, relu_attr(c.relu), engine};
 }
 
-// Backward data: f32 diff_src, weights and diff_dst in t.
+// Backward data: weights and diff_dst in t, diff_src in `diff_src` (f32, or bf16 with t bf16 for
+// a src stored in bf16).
 dnnl::convolution_backward_data::primitive_desc conv_data_pd(
     const dnnl::engine& engine, const ConvSpec& c, DataType t,
-    const dnnl::convolution_forward::primitive_desc& hint) {
+    const dnnl::convolution_forward::primitive_desc& hint, DataType diff_src = DataType::f32) {
   dnnl::convolution_backward_data::desc desc(
-      algorithm::convolution_direct, Desc(dims_of(c.xs), DataType::f32, Tag::any),
+      algorithm::convolution_direct, Desc(dims_of(c.xs), diff_src, Tag::any),
       Desc(c.wdims, t, Tag::any), Desc(dims_of(c.ys), t, Tag::any), c.strides, c.dilates, c.pad_l,
       c.pad_r);
   return {desc, engine, hint};
@@ -347,7 +348,11 @@ void lower_conv(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
     memory dy = p.gradient_in(y, p.value(y).md);
     if (c.relu) dy = fused_relu_backward(p, y, dy, n.name);
     if (need_x) {
-      const auto bpd = conv_data_pd(p.engine(), c, ct, pd);
+      // A src stored in bf16 has its gradient in bf16 too (bf16_readers_only).
+      const DataType diff_src = ct == DataType::bf16 && p.value(x).md.data_type() == DataType::bf16
+                                    ? DataType::bf16
+                                    : DataType::f32;
+      const auto bpd = conv_data_pd(p.engine(), c, ct, pd, diff_src);
       memory diff_dst = p.convert(dy, bpd.diff_dst_desc(), Plan::backward, n.name);
       memory weights = p.use(w, bpd.weights_desc(), Plan::backward, c.w_as);
       GradSink sink = p.gradient_sink(x, bpd.diff_src_desc());
@@ -768,7 +773,8 @@ void lower_pool(OnednnProgram& p, const Node& n, Plan plan) {
   const memory::dims padding_r{pad_b, pad_r};
   const Desc src_md = p.value(x).md;
   const auto prop = training ? prop_kind::forward_training : prop_kind::forward_inference;
-  // A bf16 src (an inference Program's bf16 activation) gives a bf16 dst: its readers take bf16.
+  // A bf16 src (a bf16 activation, see bf16_readers_only) gives a bf16 dst: its readers take
+  // bf16.
   const DataType type = src_md.data_type() == DataType::bf16 ? DataType::bf16 : DataType::f32;
   dnnl::pooling_v2_forward::desc desc(prop, alg, src_md, p.output_desc(y, type), strides, kernel,
                                       dilation, padding_l, padding_r);

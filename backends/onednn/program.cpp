@@ -141,6 +141,11 @@ OnednnProgram::~OnednnProgram() {
 
 // ---- compile-time planning ---------------------------------------------------------------------
 
+namespace {
+// Precision::automatic takes bf16 for a layer when it measures at most this fraction of f32.
+constexpr double kBf16Gain = 0.9;
+}  // namespace
+
 DataType OnednnProgram::compute_type(const Node& node,
                                      const std::function<double(DataType)>& measure) {
   auto it = precision_.find(node.name);
@@ -175,7 +180,11 @@ DataType OnednnProgram::compute_type(const Node& node,
       }
       const double f32 = measure(DataType::f32);
       const double bf16 = measure(DataType::bf16);
-      type = bf16 < f32 ? DataType::bf16 : DataType::f32;
+      // bf16 only where it clearly pays: within 10% the timing noise of a busy machine decides
+      // (a 3-channel first convolution measured 0.81 against 0.78 ms), so two runs of one config
+      // would round different sets of layers and train differently, for a gain within that
+      // noise.
+      type = bf16 < kBf16Gain * f32 ? DataType::bf16 : DataType::f32;
       why = fmt::format("auto, measured: fp32 {:.3f} ms, bf16 {:.3f} ms", f32 * 1e3, bf16 * 1e3);
       break;
   }
@@ -606,16 +615,30 @@ const std::string* OnednnProgram::folded_flatten(const Node& dense) const {
 }
 
 bool OnednnProgram::bf16_readers_only(const std::string& name) const {
-  if (options_.training || visible_.count(name)) return false;
+  if (visible_.count(name)) return false;
   auto it = readers_.find(name);
   if (it == readers_.end() || it->second.empty()) return false;
+  // Training: one reader, so that the value's bf16 gradient takes one contribution and no sum is
+  // ever accumulated in bf16.
+  if (options_.training && it->second.size() != 1) return false;
   for (const auto& [index, input] : it->second) {
     const Node& reader = graph_.nodes[index];
-    const bool layer = (reader.op == "Conv" || reader.op == "Dense") && input == 0;
+    if (input != 0) return false;
+    // A layer reads its src in bf16 when it computes in bf16 and converts it otherwise. Dense
+    // layers train in f32 under auto for their inputs' precision (compute_type), so in training
+    // only a convolution reads a bf16 activation.
+    if (reader.op == "Conv" || (reader.op == "Dense" && !options_.training)) continue;
+    // Pass-through readers keep the dtype (oneDNN's pooling and batch norm take src and dst in
+    // one dtype): they qualify when their own output does.
     const bool pool =
         reader.op == "MaxPool" || reader.op == "AveragePool" || reader.op == "GlobalAveragePool";
-    if (layer) continue;
     if (pool && bf16_readers_only(reader.outputs[0])) continue;
+    if (reader.op == "BatchNormalization") {
+      auto fused = fused_relu_.find(index);
+      const std::string& out =
+          fused == fused_relu_.end() ? reader.outputs[0] : graph_.nodes[fused->second].outputs[0];
+      if (bf16_readers_only(out)) continue;
+    }
     return false;
   }
   return true;

@@ -149,14 +149,16 @@ class OnednnProgram final : public Program {
   Value& value(const std::string& name);
   const Value& value(const std::string& name) const;
   bool needs_gradient(const std::string& name) const { return needs_grad_.count(name) != 0; }
-  // The dtype of a Conv / Dense node's src, weights and diff_dst (its dst, gradients and master
-  // weights stay f32). Precision::automatic decides once per node: bf16 only on a CPU that
-  // computes it natively and when `measure` (seconds of the layer's step in a dtype) finds it
-  // faster.
+  // The dtype of a Conv / Dense node's src, weights and diff_dst (its dst is f32 unless
+  // bf16_readers_only; weight gradients and master weights stay f32). Precision::automatic
+  // decides once per node: bf16 only on a CPU that computes it natively and when `measure`
+  // (seconds of the layer's step in a dtype) finds it at least 10% faster.
   DataType compute_type(const Node& node, const std::function<double(DataType)>& measure);
-  // Inference Programs store a value in bf16 when every reader takes bf16 as it is: a
-  // convolution or dense layer (which converts it when it computes in f32), or a pooling whose
-  // own output qualifies. The rounding is the one the reader's bf16 src applies anyway.
+  // A value is stored in bf16 (and in training so is its gradient) when its producer computes
+  // in bf16 and every reader takes bf16 as it is: a convolution (which converts it when it
+  // computes in f32), in inference a dense layer too, or a pooling or batch norm whose own output
+  // qualifies. In training the value must have one reader. The rounding is the one the reader's
+  // bf16 src applies anyway; weight gradients and optimizer state stay f32.
   bool bf16_readers_only(const std::string& name) const;
   // The 4-D value a Dense reads through a Flatten folded into it (inference), or null.
   const std::string* folded_flatten(const Node& dense) const;

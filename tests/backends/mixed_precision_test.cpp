@@ -4,7 +4,7 @@
 // own f32 run (a backend that refuses bf16 here must refuse it with an Error at compile time).
 //
 // Measure: relative L2 per tensor, |got - want|_2 / |want|_2. A gradient 70x too small has a
-// relative L2 of 0.986; the tolerances below are 49x and 9.9x smaller than that.
+// relative L2 of 0.986; the tolerances below are 49x, 9.9x and 3.9x smaller than that.
 //
 // Why two nets. bf16 rounding moves a pre-activation by about 2^-9 of its scale. Where the
 // derivative is continuous (Tanh, average pooling) that moves every gradient by the same order:
@@ -35,6 +35,11 @@ namespace {
 constexpr double kSmoothTolerance = 2e-2;
 // ReLU and max pooling on bf16-representable inputs and weights: 10% (measured <= 4.3%).
 constexpr double kJumpTolerance = 1e-1;
+// The same with batch norms (batch statistics) before the ReLUs: 25%. A batch norm's backward
+// subtracts the batch means of dy and of dy * x_hat from each dy, so one flipped mask moves the
+// gradient of its whole channel. Measured (Zen 4, avx512_core_bf16) at most 11% at batch 8 and
+// 16% at batch 4 with the activations between the layers in bf16, 7% and 12% with them in f32.
+constexpr double kBatchNormTolerance = 2.5e-1;
 // Training losses: each of the first steps within 2% of the f32 loss (see TrainingTracksFp32).
 constexpr double kLossTolerance = 2e-2;
 
@@ -108,13 +113,14 @@ void compare_gradients(const std::string& backend_name, Backend& be, const Graph
   }
   expect_close(backend_name, "forward", got->fetch(y), want->fetch(y), tolerance);
   for (const auto& init : g.initializers) {
+    if (!init.trainable) continue;  // batch norms' moving statistics
     const Tensor reference = want->gradient(init.name);
     expect_close(backend_name, "gradient " + init.name, got->gradient(init.name), reference,
                  tolerance);
     // The measure itself: the same gradient 70x too small is far outside the tolerance.
     Tensor small = reference;
     for (auto& v : small.data<float>()) v /= 70.f;
-    EXPECT_GT(relative_l2(small, reference), 9 * tolerance) << init.name;
+    EXPECT_GT(relative_l2(small, reference), 3 * tolerance) << init.name;
   }
 }
 
@@ -148,6 +154,39 @@ TEST_P(MixedPrecision, GradientsMatchFp32ThroughReluAndMaxPool) {
   auto be = backend_for(g, {.training = true, .loss = "unused_loss", .precision = Precision::bf16});
   if (!be) GTEST_SKIP() << skip_reason_;
   compare_gradients(GetParam(), *be, g, g.outputs[0], true, kJumpTolerance);
+}
+
+// Activations between bf16 layers in training (the oneDNN backend stores a value with one reader
+// in bf16 when its producer computes in bf16 and its reader takes bf16: a convolution, or a
+// batch norm or pooling whose own output qualifies), and their gradients with them: batch norms
+// with batch statistics, max pools with disjoint and with overlapping windows.
+TEST_P(MixedPrecision, GradientsMatchFp32ThroughBf16BatchNormsAndPools) {
+  Builder b("bf16_chain", 29);
+  auto x = b.input("x", {8, 3, 16, 16});
+  // No bias before a batch norm (its gradient is zero up to rounding).
+  auto h = b.relu(b.batch_norm(b.conv2d(x, {.filters = 16, .kernel = {3, 3}, .bias = false})));
+  h = b.max_pool(h, {.kernel = {2, 2}, .stride = {2, 2}});
+  h = b.relu(b.batch_norm(b.conv2d(h, {.filters = 16, .kernel = {3, 3}, .bias = false})));
+  h = b.max_pool(h, {.kernel = {2, 2}, .stride = {1, 1}});
+  h = b.relu(b.conv2d(h, {.filters = 16, .kernel = {3, 3}}));
+  b.output(b.dense(b.flatten(h), 4));
+  Graph g = b.build();
+  g.inputs.push_back({"unused_loss", DType::f32, {}});
+  g.validate();
+  const CompileOptions bf16{.training = true, .loss = "unused_loss", .precision = Precision::bf16};
+  auto be = backend_for(g, bf16);
+  if (!be) GTEST_SKIP() << skip_reason_;
+  compare_gradients(GetParam(), *be, g, g.outputs[0], true, kBatchNormTolerance);
+  if (GetParam() == "onednn") {
+    // Both pools read a bf16 batch norm output, so the chain did run in bf16.
+    int pools = 0;
+    for (const auto& c : be->compile(g, bf16)->layer_choices()) {
+      if (c.op != "MaxPool") continue;
+      ++pools;
+      EXPECT_EQ(c.dtype, "bf16") << c.node << ": " << c.why;
+    }
+    EXPECT_EQ(pools, 2);
+  }
 }
 
 // A transfer head as trainers/transfer.cpp builds it: Dense + ReLU (fused) + Dropout + Dense 1,
@@ -217,9 +256,10 @@ Graph for_training(const std::string& model, std::int64_t batch, const Shape& in
 // A few Adam steps on fixed data in f32 and in bf16: each step's loss within 2% of the f32 one.
 // bf16 changes each step's gradients by the amounts above (a few percent through ReLU masks);
 // Adam normalises each update by its gradient's running scale, so early on the updates, and the
-// losses they lead to, differ by less than the gradients do. Measured here: at most 0.5% for
-// both models over 6 steps, while the loss falls from 0.70 to 0.44 (baseline) and from 0.86 to
-// 0.20 (improved).
+// losses they lead to, differ by less than the gradients do. Measured here over 6 steps: at most
+// 0.3% for the baseline (loss 0.70 -> 0.44) and 1.4% for the improved CNN (0.86 -> 0.21; 0.5%
+// with f32 activations between its bf16 layers, the batch norms' share: see
+// kBatchNormTolerance).
 void expect_training_tracks_fp32(const std::string& backend_name, const std::string& model,
                                  const Graph& g, const Shape& input, std::int64_t batch,
                                  double learning_rate) {
