@@ -162,7 +162,7 @@ void run_all(const RunArgs& args) {
       say("[4/5] Reusing the synthetic pretrained backbone " + backbone_path.string());
     } else {
       say("[4/5] No pretrained VGG16 can be downloaded here: pretraining a width-0.25 VGG16 on a "
-          "synthetic source task (upright vs upside-down faces)");
+          "synthetic source task (upright vs upside-down faces; in fp32 unless --dtype bf16)");
       train::TrainOptions pretrain = options;
       pretrain.run_dir = out / "backbone-pretraining";
       fs::remove_all(pretrain.run_dir);
