@@ -313,12 +313,17 @@ void lower_conv(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
   const auto prop = training ? prop_kind::forward_training : prop_kind::forward_inference;
 
   // One training step (or inference forward) of this layer in dtype t, with the reorders it
-  // brings: src into t, and in training the weights (every step, after the update) and diff_dst.
+  // brings: src into t, and in training the weights (every step, after the update) and diff_dst;
+  // dst (and its gradient) in the dtype it would be stored in.
+  const bool bf16_output = p.bf16_readers_only(y);
+  auto dst_type = [&](DataType t) {
+    return t == DataType::bf16 && bf16_output ? DataType::bf16 : DataType::f32;
+  };
   const DataType ct = p.compute_type(n, [&](DataType t) {
     ConvSpec small = c;
     small.xs[0] = small.ys[0] = measured_batch(c.xs[0]);
-    const auto fpd = conv_forward_pd(p.engine(), small, t, prop,
-                                     Desc(dims_of(small.ys), DataType::f32, Tag::any));
+    const auto fpd =
+        conv_forward_pd(p.engine(), small, t, prop, Desc(dims_of(small.ys), dst_type(t), Tag::any));
     return time_layer<dnnl::convolution_forward, dnnl::convolution_backward_data,
                       dnnl::convolution_backward_weights>(
         p, fpd, with_batch(p.value(x).md, small.xs[0]), c.w_as ? *c.w_as : plain_desc(ws), c.bias,
@@ -326,8 +331,7 @@ void lower_conv(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
         [&] { return conv_weights_pd(p.engine(), small, t, need_b, fpd); });
   });
 
-  const Desc dst_md = p.output_desc(
-      y, ct == DataType::bf16 && p.bf16_readers_only(y) ? DataType::bf16 : DataType::f32);
+  const Desc dst_md = p.output_desc(y, dst_type(ct));
   const auto pd = conv_forward_pd(p.engine(), c, ct, prop, dst_md);
   p.define(y, pd.dst_desc());
   p.record_choice(n, ct, pd.impl_info_str());
