@@ -267,8 +267,9 @@ Graph pretrain_orientation_backbone(const TrainConfig& base, const TrainData& da
   config.train.positive_class = "upside_down";
   // Under auto the pretraining runs in fp32: this deep VGG16 without batch norm starts on a
   // plateau at ln 2, and bf16 rounding delays its escape (docs/BENCHMARKS.md: fp32 left it by step
-  // 20-38 for seeds 42-45; bf16 by step 34-85, never for seed 42 in its one epoch, which left
-  // the default transfer at chance). An explicit --dtype bf16 is kept.
+  // 20-38 for seeds 42-45; bf16 by step 34-85, and never for seed 42, the default, in its one
+  // epoch: the auto run with bf16 activations stayed there too, leaving the default transfer at
+  // chance). An explicit --dtype bf16 is kept.
   if (config.train.dtype == "auto") config.train.dtype = "fp32";
   ModelOptions vgg;
   vgg.input = config.model.input;
