@@ -3,6 +3,8 @@
 // same folder, then rename, so a reader never sees half a file.
 #pragma once
 
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -42,6 +44,9 @@ std::vector<Prediction> read_predictions_csv(const std::filesystem::path& path,
 struct EpochRecord {
   double epoch = 0, train_loss = 0, train_accuracy = 0, val_loss = 0, val_accuracy = 0, lr = 0,
          seconds = 0, images_per_second = 0;
+  // Validation ROC AUC (NaN when it has no value: one class only). A monitor for the callbacks;
+  // not a column of history.csv (the report draws its ROC curves from the predictions).
+  double val_auc = NAN;
 };
 struct History {
   std::vector<EpochRecord> epochs;

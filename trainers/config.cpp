@@ -234,10 +234,10 @@ TrainConfig parse_config(const std::string& text, const std::string& where,
   const std::set<std::string> schedules{"constant", "step", "cosine", "plateau"};
   check(schedules.count(c.schedule.name) != 0, where,
         "'schedule.name' must be constant, step, cosine or plateau, got '" + c.schedule.name + "'");
-  const std::set<std::string> monitors{"val_loss", "val_accuracy", "loss", "accuracy"};
+  const std::set<std::string> monitors{"val_loss", "val_accuracy", "val_auc", "loss", "accuracy"};
   for (const auto* m : {&c.schedule.monitor, &c.early_stopping.monitor, &c.checkpoint.monitor}) {
     check(monitors.count(*m) != 0, where,
-          "monitors must be val_loss, val_accuracy, loss or accuracy, got '" + *m + "'");
+          "monitors must be val_loss, val_accuracy, val_auc, loss or accuracy, got '" + *m + "'");
   }
   const std::set<std::string> preprocess{"unit", "imagenet", "caffe"};
   check(preprocess.count(c.data.preprocess) != 0, where,

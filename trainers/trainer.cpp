@@ -64,6 +64,7 @@ OptimizerSpec optimizer_of(const OptimizerConfig& o, double lr) {
 double metric_of(const eval::EpochRecord& r, const std::string& name) {
   if (name == "val_loss") return r.val_loss;
   if (name == "val_accuracy") return r.val_accuracy;
+  if (name == "val_auc") return r.val_auc;
   if (name == "loss") return r.train_loss;
   return r.train_accuracy;
 }
@@ -623,7 +624,8 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
                              val_accuracy,
                              lr,
                              seconds_since(epoch_start),
-                             static_cast<double>(seen) / train_seconds};
+                             static_cast<double>(seen) / train_seconds,
+                             val_metrics.auc.value_or(NAN)};
     result.history.push_back(record);
     if (options.interactive && root) std::fputs("\r\033[K", stdout);
     say(progress_line(epoch + 1, config.train.epochs, steps, steps, train_seconds,

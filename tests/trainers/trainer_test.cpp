@@ -235,6 +235,29 @@ TEST(TrainLoop, EarlyStoppingRestoresTheBestWeights) {
   fs::remove_all(dir);
 }
 
+TEST(TrainLoop, ValAucMonitorKeepsTheEpochOfTheHighestValidationAuc) {
+  const auto dir = temp_dir("auc");
+  TrainConfig config = tiny_config(6);
+  config.optimizer.lr = 0.002;  // slow enough for the AUC to move between epochs
+  config.early_stopping.monitor = "val_auc";
+  config.checkpoint.monitor = "val_auc";
+  const auto result = train_model(config, tiny_model(3), tiny_data(), quiet(dir));
+  ASSERT_EQ(result.history.size(), 6u);
+  double best = -1.0;
+  int best_epoch = 0;
+  for (const auto& r : result.history) {
+    ASSERT_TRUE(std::isfinite(r.val_auc)) << "epoch " << r.epoch;
+    if (r.val_auc > best) {
+      best = r.val_auc;
+      best_epoch = static_cast<int>(r.epoch);
+    }
+  }
+  EXPECT_EQ(result.best_epoch, best_epoch);
+  EXPECT_TRUE(higher_is_better("val_auc"));
+  EXPECT_THROW(parse_config("[early_stopping]\nmonitor = \"val_f1\"\n", "bad.toml"), Error);
+  fs::remove_all(dir);
+}
+
 TEST(TrainLoop, NanLossStopsWithEpochAndStepAndKeepsTheLastCheckpoint) {
   const auto dir = temp_dir("nan");
   TrainConfig config = tiny_config(1);
