@@ -27,9 +27,9 @@
 
 #include "apps/command.hpp"
 #include "backends/backend.hpp"
+#include "core/error.hpp"
 #include "eval/io.hpp"
 #include "graph/builder.hpp"
-#include "graph/error.hpp"
 #include "graph/models.hpp"
 #include "importers/onnx_import.hpp"
 #include "trainers/config.hpp"

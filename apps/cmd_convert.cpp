@@ -4,7 +4,7 @@
 #include <cstdio>
 
 #include "apps/command.hpp"
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "graph/passes.hpp"
 #include "graph/summary.hpp"
 #include "importers/onnx_export.hpp"

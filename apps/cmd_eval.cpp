@@ -9,9 +9,9 @@
 
 #include "apps/command.hpp"
 #include "backends/backend.hpp"
+#include "core/error.hpp"
 #include "data/loader.hpp"
 #include "eval/evaluate.hpp"
-#include "graph/error.hpp"
 #include "importers/onnx_import.hpp"
 
 namespace onnxforge::cli {

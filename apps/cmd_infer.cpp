@@ -5,7 +5,7 @@
 
 #include "apps/command.hpp"
 #include "backends/backend.hpp"
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "importers/onnx_import.hpp"
 #include "importers/tensor_io.hpp"
 

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "apps/command.hpp"
+#include "core/error.hpp"
 #include "eval/evaluate.hpp"
 #include "eval/report.hpp"
 
@@ -42,7 +43,7 @@ std::array<std::string, 2> parse_classes(const std::string& text) {
   const auto comma = text.find(',');
   if (comma == std::string::npos || comma == 0 || comma + 1 >= text.size() ||
       text.find(',', comma + 1) != std::string::npos)
-    throw std::runtime_error(
+    throw onnxforge::Error(
         fmt::format("--classes '{}': expected two names in label order, e.g. Female,Male", text));
   return {text.substr(0, comma), text.substr(comma + 1)};
 }
@@ -51,7 +52,7 @@ int parse_positive(const std::string& text, const std::array<std::string, 2>& cl
   const std::string t = lower(text);
   if (t == "0" || t == lower(classes[0])) return 0;
   if (t == "1" || t == lower(classes[1])) return 1;
-  throw std::runtime_error(
+  throw onnxforge::Error(
       fmt::format("--positive '{}': expected {} or {} (or 0/1)", text, classes[0], classes[1]));
 }
 
@@ -115,7 +116,7 @@ const onnxforge::cli::Registration reg{
         try {
           result = eval::evaluate_split(predictions, options, out, split);
         } catch (const std::invalid_argument& e) {
-          throw std::runtime_error(fmt::format("{}: {}", input.string(), e.what()));
+          throw onnxforge::Error(fmt::format("{}: {}", input.string(), e.what()));
         }
         const eval::Metrics& m = result.metrics;
 

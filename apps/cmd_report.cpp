@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "apps/command.hpp"
+#include "core/error.hpp"
 #include "eval/report.hpp"
 
 namespace {
@@ -48,7 +49,7 @@ const onnxforge::cli::Registration reg{
         for (const auto& dir : args->runs) {
           std::error_code ec;
           if (!fs::is_directory(dir, ec))
-            throw std::runtime_error(fmt::format("report: run folder {} does not exist", dir));
+            throw onnxforge::Error(fmt::format("report: run folder {} does not exist", dir));
           auto run = eval::load_run(dir);
           // Two folders with the same name (a/run, b/run) get their parent's name too.
           if (!names.insert(run.name).second) {

@@ -11,9 +11,9 @@
 
 #include "apps/command.hpp"
 #include "backends/backend.hpp"
+#include "core/error.hpp"
 #include "data/synth.hpp"
 #include "eval/report.hpp"
-#include "graph/error.hpp"
 #include "graph/summary.hpp"
 #include "importers/onnx_export.hpp"
 #include "importers/onnx_import.hpp"

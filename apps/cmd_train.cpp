@@ -9,8 +9,8 @@
 #include <filesystem>
 
 #include "apps/command.hpp"
+#include "core/error.hpp"
 #include "eval/io.hpp"
-#include "graph/error.hpp"
 #include "importers/onnx_export.hpp"
 #include "importers/onnx_import.hpp"
 #include "trainers/config.hpp"

@@ -1,6 +1,6 @@
 #include "backends/backend.hpp"
 
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "graph/ops.hpp"
 
 namespace onnxforge {

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "backends/backend.hpp"
-#include "graph/error.hpp"
+#include "core/error.hpp"
 
 namespace onnxforge {
 

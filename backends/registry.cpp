@@ -2,7 +2,7 @@
 
 #include "backends/backend.hpp"
 #include "backends/reference/reference_backend.hpp"
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #ifdef ONNXFORGE_HAVE_ONEDNN
 #include "backends/onednn/onednn_backend.hpp"
 #endif

@@ -35,8 +35,8 @@
 
 #include "backends/backend.hpp"
 #include "backends/onednn/onednn_backend.hpp"
+#include "core/error.hpp"
 #include "graph/builder.hpp"
-#include "graph/error.hpp"
 #include "graph/models.hpp"
 
 namespace onnxforge {

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "core/error.hpp"
 #include "data/rng.hpp"
 
 namespace onnxforge::data {
@@ -151,10 +152,10 @@ ImageFolder scan_image_folder(const fs::path& root, const ScanOptions& options) 
   std::error_code ec;
   const auto root_status = fs::status(root, ec);
   if (ec || !fs::exists(root_status)) {
-    throw std::runtime_error(fmt::format("dataset folder {} does not exist", root.string()));
+    throw Error(fmt::format("dataset folder {} does not exist", root.string()));
   }
   if (!fs::is_directory(root_status)) {
-    throw std::runtime_error(fmt::format("dataset path {} is not a folder", root.string()));
+    throw Error(fmt::format("dataset path {} is not a folder", root.string()));
   }
   ImageFolder folder;
   folder.root = root;
@@ -166,8 +167,7 @@ ImageFolder scan_image_folder(const fs::path& root, const ScanOptions& options) 
     entries.push_back(*it);
   }
   if (ec) {
-    throw std::runtime_error(
-        fmt::format("cannot list dataset folder {}: {}", root.string(), ec.message()));
+    throw Error(fmt::format("cannot list dataset folder {}: {}", root.string(), ec.message()));
   }
   std::sort(entries.begin(), entries.end(),
             [](const auto& a, const auto& b) { return a.path() < b.path(); });
@@ -197,13 +197,13 @@ ImageFolder scan_image_folder(const fs::path& root, const ScanOptions& options) 
     std::set<std::string> seen;
     for (const auto& name : folder.classes) {
       if (!seen.insert(name).second) {
-        throw std::runtime_error(fmt::format("class '{}' is listed twice", name));
+        throw Error(fmt::format("class '{}' is listed twice", name));
       }
       if (!folders_of_class.contains(name)) {
         std::vector<std::string> found;
         for (const auto& [other, paths] : folders_of_class) found.push_back(other);
-        throw std::runtime_error(fmt::format("class '{}' has no folder in {} (found: {})", name,
-                                             root.string(), found.empty() ? "none" : join(found)));
+        throw Error(fmt::format("class '{}' has no folder in {} (found: {})", name, root.string(),
+                                found.empty() ? "none" : join(found)));
       }
     }
     for (const auto& [name, paths] : folders_of_class) {
@@ -214,7 +214,7 @@ ImageFolder scan_image_folder(const fs::path& root, const ScanOptions& options) 
     }
   }
   if (folder.classes.size() < 2) {
-    throw std::runtime_error(
+    throw Error(
         fmt::format("dataset folder {} has {} class folder{}{}; classification needs at least two",
                     root.string(), folder.classes.size(), folder.classes.size() == 1 ? "" : "s",
                     folder.classes.empty() ? "" : " (" + folder.classes.front() + ")"));
@@ -228,9 +228,8 @@ ImageFolder scan_image_folder(const fs::path& root, const ScanOptions& options) 
       walker.walk(class_dir, ancestors);
     }
     if (files.empty()) {
-      throw std::runtime_error(
-          fmt::format("class folder {} contains no images (.jpg .jpeg .png .bmp)",
-                      folders_of_class[folder.classes[label]].front().string()));
+      throw Error(fmt::format("class folder {} contains no images (.jpg .jpeg .png .bmp)",
+                              folders_of_class[folder.classes[label]].front().string()));
     }
     std::sort(files.begin(), files.end());
     for (auto& path : files) folder.samples.push_back({std::move(path), static_cast<int>(label)});

@@ -50,7 +50,7 @@ struct ImageFolder {
 bool has_image_extension(const std::filesystem::path& path);
 
 // Scans `root`. Hidden entries (".ipynb_checkpoints", "._x.jpg") and "__MACOSX" are skipped, never
-// taken as classes or images. Throws std::runtime_error (one line naming the folder) when the root
+// taken as classes or images. Throws Error (one line naming the folder) when the root
 // is missing or not a folder, when a class has no folder or its folders hold no image files, or
 // when fewer than two classes remain.
 ImageFolder scan_image_folder(const std::filesystem::path& root, const ScanOptions& options = {});

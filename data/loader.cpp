@@ -11,6 +11,7 @@
 #include <future>
 #include <stdexcept>
 
+#include "core/error.hpp"
 #include "data/parallel.hpp"
 #include "data/rng.hpp"
 
@@ -107,8 +108,8 @@ ImageCache load_images(const ImageFolder& folder, const LoadOptions& options) {
   const auto counts = cache.counts();
   for (std::size_t label = 0; label < counts.size(); ++label) {
     if (counts[label] == 0) {
-      throw std::runtime_error(fmt::format("class '{}' under {} has no readable image",
-                                           cache.classes[label], folder.root.string()));
+      throw Error(fmt::format("class '{}' under {} has no readable image", cache.classes[label],
+                              folder.root.string()));
     }
   }
   return cache;

@@ -58,7 +58,7 @@ struct ImageCache {
 };
 
 // Decodes every sample of `folder` in parallel (oneTBB, `options.threads`), skipping bad files
-// with one warning line each plus a final count line. Throws std::runtime_error naming the
+// with one warning line each plus a final count line. Throws Error naming the
 // folder when a class is left without any decodable image.
 ImageCache load_images(const ImageFolder& folder, const LoadOptions& options = {});
 

@@ -9,22 +9,13 @@
 #include <span>
 #include <utility>
 
+#include "core/random.hpp"
+
 namespace onnxforge::data {
 
-// SplitMix64 finaliser: a bijective 64-bit mixer, used to derive independent seeds.
-constexpr std::uint64_t mix64(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-// A seed for one stream, derived from a base seed and up to three coordinates (e.g. epoch and
-// sample index), so results never depend on which thread handles which sample.
-constexpr std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t a, std::uint64_t b = 0,
-                                    std::uint64_t c = 0) {
-  return mix64(mix64(mix64(mix64(seed) ^ a) ^ b) ^ c);
-}
+// Seed derivation lives in core/random.hpp.
+using onnxforge::derive_seed;
+using onnxforge::mix64;
 
 class Rng {
  public:

@@ -18,6 +18,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/error.hpp"
 #include "data/parallel.hpp"
 #include "data/rng.hpp"
 
@@ -628,7 +629,7 @@ SynthSummary generate_synthetic_faces(const SynthOptions& options) {
   const fs::path marker = options.out / "onnxforge-synth.txt";
   const bool ours = fs::exists(marker);
   if (!ours && fs::exists(options.out) && !fs::is_empty(options.out)) {
-    throw std::runtime_error(fmt::format(
+    throw Error(fmt::format(
         "{} is not empty and was not written by onnxforge synth; choose an empty or new --out",
         options.out.string()));
   }
@@ -636,7 +637,7 @@ SynthSummary generate_synthetic_faces(const SynthOptions& options) {
     const fs::path dir = options.out / sub;
     if (!fs::exists(dir)) continue;
     if (!ours) {
-      throw std::runtime_error(fmt::format(
+      throw Error(fmt::format(
           "{} exists and was not written by onnxforge synth; choose another --out", dir.string()));
     }
     fs::remove_all(dir);
@@ -687,7 +688,7 @@ SynthSummary generate_synthetic_faces(const SynthOptions& options) {
     });
   });
   for (const auto& error : errors) {
-    if (!error.empty()) throw std::runtime_error("synth: " + error);
+    if (!error.empty()) throw Error("synth: " + error);
   }
   SynthSummary summary;
   summary.images = jobs.size();

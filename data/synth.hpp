@@ -59,7 +59,7 @@ struct SynthSummary {
   double seconds = 0.0;
 };
 
-// Writes the dataset. Refuses (std::runtime_error naming the folder) to write into a non-empty
+// Writes the dataset. Refuses (Error naming the folder) to write into a non-empty
 // OUT that it did not create itself; OUT/gender and OUT/faces written earlier (marked by
 // OUT/onnxforge-synth.txt) are replaced.
 SynthSummary generate_synthetic_faces(const SynthOptions& options);

@@ -29,7 +29,7 @@ struct SplitOutputs {
 
 // Computes the metrics and writes into `split_dir`: predictions.csv, metrics.json (plus "split"
 // and "model" keys), roc.csv; and the ROC and confusion-matrix figures into options.plots_dir.
-// Throws std::runtime_error when a file cannot be written or a label is not 0/1.
+// Throws Error when a file cannot be written or a label is not 0/1.
 SplitOutputs evaluate_split(std::span<const Prediction> predictions, const MetricsOptions& metrics,
                             const std::filesystem::path& split_dir, const SplitOptions& options);
 

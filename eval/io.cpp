@@ -17,54 +17,10 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "core/error.hpp"
+
 namespace onnxforge::eval {
 namespace fs = std::filesystem;
-
-void write_file_atomic(const fs::path& path, std::string_view content) {
-  std::error_code ec;
-  if (path.has_parent_path()) {
-    fs::create_directories(path.parent_path(), ec);
-    if (ec)
-      throw std::runtime_error(
-          fmt::format("cannot create folder {}: {}", path.parent_path().string(), ec.message()));
-  }
-  static std::atomic<unsigned> counter{0};
-  fs::path tmp = path;
-  tmp += fmt::format(".tmp.{}.{}", static_cast<long>(::getpid()), counter++);
-  {
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f)
-      throw std::runtime_error(
-          fmt::format("cannot write {}: {}", path.string(), std::strerror(errno)));
-    // No fsync: the rename makes the file appear whole or not at all, which is what readers
-    // need; durability across a power cut is not worth ~20 ms per file here.
-    const bool ok =
-        std::fwrite(content.data(), 1, content.size(), f) == content.size() && std::fflush(f) == 0;
-    const int err = errno;
-    const bool closed = std::fclose(f) == 0;
-    if (!ok || !closed) {
-      fs::remove(tmp, ec);
-      throw std::runtime_error(
-          fmt::format("cannot write {}: {}", path.string(), std::strerror(err)));
-    }
-  }
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw std::runtime_error(fmt::format("cannot write {}: {}", path.string(), ec.message()));
-  }
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw std::runtime_error(
-        fmt::format("cannot read {}: no such file or not readable", path.string()));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::vector<std::vector<std::string>> parse_csv(std::string_view text, std::string_view where) {
   std::vector<std::vector<std::string>> rows;
@@ -118,7 +74,7 @@ std::vector<std::vector<std::string>> parse_csv(std::string_view text, std::stri
     }
   }
   if (in_quotes)
-    throw std::runtime_error(
+    throw Error(
         fmt::format("{}:{}: a quoted field is never closed (missing '\"')", where, quote_line));
   if (row_has_content || !field.empty() || !row.empty()) end_row();
   return rows;
@@ -197,15 +153,15 @@ std::vector<Prediction> read_predictions_csv(const fs::path& path,
   const std::string where = path.string();
   const auto rows = parse_csv(read_file(path), where);
   if (rows.empty())
-    throw std::runtime_error(
+    throw Error(
         fmt::format("{}: empty file, expected a header "
                     "'path,label,score'",
                     where));
   const auto index = column_index(rows.front());
   for (const char* needed : {"path", "label", "score"})
     if (!index.count(needed))
-      throw std::runtime_error(fmt::format(
-          "{}:1: no '{}' column; the header must name path,label,score", where, needed));
+      throw Error(fmt::format("{}:1: no '{}' column; the header must name path,label,score", where,
+                              needed));
   const std::size_t path_col = index.at("path"), label_col = index.at("label"),
                     score_col = index.at("score");
   const std::size_t needed_cols = std::max({path_col, label_col, score_col}) + 1;
@@ -215,8 +171,8 @@ std::vector<Prediction> read_predictions_csv(const fs::path& path,
     const auto& row = rows[r];
     const std::size_t line = r + 1;  // approximate when quoted fields hold line breaks
     if (row.size() < needed_cols)
-      throw std::runtime_error(fmt::format("{}:{}: {} fields, expected at least {}", where, line,
-                                           row.size(), needed_cols));
+      throw Error(fmt::format("{}:{}: {} fields, expected at least {}", where, line, row.size(),
+                              needed_cols));
     Prediction p;
     p.path = row[path_col];
     const std::string label = lower(trim(row[label_col]));
@@ -225,12 +181,11 @@ std::vector<Prediction> read_predictions_csv(const fs::path& path,
     else if (label == "1" || label == lower(class_names[1]))
       p.label = 1;
     else
-      throw std::runtime_error(fmt::format("{}:{}: label '{}' is neither 0/1 nor {}/{}", where,
-                                           line, row[label_col], class_names[0], class_names[1]));
+      throw Error(fmt::format("{}:{}: label '{}' is neither 0/1 nor {}/{}", where, line,
+                              row[label_col], class_names[0], class_names[1]));
     const auto score = parse_double(row[score_col]);
     if (!score)
-      throw std::runtime_error(
-          fmt::format("{}:{}: score '{}' is not a number", where, line, row[score_col]));
+      throw Error(fmt::format("{}:{}: score '{}' is not a number", where, line, row[score_col]));
     p.score = *score;
     out.push_back(std::move(p));
   }
@@ -286,7 +241,7 @@ History read_history_csv(const fs::path& path) {
       if (it == index.end() || it->second >= row.size()) return nan;
       const auto value = parse_double(row[it->second]);
       if (!value)
-        throw std::runtime_error(
+        throw Error(
             fmt::format("{}:{}: {} '{}' is not a number", where, r + 1, name, row[it->second]));
       return *value;
     };

@@ -14,16 +14,14 @@
 #include <string_view>
 #include <vector>
 
+#include "core/files.hpp"
 #include "eval/metrics.hpp"
 
 namespace onnxforge::eval {
 
-// Writes `content` to `path` atomically, creating missing parent folders. Throws
-// std::runtime_error naming the file on failure.
-void write_file_atomic(const std::filesystem::path& path, std::string_view content);
-
-// Whole file as a string; throws std::runtime_error naming the file when it cannot be read.
-std::string read_file(const std::filesystem::path& path);
+// core/files.hpp, where eval's callers have always found them.
+using onnxforge::read_file;
+using onnxforge::write_file_atomic;
 
 // RFC 4180. `where` names the source in error messages (unterminated quote).
 std::vector<std::vector<std::string>> parse_csv(std::string_view text, std::string_view where);
@@ -35,7 +33,7 @@ void write_predictions_csv(const std::filesystem::path& path,
                            std::span<const Prediction> predictions);
 // Needs columns path,label,score (any order, more columns ignored). A label is 0/1 or a class
 // name (case-insensitive); a score is a number (nan allowed: such rows are left out of the
-// metrics). Throws std::runtime_error "FILE:LINE: problem" for anything else.
+// metrics). Throws Error "FILE:LINE: problem" for anything else.
 std::vector<Prediction> read_predictions_csv(const std::filesystem::path& path,
                                              const std::array<std::string, 2>& class_names = {
                                                  "Female", "Male"});

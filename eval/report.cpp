@@ -12,6 +12,7 @@
 #include <limits>
 #include <map>
 
+#include "core/error.hpp"
 #include "eval/plots.hpp"
 
 namespace onnxforge::eval {
@@ -435,7 +436,7 @@ RunRecord load_run(const fs::path& run_dir, const MetricsOptions& options) {
   if (fs::is_regular_file(run_dir / "layers.json", ec)) {
     try {
       nlohmann::json layers = nlohmann::json::parse(read_file(run_dir / "layers.json"));
-      if (!layers.is_array()) throw std::runtime_error("not a JSON array");
+      if (!layers.is_array()) throw Error("not a JSON array");
       run.layers = std::move(layers);
     } catch (const std::exception& e) {
       run.notes.push_back(fmt::format("layers.json unreadable: {}", e.what()));
@@ -458,7 +459,7 @@ RunRecord load_run(const fs::path& run_dir, const MetricsOptions& options) {
     if (fs::is_regular_file(metrics_path, ec)) {
       try {
         json j = json::parse(read_file(metrics_path));
-        if (!j.is_object()) throw std::runtime_error("not a JSON object");
+        if (!j.is_object()) throw Error("not a JSON object");
         s.metrics = std::move(j);
       } catch (const std::exception& e) {
         s.notes.push_back(fmt::format("{} unreadable: {}", metrics_path.string(), e.what()));

@@ -60,7 +60,7 @@ struct ReportOutputs {
 
 // Writes out_dir/report.html, out_dir/report.md and the figures in out_dir/plots: per run loss,
 // accuracy, ROC (validation and test together) and one confusion matrix per split; with several
-// runs also one ROC figure per split overlaying every run. Throws std::runtime_error only when a
+// runs also one ROC figure per split overlaying every run. Throws Error only when a
 // file cannot be written.
 ReportOutputs write_report(std::span<const RunRecord> runs, const std::filesystem::path& out_dir,
                            const ReportOptions& options = {});

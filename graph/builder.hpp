@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "core/hash.hpp"
+#include "core/random.hpp"
 #include "graph/graph.hpp"
 
 namespace onnxforge {
@@ -113,16 +115,10 @@ class Builder {
 };
 
 // Deterministic uniform numbers in [0, 1) from a seed, identical on every platform.
-class Random {
- public:
-  explicit Random(std::uint64_t seed) : state_(seed) {}
-  std::uint64_t next();  // splitmix64
-  double uniform();      // [0, 1), 53 bits
-  double normal();       // Box-Muller
- private:
-  std::uint64_t state_;
-};
 
-std::uint64_t hash_name(const std::string& text, std::uint64_t seed = 0);  // FNV-1a 64
+// FNV-1a 64 of a name (core/hash.hpp): initialisation seeds.
+inline std::uint64_t hash_name(const std::string& text, std::uint64_t seed = 0) {
+  return fnv1a64(text, seed);
+}
 
 }  // namespace onnxforge

@@ -1,6 +1,6 @@
 #include "graph/dtype.hpp"
 
-#include "graph/error.hpp"
+#include "core/error.hpp"
 
 namespace onnxforge {
 

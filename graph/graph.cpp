@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <set>
 
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "graph/ops.hpp"
 
 namespace onnxforge {

@@ -2,8 +2,8 @@
 
 #include <cmath>
 
+#include "core/error.hpp"
 #include "graph/builder.hpp"
-#include "graph/error.hpp"
 
 namespace onnxforge {
 

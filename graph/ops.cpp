@@ -4,7 +4,7 @@
 #include <functional>
 #include <map>
 
-#include "graph/error.hpp"
+#include "core/error.hpp"
 
 namespace onnxforge {
 

@@ -13,7 +13,7 @@
 //   LogSoftmax(X)              axis (default -1): x - log(sum(exp(x))) along one axis
 #include <algorithm>
 
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "graph/ops.hpp"
 
 namespace onnxforge {

@@ -7,7 +7,7 @@
 #include <map>
 #include <set>
 
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "graph/ops.hpp"
 
 namespace onnxforge {

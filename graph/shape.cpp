@@ -5,7 +5,7 @@
 #include <charconv>
 #include <limits>
 
-#include "graph/error.hpp"
+#include "core/error.hpp"
 
 namespace onnxforge {
 

@@ -6,8 +6,8 @@
 #include <span>
 #include <vector>
 
+#include "core/error.hpp"
 #include "graph/dtype.hpp"
-#include "graph/error.hpp"
 #include "graph/shape.hpp"
 
 namespace onnxforge {

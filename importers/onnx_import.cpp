@@ -11,7 +11,7 @@
 #include <set>
 #include <sstream>
 
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "graph/ops.hpp"
 #include "graph/passes.hpp"
 #include "importers/onnx_proto.hpp"

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <limits>
 
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "importers/onnx_proto.hpp"
 
 namespace onnxforge::onnx_io {

@@ -6,7 +6,7 @@
 #include <limits>
 #include <regex>
 
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "importers/onnx_proto.hpp"
 
 namespace onnxforge {

@@ -6,7 +6,7 @@
 
 #include <cstring>
 
-#include "graph/error.hpp"
+#include "core/error.hpp"
 
 namespace onnxforge::train {
 

@@ -5,8 +5,9 @@
 #include <limits>
 #include <sstream>
 
+#include "core/error.hpp"
+#include "core/hash.hpp"
 #include "eval/io.hpp"
-#include "graph/error.hpp"
 
 namespace onnxforge::train {
 
@@ -40,14 +41,7 @@ std::uint64_t whole_number(const nlohmann::json& value, const std::string& where
 
 }  // namespace
 
-std::uint64_t checkpoint_checksum(std::string_view bytes) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (const char c : bytes) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
+std::uint64_t checkpoint_checksum(std::string_view bytes) { return fnv1a64(bytes); }
 
 std::optional<std::uint64_t> json_count(const nlohmann::json& value, std::uint64_t max) {
   if (!value.is_number_unsigned() || value.get<std::uint64_t>() > max) return std::nullopt;

@@ -8,7 +8,7 @@
 #include <set>
 #include <sstream>
 
-#include "graph/error.hpp"
+#include "core/error.hpp"
 
 namespace onnxforge::train {
 

@@ -16,7 +16,7 @@
 #include <limits>
 #include <thread>
 
-#include "graph/error.hpp"
+#include "core/error.hpp"
 
 #ifdef ONNXFORGE_HAVE_MPI
 #include <mpi.h>

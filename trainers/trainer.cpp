@@ -12,9 +12,9 @@
 #include <limits>
 #include <numbers>
 
+#include "core/error.hpp"
 #include "eval/evaluate.hpp"
 #include "eval/report.hpp"
-#include "graph/error.hpp"
 #include "graph/models.hpp"
 #include "graph/summary.hpp"
 #include "trainers/checkpoint.hpp"

@@ -4,8 +4,8 @@
 
 #include <chrono>
 
+#include "core/error.hpp"
 #include "graph/builder.hpp"
-#include "graph/error.hpp"
 #include "graph/models.hpp"
 #include "graph/passes.hpp"
 #include "graph/summary.hpp"

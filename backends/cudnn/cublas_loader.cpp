@@ -6,7 +6,7 @@
 #include <mutex>
 #include <string>
 
-#include "graph/error.hpp"
+#include "core/error.hpp"
 
 namespace onnxforge::cudnn {
 

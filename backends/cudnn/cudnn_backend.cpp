@@ -8,7 +8,7 @@
 #include "backends/cudnn/cublas_loader.hpp"
 #include "backends/cudnn/plan.hpp"
 #include "backends/cudnn/program.hpp"
-#include "graph/error.hpp"
+#include "core/error.hpp"
 
 namespace onnxforge {
 

@@ -87,7 +87,8 @@ ONNXFORGE_HD std::int64_t padded_source(const Padding& plan, std::int64_t flat) 
   return offset;
 }
 
-// splitmix64 of a counter (the oneDNN backend's dropout draw).
+// splitmix64 of a counter: a device copy of core/random.hpp's mix64, the oneDNN backend's dropout
+// draw (CudnnPlan.DropoutDrawsTheOnednnMasks checks the masks bit for bit).
 ONNXFORGE_HD std::uint64_t splitmix(std::uint64_t z) {
   z += 0x9e3779b97f4a7c15ull;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;

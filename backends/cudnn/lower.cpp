@@ -11,7 +11,7 @@
 #include "backends/cudnn/kernels.hpp"
 #include "backends/cudnn/plan.hpp"
 #include "backends/cudnn/program.hpp"
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "graph/ops.hpp"
 
 namespace onnxforge::cudnn {

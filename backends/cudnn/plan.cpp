@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <limits>
 
+#include "core/error.hpp"
 #include "graph/builder.hpp"
-#include "graph/error.hpp"
 #include "graph/ops.hpp"
 
 namespace onnxforge::cudnn {

@@ -12,7 +12,7 @@
 #include "backends/cudnn/cublas_loader.hpp"
 #include "backends/cudnn/kernels.hpp"
 #include "backends/optimizer_state.hpp"
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "graph/ops.hpp"
 
 namespace onnxforge::cudnn {

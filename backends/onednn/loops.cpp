@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "backends/onednn/program.hpp"
+#include "core/random.hpp"
 
 // The vector helpers below are internal and always inlined: no ABI crosses them.
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -65,18 +66,6 @@ namespace onnxforge::onednn {
   return sum;
 }
 
-namespace {
-
-// splitmix64 of a counter: independent uniform numbers per element, whatever the thread count.
-inline std::uint64_t mix(std::uint64_t z) {
-  z += 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
-
 [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] void dropout_forward(
     const float* x, float* y, float* mask, std::size_t n, double ratio, std::uint64_t seed) {
   const auto count = static_cast<std::int64_t>(n);
@@ -85,7 +74,7 @@ inline std::uint64_t mix(std::uint64_t z) {
   const auto threshold = static_cast<std::uint32_t>(ratio * 16777216.0);
 #pragma omp parallel for schedule(static) if (count > kParallelThreshold)
   for (std::int64_t i = 0; i < count; ++i) {
-    const auto u = static_cast<std::uint32_t>(mix(seed + static_cast<std::uint64_t>(i)) >> 40);
+    const auto u = static_cast<std::uint32_t>(mix64(seed + static_cast<std::uint64_t>(i)) >> 40);
     const float m = u >= threshold ? keep_scale : 0.f;
     mask[i] = m;
     y[i] = x[i] * m;

@@ -13,8 +13,8 @@
 
 #include "backends/onednn/broadcast.hpp"
 #include "backends/onednn/program.hpp"
+#include "core/error.hpp"
 #include "graph/builder.hpp"
-#include "graph/error.hpp"
 #include "graph/ops.hpp"
 
 namespace onnxforge::onednn {

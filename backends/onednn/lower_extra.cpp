@@ -9,7 +9,7 @@
 
 #include "backends/onednn/broadcast.hpp"
 #include "backends/onednn/program.hpp"
-#include "graph/error.hpp"
+#include "core/error.hpp"
 
 namespace onnxforge::onednn {
 

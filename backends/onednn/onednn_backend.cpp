@@ -1,7 +1,7 @@
 #include "backends/onednn/onednn_backend.hpp"
 
 #include "backends/onednn/program.hpp"
-#include "graph/error.hpp"
+#include "core/error.hpp"
 
 namespace onnxforge {
 

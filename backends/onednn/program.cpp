@@ -12,8 +12,8 @@
 #include <cstring>
 
 #include "backends/optimizer_state.hpp"
+#include "core/error.hpp"
 #include "graph/builder.hpp"
-#include "graph/error.hpp"
 #include "graph/ops.hpp"
 
 namespace onnxforge::onednn {

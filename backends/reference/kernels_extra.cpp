@@ -5,7 +5,7 @@
 #include <limits>
 
 #include "backends/reference/kernels.hpp"
-#include "graph/error.hpp"
+#include "core/error.hpp"
 
 namespace onnxforge::reference {
 

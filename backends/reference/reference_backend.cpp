@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "backends/reference/kernels.hpp"
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "graph/ops.hpp"
 
 namespace onnxforge {

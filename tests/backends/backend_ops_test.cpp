@@ -17,7 +17,7 @@
 #include <cstdio>
 
 #include "backends/backend.hpp"
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "graph/ops.hpp"
 #include "tests/backends/op_cases.hpp"
 

@@ -24,7 +24,7 @@
 #include <cstring>
 
 #include "backends/backend.hpp"
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "graph/models.hpp"
 #include "tests/backends/op_cases.hpp"
 

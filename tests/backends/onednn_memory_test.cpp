@@ -13,8 +13,8 @@
 
 #include "backends/backend.hpp"
 #include "backends/onednn/program.hpp"
+#include "core/error.hpp"
 #include "graph/builder.hpp"
-#include "graph/error.hpp"
 #include "tests/backends/op_cases.hpp"
 
 namespace onnxforge::onednn {

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <functional>
 
-#include "graph/error.hpp"
+#include "core/error.hpp"
 
 namespace onnxforge::testing {
 

@@ -12,8 +12,8 @@
 #include <functional>
 
 #include "backends/backend.hpp"
+#include "core/error.hpp"
 #include "graph/builder.hpp"
-#include "graph/error.hpp"
 #include "graph/models.hpp"
 
 namespace onnxforge {

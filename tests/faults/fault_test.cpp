@@ -17,8 +17,8 @@
 #include <random>
 #include <string>
 
+#include "core/error.hpp"
 #include "graph/builder.hpp"
-#include "graph/error.hpp"
 #include "importers/onnx_export.hpp"
 #include "importers/onnx_import.hpp"
 #include "trainers/checkpoint.hpp"

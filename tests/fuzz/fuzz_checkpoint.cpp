@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "trainers/checkpoint.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "trainers/config.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

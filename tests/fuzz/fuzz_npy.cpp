@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "importers/tensor_io.hpp"
 #include "tests/fuzz/fuzz_util.hpp"
 

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "backends/backend.hpp"
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "importers/onnx_import.hpp"
 
 namespace {

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "importers/tensor_io.hpp"
 #include "tests/fuzz/fuzz_util.hpp"
 

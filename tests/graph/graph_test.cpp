@@ -2,8 +2,8 @@
 // validation of names and cycles.
 #include <gtest/gtest.h>
 
+#include "core/error.hpp"
 #include "graph/builder.hpp"
-#include "graph/error.hpp"
 #include "graph/models.hpp"
 #include "graph/ops.hpp"
 #include "graph/summary.hpp"

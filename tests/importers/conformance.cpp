@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "backends/backend.hpp"
-#include "graph/error.hpp"
+#include "core/error.hpp"
 #include "importers/onnx_import.hpp"
 #include "importers/tensor_io.hpp"
 

@@ -6,8 +6,8 @@
 #include <cmath>
 
 #include "backends/backend.hpp"
+#include "core/error.hpp"
 #include "graph/builder.hpp"
-#include "graph/error.hpp"
 
 namespace onnxforge {
 namespace {

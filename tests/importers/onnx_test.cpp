@@ -12,8 +12,8 @@
 #include <random>
 
 #include "backends/backend.hpp"
+#include "core/error.hpp"
 #include "graph/builder.hpp"
-#include "graph/error.hpp"
 #include "graph/models.hpp"
 #include "graph/passes.hpp"
 #include "importers/onnx_export.hpp"

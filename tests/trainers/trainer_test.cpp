@@ -15,8 +15,8 @@
 #include <iterator>
 #include <map>
 
+#include "core/error.hpp"
 #include "graph/builder.hpp"
-#include "graph/error.hpp"
 #include "trainers/checkpoint.hpp"
 #include "trainers/config.hpp"
 #include "trainers/trainer.hpp"
