@@ -46,7 +46,7 @@ struct TrainLoopConfig {
   double clip_norm = 0.0;
   std::vector<double> class_weights;  // [negative, positive]; empty = 1, 1
   double threshold = 0.5;
-  std::string positive_class = "Male";
+  std::string positive_class;  // the class counted as positive; empty: the second (label 1)
 };
 
 struct OptimizerConfig {

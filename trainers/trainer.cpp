@@ -69,6 +69,22 @@ double metric_of(const eval::EpochRecord& r, const std::string& name) {
   return r.train_accuracy;
 }
 
+// The label of train.positive_class among the data's two classes (label i is classes[i]; empty:
+// label 1, the second class in sorted order). Refused with one line when it names neither.
+int positive_label(const TrainConfig& config, const std::vector<std::string>& classes) {
+  if (classes.size() != 2) {
+    fail("{}: binary training needs two classes, the data has {}", config.data.train,
+         classes.size());
+  }
+  const std::string& positive = config.train.positive_class;
+  if (positive.empty()) return 1;
+  for (int label = 0; label < 2; ++label) {
+    if (classes[static_cast<std::size_t>(label)] == positive) return label;
+  }
+  fail("{}: train.positive_class '{}' is not a class of the data (its classes: '{}', '{}')",
+       config.data.train, positive, classes[0], classes[1]);
+}
+
 bool improves(const std::string& metric, double value, double best, double min_delta) {
   return higher_is_better(metric) ? value > best + min_delta : value < best - min_delta;
 }
@@ -412,6 +428,7 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
     fail("{}: {} training images are fewer than one batch of {}", config.data.train,
          sources.train->size(), batch_size);
   }
+  const int positive = positive_label(config, sources.classes);  // checked before compiling
   // Under MPI each rank's Program holds its shard of the global batch.
   const int local_batch = local_batch_size(config);
   result.training_graph = make_training_graph(model, local_batch, config.train.class_weights);
@@ -520,7 +537,7 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
   eval::MetricsOptions metrics;
   metrics.threshold = config.train.threshold;
   metrics.class_names = {sources.classes.at(0), sources.classes.at(1)};
-  metrics.positive_label = config.train.positive_class == sources.classes.at(0) ? 0 : 1;
+  metrics.positive_label = positive;
   eval::MetricsOptions epoch_metrics = metrics;
   epoch_metrics.bootstrap_resamples = 0;  // intervals only in the final evaluation
 
@@ -570,7 +587,9 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
       const Tensor probability = program.fetch(tg.probability);
       std::size_t step_correct = 0;
       for (int i = 0; i < n; ++i) {
-        step_correct += (probability.value(i) >= 0.5) == (labels.value(i) >= 0.5);
+        // The configured threshold, as the validation metrics use it.
+        step_correct +=
+            (probability.value(i) >= config.train.threshold) == (labels.value(i) >= 0.5);
       }
       auto check_loss = [&] {
         if (std::isfinite(loss)) return;

@@ -258,6 +258,37 @@ TEST(TrainLoop, ValAucMonitorKeepsTheEpochOfTheHighestValidationAuc) {
   fs::remove_all(dir);
 }
 
+TEST(TrainLoop, PositiveClassMustBeAClassOfTheData) {
+  const auto dir = temp_dir("positive");
+  TrainConfig config = tiny_config(1);
+  config.train.positive_class = "Cat";
+  try {
+    train_model(config, tiny_model(3), tiny_data(), quiet(dir));
+    FAIL() << "an unknown positive class was accepted";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("positive_class 'Cat'"), std::string::npos) << what;
+    EXPECT_NE(what.find("'Female', 'Male'"), std::string::npos) << what;
+  }
+  // Either class name is taken, and the metrics count it as positive.
+  config.train.positive_class = "Female";
+  const auto result = train_model(config, tiny_model(3), tiny_data(), quiet(dir));
+  EXPECT_EQ(result.history.size(), 1u);
+  fs::remove_all(dir);
+}
+
+TEST(TrainLoop, TrainingAccuracyUsesTheConfiguredThreshold) {
+  // Above every probability: each image is predicted negative, so the training accuracy is the
+  // share of label 0 (half of tiny_images), as the validation accuracy is.
+  const auto dir = temp_dir("threshold");
+  TrainConfig config = tiny_config(1);
+  config.train.threshold = 1.5;
+  const auto result = train_model(config, tiny_model(3), tiny_data(), quiet(dir));
+  EXPECT_DOUBLE_EQ(result.history.back().train_accuracy, 0.5);
+  EXPECT_DOUBLE_EQ(result.history.back().val_accuracy, 0.5);
+  fs::remove_all(dir);
+}
+
 TEST(TrainLoop, NanLossStopsWithEpochAndStepAndKeepsTheLastCheckpoint) {
   const auto dir = temp_dir("nan");
   TrainConfig config = tiny_config(1);
