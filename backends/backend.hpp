@@ -157,36 +157,72 @@ std::set<std::string> values_needing_gradient(const Graph& graph,
                                               const std::vector<std::string>& roots,
                                               bool input_gradients);
 
-// The one place optimizer arithmetic is written for host memory; backends with host parameters
-// call it, device backends mirror it. `step` counts from 1. slot_a: velocity (sgd) or m (adam);
-// slot_b: v (adam).
+// The one place optimizer arithmetic is written: constants of one step (in compute type C, from
+// the double-precision spec) and the update of one element. apply_optimizer runs it on host
+// spans in double; the oneDNN backend's optimizer_step runs it in float in a vectorised,
+// OpenMP-parallel loop (loops.cpp); the cuDNN kernel mirrors it on the device. `step` counts from
+// 1. slot_a: velocity (sgd) or m (adam); slot_b: v (adam).
+// Adam / AdamW: w -= lr * (m / c1) / (sqrt(v / c2) + eps), the corrections c = 1 - beta^step
+// folded into two constants; AdamW decays w by lr * decay first, the others add decay * w to g.
+template <typename C>
+struct OptimizerConstants {
+  bool sgd = false, nesterov = false;
+  C scale = 1, lr = 0, momentum = 0;  // gradient scale; sgd
+  C b1 = 0, b2 = 0, one_minus_b1 = 1, one_minus_b2 = 1, step_size = 0, inv_sqrt_c2 = 1, eps = 0;
+  C coupled_decay = 0, shrink = 1;  // L2 added to the gradient; decoupled decay (AdamW)
+
+  OptimizerConstants(const OptimizerSpec& spec, std::int64_t step, double gradient_scale) {
+    sgd = spec.kind == OptimizerSpec::Kind::sgd;
+    nesterov = spec.nesterov;
+    scale = static_cast<C>(gradient_scale);
+    lr = static_cast<C>(spec.learning_rate);
+    momentum = static_cast<C>(spec.momentum);
+    const bool decoupled = spec.kind == OptimizerSpec::Kind::adamw;
+    const double c1 = 1.0 - std::pow(spec.beta1, static_cast<double>(step));
+    const double c2 = 1.0 - std::pow(spec.beta2, static_cast<double>(step));
+    b1 = static_cast<C>(spec.beta1);
+    b2 = static_cast<C>(spec.beta2);
+    one_minus_b1 = static_cast<C>(1.0 - spec.beta1);
+    one_minus_b2 = static_cast<C>(1.0 - spec.beta2);
+    step_size = static_cast<C>(spec.learning_rate / c1);
+    inv_sqrt_c2 = static_cast<C>(1.0 / std::sqrt(c2));
+    eps = static_cast<C>(spec.epsilon);
+    coupled_decay = static_cast<C>(decoupled ? 0.0 : spec.weight_decay);
+    shrink = static_cast<C>(decoupled ? 1.0 - spec.learning_rate * spec.weight_decay : 1.0);
+  }
+
+  // SGD with momentum (and Nesterov); `decay` is the L2 term (coupled_decay for sgd).
+  void sgd_update(C& w, C g, C& velocity) const {
+    const C gi = g * scale + coupled_decay * w;
+    const C v = momentum * velocity - lr * gi;
+    velocity = v;
+    w += nesterov ? momentum * v - lr * gi : v;
+  }
+  void adam_update(C& w, C g, C& m, C& v) const {
+    const C wi = w * shrink;
+    const C gi = g * scale + coupled_decay * w;
+    m = b1 * m + one_minus_b1 * gi;
+    v = b2 * v + one_minus_b2 * gi * gi;
+    w = wi - step_size * m / (std::sqrt(v) * inv_sqrt_c2 + eps);
+  }
+};
+
 template <typename T>
 void apply_optimizer(const OptimizerSpec& spec, std::int64_t step, double gradient_scale,
                      std::span<T> weights, std::span<const T> gradient, std::span<T> slot_a,
                      std::span<T> slot_b) {
-  const double lr = spec.learning_rate;
-  const bool adam = spec.kind != OptimizerSpec::Kind::sgd;
-  const double correction1 = adam ? 1.0 - std::pow(spec.beta1, static_cast<double>(step)) : 1.0;
-  const double correction2 = adam ? 1.0 - std::pow(spec.beta2, static_cast<double>(step)) : 1.0;
+  const OptimizerConstants<double> k(spec, step, gradient_scale);
   for (std::size_t i = 0; i < weights.size(); ++i) {
     double w = weights[i];
-    double g = static_cast<double>(gradient[i]) * gradient_scale;
-    if (spec.kind == OptimizerSpec::Kind::adamw) {
-      w -= lr * spec.weight_decay * w;
+    double a = slot_a[i];
+    if (k.sgd) {
+      k.sgd_update(w, static_cast<double>(gradient[i]), a);
     } else {
-      g += spec.weight_decay * w;
+      double b = slot_b[i];
+      k.adam_update(w, static_cast<double>(gradient[i]), a, b);
+      slot_b[i] = static_cast<T>(b);
     }
-    if (adam) {
-      const double m = spec.beta1 * static_cast<double>(slot_a[i]) + (1.0 - spec.beta1) * g;
-      const double v = spec.beta2 * static_cast<double>(slot_b[i]) + (1.0 - spec.beta2) * g * g;
-      slot_a[i] = static_cast<T>(m);
-      slot_b[i] = static_cast<T>(v);
-      w -= lr * (m / correction1) / (std::sqrt(v / correction2) + spec.epsilon);
-    } else {
-      const double velocity = spec.momentum * static_cast<double>(slot_a[i]) - lr * g;
-      slot_a[i] = static_cast<T>(velocity);
-      w += spec.nesterov ? spec.momentum * velocity - lr * g : velocity;
-    }
+    slot_a[i] = static_cast<T>(a);
     weights[i] = static_cast<T>(w);
   }
 }

@@ -113,7 +113,8 @@ void softmax_cross_entropy_backward(const float* probabilities, const std::int64
                                     int64_t classes, cudaStream_t stream);
 
 // ---- optimizer ------------------------------------------------------------------------------
-// The arithmetic of apply_optimizer (backends/backend.hpp), in double per element.
+// The arithmetic of OptimizerConstants (backends/backend.hpp), in double per element, with the
+// bias corrections unfolded (lr * (m / c1) / (sqrt(v / c2) + eps)); not yet run on a GPU.
 struct OptimizerStep {
   int kind = 0;  // 0 sgd, 1 adam, 2 adamw
   double learning_rate = 0, momentum = 0, beta1 = 0, beta2 = 0, epsilon = 0, weight_decay = 0;

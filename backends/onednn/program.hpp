@@ -333,7 +333,8 @@ memory::dims dims_of(const Shape& shape);
 inline constexpr std::int64_t kParallelThreshold = 16384;
 
 // ---- loops (loops.cpp): plain or layout-agnostic element-wise work, OpenMP-parallel ----------
-// One optimizer step on float buffers, the arithmetic of apply_optimizer in float.
+// One optimizer step on float buffers: OptimizerConstants<float> (backends/backend.hpp), OpenMP
+// parallel and vectorised.
 void optimizer_step(const OptimizerSpec& spec, std::int64_t step, double gradient_scale, float* w,
                     const float* g, float* slot_a, float* slot_b, std::size_t n);
 double sum_of_squares(const float* x, std::size_t n);
