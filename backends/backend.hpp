@@ -191,7 +191,7 @@ struct OptimizerConstants {
     shrink = static_cast<C>(decoupled ? 1.0 - spec.learning_rate * spec.weight_decay : 1.0);
   }
 
-  // SGD with momentum (and Nesterov); `decay` is the L2 term (coupled_decay for sgd).
+  // SGD with momentum (and Nesterov), the L2 term coupled_decay * w added to the gradient.
   void sgd_update(C& w, C g, C& velocity) const {
     const C gi = g * scale + coupled_decay * w;
     const C v = momentum * velocity - lr * gi;
