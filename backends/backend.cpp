@@ -24,6 +24,18 @@ Precision parse_precision(const std::string& text) {
   fail("precision '{}' is not one of fp32, bf16, auto", text);
 }
 
+std::unique_ptr<Program> Backend::compile(const Graph& graph, const CompileOptions& options) const {
+  if (!graph.has_shapes()) {
+    Graph copy = graph;
+    copy.validate();
+    return compile(copy, options);
+  }
+  check_compilable(*this, graph, options);
+  std::string why;
+  if (!available(&why)) fail("{} backend: cannot compile graph '{}': {}", name(), graph.name, why);
+  return build(graph, options);
+}
+
 void check_compilable(const Backend& backend, const Graph& graph, const CompileOptions& options) {
   for (const auto& in : graph.inputs) {
     if (!is_static(in.shape)) {
@@ -69,9 +81,7 @@ std::set<std::string> values_needing_gradient(const Graph& graph,
   for (const auto& node : graph.nodes) {
     bool any = false;
     for (std::size_t i = 0; i < node.inputs.size(); ++i) {
-      // Labels of a loss and batch-norm statistics carry no gradient.
-      if (is_loss_op(node.op) && i == 1) continue;
-      if (node.op == "BatchNormalization" && i >= 3) continue;
+      if (!is_differentiable_input(node, i)) continue;
       any = any || depends.count(node.inputs[i]);
     }
     if (any) depends.insert(node.outputs.begin(), node.outputs.end());

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "graph/graph.hpp"
+#include "graph/op_id.hpp"
 
 namespace onnxforge {
 
@@ -123,6 +124,14 @@ struct Support {
   std::string reason;  // why not, when !ok
 };
 
+// What a backend does with one op (docs/OPS.md shows it for every backend and op).
+struct OpCoverage {
+  bool lowered = false;   // runs forward, in inference and training
+  bool backward = false;  // computes its input gradients
+  bool bf16 = false;      // computes in bf16 under Precision::bf16 (and may under automatic)
+  std::string note;       // the reason of a refusal; otherwise a limit worth knowing, or empty
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -134,10 +143,19 @@ class Backend {
   }
   virtual Support supports(const Graph& graph, const Node& node,
                            const CompileOptions& options) const = 0;
+  // Its answer for `op` (from its op table, backends/op_table.hpp): every op is lowered or
+  // refused with a reason.
+  virtual OpCoverage coverage(OpId op) const = 0;
+  // Validates a copy of a graph whose shapes are not inferred yet, checks it (check_compilable:
+  // static shapes, the loss, supports() for every node), checks available(), then builds.
   // Throws Error naming the first node it cannot run and why; never falls back silently.
   // The graph must have static shapes (see with_batch).
-  virtual std::unique_ptr<Program> compile(const Graph& graph,
-                                           const CompileOptions& options) const = 0;
+  std::unique_ptr<Program> compile(const Graph& graph, const CompileOptions& options) const;
+
+ protected:
+  // The backend's own part of compile, on a validated and checked graph.
+  virtual std::unique_ptr<Program> build(const Graph& graph,
+                                         const CompileOptions& options) const = 0;
 };
 
 // ---- registry ----------------------------------------------------------------------------------

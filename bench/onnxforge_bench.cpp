@@ -72,7 +72,7 @@ const PrecisionVariant kPrecisions[] = {
 // (the input of the final sigmoid), as training runs it.
 Graph with_loss_on_logits(Graph g) {
   const Node* sigmoid = g.producer(g.outputs.at(0));
-  if (!sigmoid || sigmoid->op != "Sigmoid") fail("{}: the output is not a Sigmoid", g.name);
+  if (!sigmoid || !sigmoid->is(OpId::Sigmoid)) fail("{}: the output is not a Sigmoid", g.name);
   const std::string logits = sigmoid->input(0);
   g.inputs.push_back({"labels", DType::f32, g.value(logits).shape});
   Node loss;

@@ -35,6 +35,11 @@ std::string Builder::parameter(const std::string& name, Tensor value, bool train
   return name;
 }
 
+std::string Builder::node(OpId op, const std::vector<std::string>& inputs,
+                          std::map<std::string, Attribute> attributes, const std::string& name) {
+  return node(std::string(op_name(op)), inputs, std::move(attributes), name);
+}
+
 std::string Builder::node(const std::string& op, const std::vector<std::string>& inputs,
                           std::map<std::string, Attribute> attributes, const std::string& name) {
   Node n;
@@ -100,7 +105,7 @@ std::string Builder::conv2d(const std::string& x, const Conv2dOptions& o) {
                                per_group * area, o.filters / o.groups * area))};
   if (o.bias) inputs.push_back(parameter(name + "/bias", Tensor(DType::f32, {o.filters})));
   const auto pads = resolve_pads(x, o.padding, o.pads, o.kernel, o.stride, o.dilation);
-  return node("Conv", inputs,
+  return node(OpId::Conv, inputs,
               {{"strides", std::vector<std::int64_t>{o.stride[0], o.stride[1]}},
                {"pads", std::vector<std::int64_t>(pads.begin(), pads.end())},
                {"dilations", std::vector<std::int64_t>{o.dilation[0], o.dilation[1]}},
@@ -109,27 +114,27 @@ std::string Builder::conv2d(const std::string& x, const Conv2dOptions& o) {
 }
 
 std::string Builder::relu(const std::string& x, const std::string& name) {
-  return node("Relu", {x}, {}, layer_name(name, "relu"));
+  return node(OpId::Relu, {x}, {}, layer_name(name, "relu"));
 }
 
 std::string Builder::sigmoid(const std::string& x, const std::string& name) {
-  return node("Sigmoid", {x}, {}, layer_name(name, "sigmoid"));
+  return node(OpId::Sigmoid, {x}, {}, layer_name(name, "sigmoid"));
 }
 
 std::string Builder::tanh(const std::string& x, const std::string& name) {
-  return node("Tanh", {x}, {}, layer_name(name, "tanh"));
+  return node(OpId::Tanh, {x}, {}, layer_name(name, "tanh"));
 }
 
 std::string Builder::leaky_relu(const std::string& x, double alpha, const std::string& name) {
-  return node("LeakyRelu", {x}, {{"alpha", alpha}}, layer_name(name, "leaky_re_lu"));
+  return node(OpId::LeakyRelu, {x}, {{"alpha", alpha}}, layer_name(name, "leaky_re_lu"));
 }
 
 std::string Builder::softmax(const std::string& x, std::int64_t axis, const std::string& name) {
-  return node("Softmax", {x}, {{"axis", axis}}, layer_name(name, "softmax"));
+  return node(OpId::Softmax, {x}, {{"axis", axis}}, layer_name(name, "softmax"));
 }
 
-std::string Builder::pool(const std::string& op, const std::string& keras_type,
-                          const std::string& x, const Pool2dOptions& o) {
+std::string Builder::pool(OpId op, const std::string& keras_type, const std::string& x,
+                          const Pool2dOptions& o) {
   const std::array<std::int64_t, 2> stride{o.stride[0] ? o.stride[0] : o.kernel[0],
                                            o.stride[1] ? o.stride[1] : o.kernel[1]};
   const auto pads = resolve_pads(x, o.padding, o.pads, o.kernel, stride, o.dilation);
@@ -138,7 +143,7 @@ std::string Builder::pool(const std::string& op, const std::string& keras_type,
       {"strides", std::vector<std::int64_t>{stride[0], stride[1]}},
       {"pads", std::vector<std::int64_t>(pads.begin(), pads.end())},
       {"ceil_mode", std::int64_t{o.ceil_mode}}};
-  if (op == "MaxPool") {
+  if (op == OpId::MaxPool) {
     attributes["dilations"] = std::vector<std::int64_t>{o.dilation[0], o.dilation[1]};
   } else {
     attributes["count_include_pad"] = std::int64_t{o.count_include_pad};
@@ -147,24 +152,24 @@ std::string Builder::pool(const std::string& op, const std::string& keras_type,
 }
 
 std::string Builder::max_pool(const std::string& x, const Pool2dOptions& options) {
-  return pool("MaxPool", "max_pooling2d", x, options);
+  return pool(OpId::MaxPool, "max_pooling2d", x, options);
 }
 
 std::string Builder::avg_pool(const std::string& x, const Pool2dOptions& options) {
-  return pool("AveragePool", "average_pooling2d", x, options);
+  return pool(OpId::AveragePool, "average_pooling2d", x, options);
 }
 
 std::string Builder::global_avg_pool(const std::string& x, const std::string& name) {
-  return node("GlobalAveragePool", {x}, {}, layer_name(name, "global_average_pooling2d"));
+  return node(OpId::GlobalAveragePool, {x}, {}, layer_name(name, "global_average_pooling2d"));
 }
 
 std::string Builder::flatten(const std::string& x, const std::string& name) {
-  return node("Flatten", {x}, {{"axis", std::int64_t{1}}}, layer_name(name, "flatten"));
+  return node(OpId::Flatten, {x}, {{"axis", std::int64_t{1}}}, layer_name(name, "flatten"));
 }
 
 std::string Builder::reshape(const std::string& x, const std::vector<std::int64_t>& shape,
                              const std::string& name) {
-  return node("Reshape", {x}, {{"shape", shape}}, layer_name(name, "reshape"));
+  return node(OpId::Reshape, {x}, {{"shape", shape}}, layer_name(name, "reshape"));
 }
 
 std::string Builder::dense(const std::string& x, std::int64_t units, const DenseOptions& o) {
@@ -179,20 +184,20 @@ std::string Builder::dense(const std::string& x, std::int64_t units, const Dense
       x, parameter(name + "/kernel",
                    glorot_uniform(name + "/kernel", {units, features}, features, units))};
   if (o.bias) inputs.push_back(parameter(name + "/bias", Tensor(DType::f32, {units})));
-  return node("Dense", inputs, {}, name);
+  return node(OpId::Dense, inputs, {}, name);
 }
 
 std::string Builder::add(const std::string& a, const std::string& b, const std::string& name) {
-  return node("Add", {a, b}, {}, layer_name(name, "add"));
+  return node(OpId::Add, {a, b}, {}, layer_name(name, "add"));
 }
 
 std::string Builder::concat(const std::vector<std::string>& values, std::int64_t axis,
                             const std::string& name) {
-  return node("Concat", values, {{"axis", axis}}, layer_name(name, "concatenate"));
+  return node(OpId::Concat, values, {{"axis", axis}}, layer_name(name, "concatenate"));
 }
 
 std::string Builder::dropout(const std::string& x, double rate, const std::string& name) {
-  return node("Dropout", {x}, {{"ratio", rate}}, layer_name(name, "dropout"));
+  return node(OpId::Dropout, {x}, {{"ratio", rate}}, layer_name(name, "dropout"));
 }
 
 std::string Builder::batch_norm(const std::string& x, const BatchNormOptions& o) {
@@ -206,7 +211,7 @@ std::string Builder::batch_norm(const std::string& x, const BatchNormOptions& o)
   const auto beta = parameter(name + "/beta", Tensor(DType::f32, {channels}));
   const auto mean = parameter(name + "/moving_mean", Tensor(DType::f32, {channels}), false);
   const auto variance = parameter(name + "/moving_variance", ones, false);
-  return node("BatchNormalization", {x, gamma, beta, mean, variance},
+  return node(OpId::BatchNormalization, {x, gamma, beta, mean, variance},
               {{"epsilon", o.epsilon}, {"momentum", o.momentum}}, name);
 }
 

@@ -88,6 +88,9 @@ class Builder {
   std::string batch_norm(const std::string& x, const BatchNormOptions& options = {});
 
   // A node of any op, for ops without a helper; returns its first output.
+  std::string node(OpId op, const std::vector<std::string>& inputs,
+                   std::map<std::string, Attribute> attributes, const std::string& name = "");
+  // The same by the op's name (an IR op; shape inference rejects any other).
   std::string node(const std::string& op, const std::vector<std::string>& inputs,
                    std::map<std::string, Attribute> attributes, const std::string& name = "");
   // A parameter (or constant) with the given value.
@@ -106,7 +109,7 @@ class Builder {
                                            const std::array<std::int64_t, 2>& kernel,
                                            const std::array<std::int64_t, 2>& stride,
                                            const std::array<std::int64_t, 2>& dilation) const;
-  std::string pool(const std::string& op, const std::string& keras_type, const std::string& x,
+  std::string pool(OpId op, const std::string& keras_type, const std::string& x,
                    const Pool2dOptions& options);
 
   Graph graph_;

@@ -52,6 +52,22 @@ const std::string& Node::input(std::size_t index) const {
   return index < inputs.size() ? inputs[index] : none;
 }
 
+bool Graph::has_shapes() const {
+  if (values.empty()) return false;
+  for (const auto& in : inputs) {
+    if (!values.count(in.name)) return false;
+  }
+  for (const auto& init : initializers) {
+    if (!values.count(init.name)) return false;
+  }
+  for (const auto& node : nodes) {
+    for (const auto& out : node.outputs) {
+      if (!out.empty() && !values.count(out)) return false;
+    }
+  }
+  return true;
+}
+
 const Initializer* Graph::find_initializer(const std::string& value_name) const {
   for (const auto& init : initializers) {
     if (init.name == value_name) return &init;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "graph/dtype.hpp"
+#include "graph/op_id.hpp"
 #include "graph/shape.hpp"
 #include "graph/tensor.hpp"
 
@@ -40,6 +41,7 @@ struct Node {
   std::string get_string(const std::string& attribute, const std::string& fallback) const;
   std::vector<std::int64_t> get_ints(const std::string& attribute,
                                      std::vector<std::int64_t> fallback) const;
+  bool is(OpId id) const { return op == op_name(id); }
   // The input at `index`, or "" when it is absent.
   const std::string& input(std::size_t index) const;
 };
@@ -72,6 +74,9 @@ class Graph {
   // Checks names (no duplicates, no dangling inputs), sorts nodes topologically (throws on a
   // cycle), then infers every value's shape and dtype. Error messages name the node.
   void validate();
+  // Whether every input, initializer and node output has its shape and dtype in `values` (as
+  // validate() leaves them).
+  bool has_shapes() const;
   // Shape and dtype inference alone (assumes topological order).
   void infer_shapes();
 

@@ -1,29 +1,16 @@
-// The operator set of the IR: each op's inputs, attributes and shape inference, and the window
-// geometry shared by convolution and pooling. Ops and attributes follow ONNX names and semantics
-// (NCHW), except `Dense` (Y = X W^T + B, W: out x in) and the two losses.
-//
-//   Conv(X, W, [B])            strides, pads [top,left,bottom,right], dilations, group
-//   MaxPool(X), AveragePool(X) kernel_shape, strides, pads, dilations, ceil_mode,
-//                              count_include_pad (average only)
-//   GlobalAveragePool(X)
-//   Relu, Sigmoid, Tanh, Identity, LeakyRelu(alpha=0.01), Softmax(axis=-1)
-//   Flatten(axis=1), Reshape(shape: ints with 0 = copy and -1 = infer)
-//   Dense(X[N,K], W[M,K], [B[M]])
-//   Add(A, B)                  numpy broadcasting
-//   Concat(axis)
-//   Dropout(ratio=0.5)         identity at inference; inverted dropout in training
-//   BatchNormalization(X, scale, B, mean, var)  epsilon=1e-5, momentum=0.9 (ONNX convention)
-//   BinaryCrossEntropyWithLogits(logits, labels) -> scalar mean; weight_positive,
-//                              weight_negative (class weights, default 1)
-//   SoftmaxCrossEntropy(logits[N,K], labels[N] i64) -> scalar mean
+// The operator set of the IR: one OpDef per op (graph/ops/<family>.cpp) with its arity,
+// attributes and their defaults, shape inference, gradients and export rule; the window geometry
+// shared by convolution and pooling. Ops and attributes follow ONNX names and semantics (NCHW),
+// except `Dense` (Y = X W^T + B, W: out x in) and the two losses. docs/OPS.md lists every op with
+// what each backend runs, generated from these definitions.
 #pragma once
 
-#include <functional>
-#include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "graph/graph.hpp"
+#include "graph/op_id.hpp"
 
 namespace onnxforge {
 
@@ -32,17 +19,57 @@ struct OutputInfo {
   Shape shape;
 };
 
-// An op's arity and shape inference.
-struct OpSchema {
-  std::size_t min_inputs;
-  std::size_t max_inputs;
-  std::function<std::vector<OutputInfo>(const Node&, const std::vector<const ValueInfo*>&,
-                                        const Graph&)>
-      infer;
+using InferFn = std::vector<OutputInfo> (*)(const Node&, const std::vector<const ValueInfo*>&,
+                                            const Graph&);
+
+// The families graph/ops/ and every backend's lowering files are split by.
+enum class OpFamily { elementwise, binary, pooling, normalization, linear_algebra, shape, loss };
+std::string_view family_name(OpFamily family);
+
+// An attribute an op reads, with the value a node without it gets.
+struct AttrDef {
+  std::string_view name;
+  Attribute fallback;
+  bool onnx = true;  // an ONNX attribute of the same name (exported as such)
 };
 
-// Ops added for the ONNX importer (Transpose, MatMul, ...) live in ops_extra.cpp.
-void add_extra_op_schemas(std::map<std::string, OpSchema>& table);
+// How the exporter writes an op: as the ONNX op of the same name with its `onnx` attributes, as
+// other ONNX nodes or inputs (Dense as Gemm, Reshape's shape as an input, ...), or not at all
+// (the losses: the exporter drops them and what only they read).
+enum class ExportRule { same_name, rewritten, ir_only };
+
+// Everything the IR knows about one op. Backends, importer and exporter key on `id`.
+struct OpDef {
+  OpId id;
+  OpFamily family;
+  std::string_view summary;  // one line, for docs/OPS.md
+  int onnx_since = 0;        // the first ONNX opset whose form the importer reads (0: IR-only)
+  std::size_t min_inputs = 1;
+  std::size_t max_inputs = 1;
+  std::vector<AttrDef> attributes;
+  InferFn infer = nullptr;
+  std::vector<std::size_t> non_differentiable;  // inputs that never carry a gradient
+  ExportRule export_rule = ExportRule::same_name;
+
+  std::string_view name() const { return op_name(id); }
+  const AttrDef* attribute(std::string_view attribute_name) const;
+};
+
+// The definition of an op; every OpId has one (a test checks it).
+const OpDef& op_def(OpId id);
+// The op of a node; throws Error naming the node and the known ops for an unknown one.
+OpId op_of(const Node& node);
+const OpDef& op_def(const Node& node);
+// Whether input `index` of `node` can carry a gradient (not a loss's labels, not a batch norm's
+// running statistics).
+bool is_differentiable_input(const Node& node, std::size_t index);
+
+// A node's attribute, or the default its OpDef gives; throws for an attribute the op does not
+// declare (a typo in a kernel) and, as Node::get_* does, for a value of the wrong type.
+std::int64_t attr_int(const Node& node, std::string_view attribute);
+double attr_float(const Node& node, std::string_view attribute);
+std::string attr_string(const Node& node, std::string_view attribute);
+std::vector<std::int64_t> attr_ints(const Node& node, std::string_view attribute);
 
 // Shapes and dtypes of a node's outputs; throws Error naming the node and the shapes involved.
 // `inputs[i]` is null for an omitted optional input.

@@ -8,38 +8,12 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "core/strides.hpp"
 #include "graph/ops.hpp"
 
 namespace onnxforge {
 
 namespace {
-
-std::vector<std::int64_t> strides_of(const Shape& shape) {
-  std::vector<std::int64_t> strides(shape.size(), 1);
-  for (std::size_t i = shape.size(); i-- > 1;) strides[i - 1] = strides[i] * shape[i];
-  return strides;
-}
-
-// Offsets into `in` (shape broadcast to `out`) for every element of `out`, in order.
-std::vector<std::int64_t> broadcast_offsets(const Shape& in, const Shape& out) {
-  const auto count = element_count(out);
-  std::vector<std::int64_t> offsets(static_cast<std::size_t>(count));
-  const auto in_strides = strides_of(in);
-  const std::size_t shift = out.size() - in.size();
-  std::vector<std::int64_t> index(out.size(), 0);
-  for (std::int64_t i = 0; i < count; ++i) {
-    std::int64_t offset = 0;
-    for (std::size_t d = shift; d < out.size(); ++d) {
-      if (in[d - shift] != 1) offset += index[d] * in_strides[d - shift];
-    }
-    offsets[static_cast<std::size_t>(i)] = offset;
-    for (std::size_t d = out.size(); d-- > 0;) {
-      if (++index[d] < out[d]) break;
-      index[d] = 0;
-    }
-  }
-  return offsets;
-}
 
 Tensor from_doubles(DType dtype, const Shape& shape, const std::vector<double>& values) {
   return Tensor::from<double>(shape, values).to(dtype);
@@ -62,11 +36,11 @@ std::optional<Tensor> binary(const Node& node, const Tensor& a, const Tensor& b)
       // overflow is undefined in C++, so the arithmetic is done unsigned).
       const auto uu = static_cast<std::uint64_t>(u);
       const auto uv = static_cast<std::uint64_t>(v);
-      if (node.op == "Add") {
+      if (node.is(OpId::Add)) {
         r[i] = static_cast<std::int64_t>(uu + uv);
-      } else if (node.op == "Sub") {
+      } else if (node.is(OpId::Sub)) {
         r[i] = static_cast<std::int64_t>(uu - uv);
-      } else if (node.op == "Mul") {
+      } else if (node.is(OpId::Mul)) {
         r[i] = static_cast<std::int64_t>(uu * uv);
       } else {
         if (v == 0) fail("node '{}' (Div): integer division by zero while folding", node.name);
@@ -80,11 +54,11 @@ std::optional<Tensor> binary(const Node& node, const Tensor& a, const Tensor& b)
   for (std::size_t i = 0; i < n; ++i) {
     const double u = a.value(oa[i]);
     const double v = b.value(ob[i]);
-    if (node.op == "Add") {
+    if (node.is(OpId::Add)) {
       r[i] = u + v;
-    } else if (node.op == "Sub") {
+    } else if (node.is(OpId::Sub)) {
       r[i] = u - v;
-    } else if (node.op == "Mul") {
+    } else if (node.is(OpId::Mul)) {
       r[i] = u * v;
     } else {
       r[i] = u / v;
@@ -96,16 +70,17 @@ std::optional<Tensor> binary(const Node& node, const Tensor& a, const Tensor& b)
 std::optional<Tensor> unary(const Node& node, const Tensor& x) {
   if (!is_floating(x.dtype())) return std::nullopt;
   auto v = x.to_doubles();
-  const double lo = node.get_float("min", -std::numeric_limits<double>::infinity());
-  const double hi = node.get_float("max", std::numeric_limits<double>::infinity());
+  const bool clip = node.is(OpId::Clip);
+  const double lo = clip ? attr_float(node, "min") : 0.0;
+  const double hi = clip ? attr_float(node, "max") : 0.0;
   for (auto& e : v) {
-    if (node.op == "Relu") {
+    if (node.is(OpId::Relu)) {
       e = e > 0 ? e : 0.0;
-    } else if (node.op == "Sigmoid") {
+    } else if (node.is(OpId::Sigmoid)) {
       e = 1.0 / (1.0 + std::exp(-e));
-    } else if (node.op == "Tanh") {
+    } else if (node.is(OpId::Tanh)) {
       e = std::tanh(e);
-    } else if (node.op == "Clip") {
+    } else if (clip) {
       e = std::min(std::max(e, lo), hi);
     }
   }
@@ -152,7 +127,7 @@ Tensor transpose_tensor(const Tensor& x, const std::vector<std::int64_t>& perm) 
     out[i] = in[static_cast<std::size_t>(p)];
   }
   Tensor result(x.dtype(), out);
-  const auto in_strides = strides_of(in);
+  const auto in_strides = row_major_strides(in);
   const auto element = size_of(x.dtype());
   std::vector<std::int64_t> index(out.size(), 0);
   for (std::int64_t i = 0; i < x.size(); ++i) {
@@ -210,25 +185,39 @@ std::optional<Tensor> evaluate_constant(const Node& node, const std::vector<cons
   }
   if (in.empty()) return std::nullopt;
   const Tensor& x = *in[0];
-  const std::string& op = node.op;
-  if (op == "Identity" || op == "Dropout") return x;
-  if (op == "Reshape") return x.reshaped(reshape_target(node, x.shape()));
-  if (op == "Flatten") {
-    auto axis = node.get_int("axis", 1);
-    const auto rank = static_cast<std::int64_t>(x.shape().size());
-    if (axis < 0) axis += rank;
-    std::int64_t outer = 1;
-    for (std::int64_t d = 0; d < axis && d < rank; ++d)
-      outer *= x.shape()[static_cast<std::size_t>(d)];
-    return x.reshaped({outer, outer == 0 ? 0 : x.size() / outer});
-  }
-  if (op == "Transpose") return transpose_tensor(x, node.get_ints("perm", {}));
-  if (op == "Concat") return concat_tensors(in, node.get_int("axis", 1));
-  if (in.size() == 2 && (op == "Add" || op == "Sub" || op == "Mul" || op == "Div")) {
-    return binary(node, x, *in[1]);
-  }
-  if (in.size() == 1 && (op == "Relu" || op == "Sigmoid" || op == "Tanh" || op == "Clip")) {
-    return unary(node, x);
+  switch (op_of(node)) {
+    case OpId::Identity:
+    case OpId::Dropout:
+      return x;
+    case OpId::Reshape:
+      return x.reshaped(reshape_target(node, x.shape()));
+    case OpId::Flatten: {
+      auto axis = attr_int(node, "axis");
+      const auto rank = static_cast<std::int64_t>(x.shape().size());
+      if (axis < 0) axis += rank;
+      std::int64_t outer = 1;
+      for (std::int64_t d = 0; d < axis && d < rank; ++d)
+        outer *= x.shape()[static_cast<std::size_t>(d)];
+      return x.reshaped({outer, outer == 0 ? 0 : x.size() / outer});
+    }
+    case OpId::Transpose:
+      return transpose_tensor(x, attr_ints(node, "perm"));
+    case OpId::Concat:
+      return concat_tensors(in, attr_int(node, "axis"));
+    case OpId::Add:
+    case OpId::Sub:
+    case OpId::Mul:
+    case OpId::Div:
+      if (in.size() == 2) return binary(node, x, *in[1]);
+      break;
+    case OpId::Relu:
+    case OpId::Sigmoid:
+    case OpId::Tanh:
+    case OpId::Clip:
+      if (in.size() == 1) return unary(node, x);
+      break;
+    default:
+      break;
   }
   return std::nullopt;
 }
@@ -300,7 +289,7 @@ Graph remove_identities(Graph graph, bool dropout) {
       auto it = replace.find(in);
       if (it != replace.end()) in = it->second;
     }
-    const bool removable = node.op == "Identity" || (dropout && node.op == "Dropout");
+    const bool removable = node.is(OpId::Identity) || (dropout && node.is(OpId::Dropout));
     if (removable && !outputs.count(node.outputs[0])) {
       replace[node.outputs[0]] = node.inputs[0];
       continue;
@@ -344,9 +333,9 @@ Graph fold_batchnorm(Graph graph) {
     changed = false;
     for (std::size_t i = 0; i < graph.nodes.size() && !changed; ++i) {
       const Node& bn = graph.nodes[i];
-      if (bn.op != "BatchNormalization") continue;
+      if (!bn.is(OpId::BatchNormalization)) continue;
       const Node* prev = graph.producer(bn.inputs[0]);
-      if (!prev || (prev->op != "Conv" && prev->op != "Dense")) continue;
+      if (!prev || (!prev->is(OpId::Conv) && !prev->is(OpId::Dense))) continue;
       if (consumer_count(graph, bn.inputs[0]) != 1) continue;
       const Initializer* stats[4];
       bool constant = true;
@@ -361,7 +350,7 @@ Graph fold_batchnorm(Graph graph) {
           (!graph.find_initializer(bias_name) || consumer_count(graph, bias_name) != 1)) {
         continue;
       }
-      const double eps = bn.get_float("epsilon", 1e-5);
+      const double eps = attr_float(bn, "epsilon");
       const auto scale = stats[0]->value.to_doubles();
       const auto shift = stats[1]->value.to_doubles();
       const auto mean = stats[2]->value.to_doubles();
@@ -424,8 +413,8 @@ Graph absorb_input_transpose(Graph graph) {
     }
     if (readers.size() != 1) continue;
     const Node transpose = graph.nodes[readers[0]];
-    if (transpose.op != "Transpose" ||
-        transpose.get_ints("perm", {}) != std::vector<std::int64_t>{0, 3, 1, 2} ||
+    if (!transpose.is(OpId::Transpose) ||
+        attr_ints(transpose, "perm") != std::vector<std::int64_t>{0, 3, 1, 2} ||
         std::count(graph.outputs.begin(), graph.outputs.end(), in.name) != 0 ||
         std::count(graph.outputs.begin(), graph.outputs.end(), transpose.outputs[0]) != 0) {
       continue;
@@ -446,13 +435,13 @@ Graph fuse_dense_bias(Graph graph) {
   graph.validate();
   for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
     Node& add = graph.nodes[i];
-    if (add.op != "Add") continue;
+    if (!add.is(OpId::Add)) continue;
     for (int side = 0; side < 2; ++side) {
       const std::string& x = add.inputs[static_cast<std::size_t>(side)];
       const std::string& c = add.inputs[static_cast<std::size_t>(1 - side)];
       const Node* dense = graph.producer(x);
       const Initializer* bias = graph.find_initializer(c);
-      if (!dense || dense->op != "Dense" || !dense->input(2).empty() || !bias) continue;
+      if (!dense || !dense->is(OpId::Dense) || !dense->input(2).empty() || !bias) continue;
       if (consumer_count(graph, x) != 1) continue;
       const auto units = graph.value(dense->input(1)).shape[0];
       const Shape& bs = bias->value.shape();
@@ -466,7 +455,7 @@ Graph fuse_dense_bias(Graph graph) {
       const std::string add_name = add.name;
       const std::string bias_name = c;
       for (auto& n : graph.nodes) {
-        if (n.outputs[0] == x && n.op == "Dense") {
+        if (n.outputs[0] == x && n.is(OpId::Dense)) {
           n.inputs.resize(3);
           n.inputs[2] = bias_name;
           n.outputs[0] = out;

@@ -155,12 +155,12 @@ class Exporter {
     for (const auto& i : node.inputs) n->add_input(i);
     for (const auto& o : node.outputs) n->add_output(o);
     const DType dtype = graph_.value(node.inputs[0]).dtype;
-    if (node.op == "Dense") {
+    if (node.is(OpId::Dense)) {
       n->set_op_type("Gemm");
       set_attribute(*n, "transB", std::int64_t{1});
       return;
     }
-    if (node.op == "Reshape") {
+    if (node.is(OpId::Reshape)) {
       const auto shape = node.get_ints("shape", {});
       n->add_input(
           constant(node.name + "/shape",
@@ -171,12 +171,12 @@ class Exporter {
       }
       return;
     }
-    if (node.op == "Dropout") {
+    if (node.is(OpId::Dropout)) {
       n->add_input(
           constant(node.name + "/ratio", scalar(node.get_float("ratio", 0.5), DType::f32)));
       return;
     }
-    if (node.op == "Clip") {
+    if (node.is(OpId::Clip)) {
       n->add_input(node.has("min")
                        ? constant(node.name + "/min", scalar(node.get_float("min", 0), dtype))
                        : "");
@@ -186,7 +186,7 @@ class Exporter {
         n->mutable_input()->RemoveLast();
       return;
     }
-    if (node.op == "Pad") {
+    if (node.is(OpId::Pad)) {
       const auto pads = node.get_ints("pads", {});
       n->add_input(
           constant(node.name + "/pads",

@@ -210,7 +210,7 @@ TrainingGraph make_training_graph(const Graph& model, int batch,
   tg.image = model.inputs[0].name;
   tg.probability = model.outputs[0];
   const Node* head = tg.graph.producer(tg.probability);
-  if (!head || head->op != "Sigmoid" ||
+  if (!head || !head->is(OpId::Sigmoid) ||
       element_count(tg.graph.value(tg.probability).shape) != static_cast<std::int64_t>(batch)) {
     fail(
         "model '{}' must end in a Dense 1 + Sigmoid (binary classification) to train with "
@@ -367,7 +367,7 @@ Checkpoint load_on_root(Communicator& comm, const fs::path& path) {
 std::vector<std::string> running_statistics(const Graph& graph) {
   std::vector<std::string> names;
   for (const auto& node : graph.nodes) {
-    if (node.op != "BatchNormalization" || node.inputs.size() < 5) continue;
+    if (!node.is(OpId::BatchNormalization) || node.inputs.size() < 5) continue;
     for (std::size_t i : {3u, 4u}) {
       if (graph.find_initializer(node.inputs[i])) names.push_back(node.inputs[i]);
     }

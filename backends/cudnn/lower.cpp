@@ -377,7 +377,7 @@ kernels::PoolGeometry pool_geometry(const Window2d& win, const Shape& xs, const 
 }
 
 void lower_pool(CudnnProgram& p, const Node& n) {
-  const bool max = n.op == "MaxPool";
+  const bool max = n.is(OpId::MaxPool);
   const Window2d win = window_of(n, p.graph());
   const Shape& xs = shape_of(p, n.inputs[0]);
   const Shape& ys = shape_of(p, n.outputs[0]);

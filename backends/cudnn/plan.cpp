@@ -72,7 +72,7 @@ Support node_support(const Graph& graph, const Node& node, const CompileOptions&
                                to_string(options.precision))};
   }
   for (std::size_t i = 0; i < node.inputs.size(); ++i) {
-    if (node.op == "SoftmaxCrossEntropy" && i == 1) {
+    if (node.is(OpId::SoftmaxCrossEntropy) && i == 1) {
       const std::string& labels = node.inputs[1];
       if (graph.value(labels).dtype != DType::i64) {
         return {false, "its labels must be i64"};

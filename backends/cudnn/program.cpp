@@ -218,8 +218,7 @@ float* CudnnProgram::input_gradient(const Node& node, std::size_t index) {
   if (!options_.training || index >= node.inputs.size()) return nullptr;
   const std::string& in = node.inputs[index];
   if (in.empty() || !needs_grad_.count(in)) return nullptr;
-  if (is_loss_op(node.op) && index == 1) return nullptr;
-  if (node.op == "BatchNormalization" && index >= 3) return nullptr;
+  if (!is_differentiable_input(node, index)) return nullptr;
   return value(in).g();
 }
 

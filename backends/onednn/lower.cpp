@@ -751,12 +751,12 @@ void lower_pool(OnednnProgram& p, const Node& n, Plan plan) {
   const Shape ys = p.value(y).shape;
   Window2d win;
   algorithm alg = algorithm::pooling_avg_exclude_padding;
-  if (n.op == "GlobalAveragePool") {
+  if (n.is(OpId::GlobalAveragePool)) {
     win.kernel_h = xs[2];
     win.kernel_w = xs[3];
   } else {
     win = window_of(n, p.graph());
-    if (n.op == "MaxPool") {
+    if (n.is(OpId::MaxPool)) {
       alg = algorithm::pooling_max;
     } else if (n.get_int("count_include_pad", 0) != 0) {
       alg = algorithm::pooling_avg_include_padding;
@@ -860,12 +860,12 @@ void lower_eltwise(OnednnProgram& p, const Node& n, Plan plan) {
   algorithm alg = algorithm::eltwise_relu;
   float alpha = 0.f;
   bool use_dst = false;
-  if (n.op == "LeakyRelu") {
+  if (n.is(OpId::LeakyRelu)) {
     alpha = static_cast<float>(n.get_float("alpha", 0.01));
-  } else if (n.op == "Sigmoid") {
+  } else if (n.is(OpId::Sigmoid)) {
     alg = algorithm::eltwise_logistic_use_dst_for_bwd;
     use_dst = true;
-  } else if (n.op == "Tanh") {
+  } else if (n.is(OpId::Tanh)) {
     alg = algorithm::eltwise_tanh_use_dst_for_bwd;
     use_dst = true;
   }
@@ -1442,7 +1442,7 @@ Support node_support(const Graph& graph, const Node& node, const CompileOptions&
                                node.op, fmt::join(ops, ", "))};
   }
   for (std::size_t i = 0; i < node.inputs.size(); ++i) {
-    if (node.op == "SoftmaxCrossEntropy" && i == 1) {
+    if (node.is(OpId::SoftmaxCrossEntropy) && i == 1) {
       const std::string& labels = node.inputs[1];
       if (!graph.is_input(labels) && !graph.find_initializer(labels)) {
         return {false, "its labels must be a graph input or an initializer"};
@@ -1461,13 +1461,13 @@ Support node_support(const Graph& graph, const Node& node, const CompileOptions&
                                  to_string(graph.value(out).dtype))};
     }
   }
-  if ((node.op == "Conv" || node.op == "Dense") && options.precision == Precision::bf16 &&
+  if ((node.is(OpId::Conv) || node.is(OpId::Dense)) && options.precision == Precision::bf16 &&
       !cpu_has_bf16()) {
     return {false, fmt::format("bf16 convolutions and inner products need avx512_core or newer "
                                "in oneDNN 2.6; this CPU offers {} (use --dtype fp32 or auto)",
                                isa_name())};
   }
-  if (node.op == "AveragePool" && node.get_int("ceil_mode", 0) != 0 &&
+  if (node.is(OpId::AveragePool) && node.get_int("ceil_mode", 0) != 0 &&
       node.get_int("count_include_pad", 0) != 0) {
     const Shape& xs = graph.value(node.inputs[0]).shape;
     const Shape& ys = graph.value(node.outputs[0]).shape;

@@ -28,7 +28,7 @@ void lower_arithmetic(OnednnProgram& p, const Node& n, Plan plan) {
   const Shape as = p.value(a).shape;
   const Shape bs = p.value(b).shape;
   const Shape ys = p.value(y).shape;
-  const char op = n.op == "Mul" ? '*' : n.op == "Sub" ? '-' : '/';
+  const char op = n.is(OpId::Mul) ? '*' : n.is(OpId::Sub) ? '-' : '/';
   if (as == ys && bs == ys) {
     const algorithm alg = op == '*'   ? algorithm::binary_mul
                           : op == '-' ? algorithm::binary_sub

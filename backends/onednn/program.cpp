@@ -164,7 +164,7 @@ DataType OnednnProgram::compute_type(const Node& node,
       why = fixed != options_.layer_precision.end() ? "given per layer" : "--dtype bf16";
       break;
     case Precision::automatic:
-      if (node.op == "Dense" && options_.training) {
+      if (node.is(OpId::Dense) && options_.training) {
         // bf16 inputs of the dense layers delay the escape from the initial plateau of the
         // default backbone pretraining (a deep VGG16 without batch norm): measured in
         // docs/BENCHMARKS.md, one seed of four stayed at ln 2 for its whole epoch. No primitive is
@@ -564,13 +564,14 @@ void OnednnProgram::plan_fusion() {
   for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
     const Node& node = graph_.nodes[i];
     // (A batch norm takes it as oneDNN's fuse_norm_relu: the mask goes to a workspace.)
-    if (node.op != "Conv" && node.op != "Dense" && node.op != "BatchNormalization") continue;
+    if (!node.is(OpId::Conv) && !node.is(OpId::Dense) && !node.is(OpId::BatchNormalization))
+      continue;
     const std::string& out = node.outputs[0];
     if (visible.count(out)) continue;
     const auto& users = consumers[out];
     if (users.size() != 1) continue;
     const Node& user = graph_.nodes[users[0]];
-    if (user.op != "Relu") continue;
+    if (!user.is(OpId::Relu)) continue;
     fused_relu_[i] = users[0];
     skipped_.insert(users[0]);
     value(out).fused_away = true;
@@ -583,14 +584,14 @@ void OnednnProgram::plan_fusion() {
   if (!options_.training) {
     for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
       const Node& node = graph_.nodes[i];
-      if (node.op != "Flatten" || node.get_int("axis", 1) != 1) continue;
+      if (!node.is(OpId::Flatten) || node.get_int("axis", 1) != 1) continue;
       if (value(node.inputs[0]).shape.size() != 4) continue;
       const std::string& out = node.outputs[0];
       if (visible.count(out)) continue;
       const auto& users = consumers[out];
       if (users.size() != 1) continue;
       const Node& user = graph_.nodes[users[0]];
-      if (user.op != "Dense" || user.inputs[0] != out) continue;
+      if (!user.is(OpId::Dense) || user.inputs[0] != out) continue;
       folded_flatten_[user.name] = node.inputs[0];
       folded.emplace_back(node.inputs[0], users[0]);
       skipped_.insert(i);
@@ -627,13 +628,13 @@ bool OnednnProgram::bf16_readers_only(const std::string& name) const {
     // A layer reads its src in bf16 when it computes in bf16 and converts it otherwise. Dense
     // layers train in f32 under auto for their inputs' precision (compute_type), so in training
     // only a convolution reads a bf16 activation.
-    if (reader.op == "Conv" || (reader.op == "Dense" && !options_.training)) continue;
+    if (reader.is(OpId::Conv) || (reader.is(OpId::Dense) && !options_.training)) continue;
     // Pass-through readers keep the dtype (oneDNN's pooling and batch norm take src and dst in
     // one dtype): they qualify when their own output does.
-    const bool pool =
-        reader.op == "MaxPool" || reader.op == "AveragePool" || reader.op == "GlobalAveragePool";
+    const bool pool = reader.is(OpId::MaxPool) || reader.is(OpId::AveragePool) ||
+                      reader.is(OpId::GlobalAveragePool);
     if (pool && bf16_readers_only(reader.outputs[0])) continue;
-    if (reader.op == "BatchNormalization") {
+    if (reader.is(OpId::BatchNormalization)) {
       auto fused = fused_relu_.find(index);
       const std::string& out =
           fused == fused_relu_.end() ? reader.outputs[0] : graph_.nodes[fused->second].outputs[0];

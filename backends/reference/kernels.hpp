@@ -3,11 +3,11 @@
 #pragma once
 
 #include <functional>
-#include <map>
 #include <string>
 #include <vector>
 
 #include "backends/backend.hpp"
+#include "backends/op_table.hpp"
 #include "graph/builder.hpp"
 #include "graph/graph.hpp"
 
@@ -58,10 +58,15 @@ struct Kernel {
   std::function<void(BackwardArgs&)> backward;  // null: not differentiable
 };
 
-using KernelTable = std::map<std::string, Kernel>;
+// OpId -> kernels, one file per op family under ops/ (each adds its ops).
+using KernelTable = OpTable<Kernel>;
 
-void add_core_kernels(KernelTable& table);
-// Kernels for the ops of graph/ops_extra.cpp.
-void add_extra_kernels(KernelTable& table);
+void add_elementwise_kernels(KernelTable& table);
+void add_binary_kernels(KernelTable& table);
+void add_pooling_kernels(KernelTable& table);
+void add_normalization_kernels(KernelTable& table);
+void add_linear_algebra_kernels(KernelTable& table);
+void add_shape_kernels(KernelTable& table);
+void add_loss_kernels(KernelTable& table);
 
 }  // namespace onnxforge::reference

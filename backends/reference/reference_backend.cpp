@@ -16,9 +16,15 @@ using reference::NodeState;
 
 const KernelTable& kernels() {
   static const KernelTable table = [] {
-    KernelTable t;
-    reference::add_core_kernels(t);
-    reference::add_extra_kernels(t);
+    KernelTable t("reference");
+    reference::add_elementwise_kernels(t);
+    reference::add_binary_kernels(t);
+    reference::add_pooling_kernels(t);
+    reference::add_normalization_kernels(t);
+    reference::add_linear_algebra_kernels(t);
+    reference::add_shape_kernels(t);
+    reference::add_loss_kernels(t);
+    t.complete();
     return t;
   }();
   return table;
@@ -75,7 +81,7 @@ class ReferenceProgram final : public Program {
         args.mutable_inputs.push_back(graph_.find_initializer(in) ? &values_.at(in) : nullptr);
       }
       for (const auto& out : node.outputs) args.outputs.push_back(&values_.at(out));
-      kernels().at(node.op).forward(args);
+      kernels().lowering(node).forward(args);
     }
     last_mode_ = mode;
   }
@@ -215,8 +221,7 @@ class ReferenceProgram final : public Program {
       for (std::size_t k = 0; k < node.inputs.size(); ++k) {
         const auto& in = node.inputs[k];
         args.inputs.push_back(in.empty() ? nullptr : &values_.at(in));
-        const bool wanted = !in.empty() && needs.count(in) && !(is_loss_op(node.op) && k == 1) &&
-                            !(node.op == "BatchNormalization" && k >= 3);
+        const bool wanted = !in.empty() && needs.count(in) && is_differentiable_input(node, k);
         if (wanted) {
           auto it = gradients_.find(in);
           if (it == gradients_.end())
@@ -233,7 +238,7 @@ class ReferenceProgram final : public Program {
         auto it = gradients_.find(out);
         args.output_grads.push_back(it == gradients_.end() ? nullptr : &it->second);
       }
-      const auto& kernel = kernels().at(node.op);
+      const auto& kernel = kernels().lowering(node);
       if (!kernel.backward) {
         fail("reference backend: node '{}' ({}) is not differentiable", node.name, node.op);
       }
@@ -263,7 +268,7 @@ class ReferenceBackend final : public Backend {
   std::string name() const override { return "reference"; }
 
   Support supports(const Graph& graph, const Node& node, const CompileOptions&) const override {
-    if (!kernels().count(node.op)) return {false, "no reference kernel for op " + node.op};
+    if (auto s = kernels().supports(op_of(node)); !s.ok) return s;
     for (const auto& out : node.outputs) {
       const auto dtype = graph.value(out).dtype;
       if (!is_floating(dtype) && dtype != DType::i64) {
@@ -273,12 +278,14 @@ class ReferenceBackend final : public Backend {
     return {};
   }
 
-  std::unique_ptr<Program> compile(const Graph& graph,
-                                   const CompileOptions& options) const override {
-    Graph copy = graph;
-    if (copy.values.empty()) copy.validate();
-    check_compilable(*this, copy, options);
-    return std::make_unique<ReferenceProgram>(copy, options);
+  OpCoverage coverage(OpId op) const override {
+    OpCoverage c = kernels().coverage(op);
+    c.backward = c.lowered && kernels().at(op).lower.backward != nullptr;
+    return c;
+  }
+
+  std::unique_ptr<Program> build(const Graph& graph, const CompileOptions& options) const override {
+    return std::make_unique<ReferenceProgram>(graph, options);
   }
 };
 
