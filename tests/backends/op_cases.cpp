@@ -316,7 +316,7 @@ std::vector<OpCase> build_cases() {
     b.output(b.node("SoftmaxCrossEntropy",
                     {b.dense(b.input("x", {5, 8}), 4), b.input("classes", {5}, DType::i64)}, {}));
   });
-  // ---- ops of imported models (graph/ops_extra.cpp) ----
+  // ---- ops of imported models ----
   add("Mul/same_shape", [](Builder& b) {
     b.output(b.node("Mul", {b.input("a", {2, 3, 4, 5}), b.input("b", {2, 3, 4, 5})}, {}));
   });

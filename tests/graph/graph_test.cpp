@@ -2,6 +2,8 @@
 // validation of names and cycles.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "core/error.hpp"
 #include "graph/builder.hpp"
 #include "graph/models.hpp"
@@ -204,6 +206,69 @@ TEST(Tensors, SizesAndBf16Rounding) {
   EXPECT_TRUE(std::isnan(to_float(to_bf16(std::nanf("")))));
   EXPECT_EQ(parse_shape("3x100x100", "--input"), (Shape{3, 100, 100}));
   EXPECT_ERROR(parse_shape("3x0x2", "--input"), "--input", "3x0x2");
+}
+
+// ---- the op registry (graph/op_id.hpp, graph/ops/) ----
+
+TEST(OpRegistry, EveryOpHasOneConsistentDefinition) {
+  std::set<std::string_view> names;
+  for (const auto id : all_op_ids()) {
+    const OpDef& def = op_def(id);
+    EXPECT_EQ(def.id, id);
+    EXPECT_TRUE(names.insert(def.name()).second) << def.name();
+    EXPECT_EQ(find_op(def.name()), id);
+    EXPECT_FALSE(def.summary.empty()) << def.name();
+    EXPECT_NE(def.infer, nullptr) << def.name();
+    EXPECT_GE(def.min_inputs, 1u) << def.name();
+    EXPECT_LE(def.min_inputs, def.max_inputs) << def.name();
+    for (auto i : def.non_differentiable) EXPECT_LT(i, def.max_inputs) << def.name();
+    std::set<std::string_view> attributes;
+    for (const auto& a : def.attributes) {
+      EXPECT_TRUE(attributes.insert(a.name).second) << def.name() << "." << a.name;
+    }
+    // IR-only ops (no ONNX opset) are exported rewritten or not at all.
+    if (def.onnx_since == 0) {
+      EXPECT_NE(def.export_rule, ExportRule::same_name) << def.name();
+    }
+    EXPECT_EQ(def.family == OpFamily::loss, def.export_rule == ExportRule::ir_only) << def.name();
+    EXPECT_EQ(is_loss_op(std::string(def.name())), def.family == OpFamily::loss);
+  }
+  EXPECT_EQ(names.size(), kOpCount);
+  EXPECT_FALSE(find_op("Gemm").has_value());
+}
+
+TEST(OpRegistry, AttributeDefaultsComeFromTheDefinition) {
+  Node n{"lr", "LeakyRelu", {"x"}, {"y"}, {}};
+  EXPECT_DOUBLE_EQ(attr_float(n, "alpha"), 0.01);
+  n.attributes["alpha"] = 0.2;
+  EXPECT_DOUBLE_EQ(attr_float(n, "alpha"), 0.2);
+  EXPECT_ERROR(attr_float(n, "beta"), "node 'lr' (LeakyRelu): the op has no attribute 'beta'");
+  Node pool{"p", "MaxPool", {"x"}, {"y"}, {}};
+  EXPECT_EQ(attr_ints(pool, "strides"), (std::vector<std::int64_t>{1, 1}));
+  EXPECT_EQ(attr_int(pool, "ceil_mode"), 0);
+  pool.attributes["ceil_mode"] = std::string("yes");
+  EXPECT_ERROR(attr_int(pool, "ceil_mode"), "must be an integer");
+}
+
+TEST(OpRegistry, GradientInputsFollowTheDefinitions) {
+  const Node bn{"bn", "BatchNormalization", {"x", "s", "b", "m", "v"}, {"y"}, {}};
+  EXPECT_TRUE(is_differentiable_input(bn, 0));
+  EXPECT_TRUE(is_differentiable_input(bn, 2));
+  EXPECT_FALSE(is_differentiable_input(bn, 3));
+  EXPECT_FALSE(is_differentiable_input(bn, 4));
+  const Node loss{"l", "SoftmaxCrossEntropy", {"z", "labels"}, {"loss"}, {}};
+  EXPECT_TRUE(is_differentiable_input(loss, 0));
+  EXPECT_FALSE(is_differentiable_input(loss, 1));
+}
+
+TEST(OpRegistry, UnknownOpsAreNamedWithTheKnownOnes) {
+  const Node n{"g", "Gemm", {"a", "b"}, {"y"}, {}};
+  EXPECT_ERROR(op_of(n), "node 'g': unknown op 'Gemm' (known: Add, AveragePool, ", "Transpose)");
+  EXPECT_TRUE(n.is(OpId::Conv) == false);
+  Builder b("ids");
+  const auto x = b.input("x", {1, 4});
+  EXPECT_EQ(b.node(OpId::Relu, {x}, {}, "r"), "r");
+  EXPECT_TRUE(b.build().nodes.back().is(OpId::Relu));
 }
 
 }  // namespace
