@@ -4,7 +4,10 @@
 // thread draws them.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <span>
+#include <utility>
 
 namespace onnxforge {
 
@@ -23,7 +26,10 @@ constexpr std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t a, std::ui
   return mix64(mix64(mix64(mix64(seed) ^ a) ^ b) ^ c);
 }
 
-// splitmix64 as a sequence: next() returns mix64(seed + k * golden ratio) for k = 0, 1, ...
+// The one generator of the project: splitmix64 as a sequence (next() returns
+// mix64(seed + k * golden ratio) for k = 0, 1, ...), and the draws everything reproducible makes
+// from it. std:: distributions are implementation-defined (libstdc++ and libc++ differ), so none
+// is used.
 class Random {
  public:
   explicit Random(std::uint64_t seed) : state_(seed) {}
@@ -32,8 +38,28 @@ class Random {
     state_ += 0x9e3779b97f4a7c15ULL;
     return mix64(x);
   }
-  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1), 53 bits
-  double normal();                                                            // Box-Muller
+  std::uint64_t bits() { return next(); }
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }   // [0, 1), 53 bits
+  double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }  // [lo, hi)
+  // Uniform integer in [0, n) without modulo bias (n > 0).
+  std::uint64_t below(std::uint64_t n) {
+    const std::uint64_t limit = ~std::uint64_t{0} - (~std::uint64_t{0} % n);
+    std::uint64_t x = next();
+    while (x >= limit) x = next();
+    return x % n;
+  }
+  // Uniform integer in [lo, hi] (inclusive).
+  int range(int lo, int hi) {
+    return lo + static_cast<int>(below(static_cast<std::uint64_t>(hi - lo) + 1));
+  }
+  bool chance(double p) { return uniform() < p; }
+  double normal();  // Box-Muller on two uniforms
+  double normal(double mean, double stddev) { return mean + stddev * normal(); }
+  // Fisher-Yates.
+  template <typename T>
+  void shuffle(std::span<T> items) {
+    for (std::size_t i = items.size(); i > 1; --i) std::swap(items[i - 1], items[below(i)]);
+  }
 
  private:
   std::uint64_t state_;
