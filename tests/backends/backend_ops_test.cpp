@@ -19,7 +19,7 @@
 #include "backends/backend.hpp"
 #include "core/error.hpp"
 #include "graph/ops.hpp"
-#include "tests/backends/op_cases.hpp"
+#include "tests/support/op_cases.hpp"
 
 namespace onnxforge::testing {
 namespace {

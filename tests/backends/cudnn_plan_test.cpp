@@ -13,7 +13,7 @@
 #include "backends/cudnn/plan.hpp"
 #include "graph/builder.hpp"
 #include "graph/ops.hpp"
-#include "tests/backends/op_cases.hpp"
+#include "tests/support/op_cases.hpp"
 #ifdef ONNXFORGE_TEST_ONEDNN_DROPOUT
 #include "backends/onednn/program.hpp"
 #endif

@@ -26,7 +26,7 @@
 #include "backends/backend.hpp"
 #include "core/error.hpp"
 #include "graph/models.hpp"
-#include "tests/backends/op_cases.hpp"
+#include "tests/support/op_cases.hpp"
 
 namespace onnxforge::testing {
 namespace {

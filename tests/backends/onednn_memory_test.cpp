@@ -15,7 +15,7 @@
 #include "backends/onednn/program.hpp"
 #include "core/error.hpp"
 #include "graph/builder.hpp"
-#include "tests/backends/op_cases.hpp"
+#include "tests/support/op_cases.hpp"
 
 namespace onnxforge::onednn {
 namespace {

@@ -9,7 +9,7 @@
 #include "backends/backend.hpp"
 #include "backends/op_docs.hpp"
 #include "graph/ops.hpp"
-#include "tests/backends/op_cases.hpp"
+#include "tests/support/op_cases.hpp"
 
 namespace onnxforge::testing {
 namespace {

@@ -1,4 +1,4 @@
-#include "tests/backends/op_cases.hpp"
+#include "tests/support/op_cases.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -381,6 +381,146 @@ std::vector<OpCase> build_cases() {
   });
   add("MatMul/batched_broadcast", [](Builder& b) {
     b.output(b.node("MatMul", {b.input("a", {2, 3, 4}), b.input("b", {4, 5})}, {}));
+  });
+
+  // ---- from the reference backend's finite-difference checks ----
+  auto conv_in = [](Shape in, Conv2dOptions o) {
+    return [in, o](Builder& b) { b.conv2d(b.input("x", in), o); };
+  };
+  add("Conv/3x3_valid", conv_in({2, 3, 7, 6}, {.filters = 4, .kernel = {3, 3}}));
+  add("Conv/stride2_asymmetric_pads", conv_in({1, 2, 9, 8}, {.filters = 3,
+                                                             .kernel = {3, 2},
+                                                             .stride = {2, 3},
+                                                             .padding = Padding::explicit_pads,
+                                                             .pads = {1, 0, 2, 1}}));
+  add("Conv/dilation2_same",
+      conv_in({2, 2, 8, 7},
+              {.filters = 2, .kernel = {3, 3}, .padding = Padding::same, .dilation = {2, 2}}));
+  add("Conv/groups3_no_bias",
+      conv_in({1, 6, 5, 5}, {.filters = 9, .kernel = {3, 3}, .groups = 3, .bias = false}));
+  add("Conv/depthwise_1x1", conv_in({2, 4, 3, 5}, {.filters = 4, .kernel = {1, 1}, .groups = 4}));
+  add("MaxPool/fd_2x2_stride1", [](Builder& b) {
+    b.max_pool(b.input("x", {2, 3, 5, 6}), {.kernel = {2, 2}, .stride = {1, 1}});
+  });
+  add("MaxPool/3x3_stride2_pad1_ceil", [](Builder& b) {
+    b.max_pool(b.input("x", {1, 2, 8, 7}), {.kernel = {3, 3},
+                                            .stride = {2, 2},
+                                            .padding = Padding::explicit_pads,
+                                            .pads = {1, 1, 1, 1},
+                                            .ceil_mode = true});
+  });
+  add("MaxPool/dilated", [](Builder& b) {
+    b.max_pool(b.input("x", {1, 2, 7, 7}),
+               {.kernel = {2, 2}, .stride = {1, 1}, .dilation = {2, 2}});
+  });
+  add("AveragePool/fd_exclude_pad", [](Builder& b) {
+    b.avg_pool(b.input("x", {2, 2, 7, 5}), {.kernel = {3, 3},
+                                            .stride = {2, 2},
+                                            .padding = Padding::explicit_pads,
+                                            .pads = {1, 1, 1, 0}});
+  });
+  add("AveragePool/include_pad_ceil", [](Builder& b) {
+    b.avg_pool(b.input("x", {1, 3, 6, 6}), {.kernel = {3, 3},
+                                            .stride = {2, 2},
+                                            .padding = Padding::explicit_pads,
+                                            .pads = {1, 1, 1, 1},
+                                            .ceil_mode = true,
+                                            .count_include_pad = true});
+  });
+  add("GlobalAveragePool/fd", [](Builder& b) { b.global_avg_pool(b.input("x", {2, 3, 4, 5})); });
+  add("Relu/fd", [](Builder& b) { b.relu(b.input("x", {3, 7})); });
+  add("Sigmoid/fd", [](Builder& b) { b.sigmoid(b.input("x", {2, 3, 5})); });
+  add("Tanh/fd", [](Builder& b) { b.tanh(b.input("x", {4, 5})); });
+  add("LeakyRelu/fd_alpha_0_2", [](Builder& b) { b.leaky_relu(b.input("x", {2, 9}), 0.2); });
+  add("Softmax/fd_last_axis", [](Builder& b) { b.softmax(b.input("x", {3, 7})); });
+  add("Softmax/channel_axis", [](Builder& b) { b.softmax(b.input("x", {2, 4, 3, 3}), 1); });
+  add("Flatten/fd", [](Builder& b) { b.flatten(b.input("x", {2, 3, 2, 5})); });
+  add("Reshape/zero_and_minus_one", [](Builder& b) {
+    b.reshape(b.input("x", {2, 6, 5}), {0, 3, -1});
+  });
+  add("Dense/fd", [](Builder& b) { b.dense(b.input("x", {3, 11}), 5); });
+  add("Dense/fd_no_bias", [](Builder& b) { b.dense(b.input("x", {4, 7}), 3, {.bias = false}); });
+  add("Add/fd_same_shape", [](Builder& b) { b.add(b.input("a", {2, 5}), b.input("b", {2, 5})); });
+  add("Add/fd_broadcast_channel", [](Builder& b) {
+    b.add(b.input("a", {2, 3, 4, 5}), b.input("b", {3, 1, 1}));
+  });
+  add("Add/fd_broadcast_both", [](Builder& b) {
+    b.add(b.input("a", {3, 1, 5}), b.input("b", {4, 1}));
+  });
+  add("Concat/fd_channels", [](Builder& b) {
+    b.concat({b.input("a", {2, 3, 4, 3}), b.input("b", {2, 1, 4, 3}), b.input("c", {2, 2, 4, 3})},
+             1);
+  });
+  add("Concat/last_axis", [](Builder& b) {
+    b.concat({b.input("a", {3, 2}), b.input("b", {3, 5})}, -1);
+  });
+  add("BatchNormalization/training", [](Builder& b) { b.batch_norm(b.input("x", {4, 3, 3, 5})); });
+  add("BatchNormalization/dense_training", [](Builder& b) { b.batch_norm(b.input("x", {6, 5})); });
+  add(
+      "BatchNormalization/frozen_runs_inference_mode",
+      [](Builder& b) {
+        b.batch_norm(b.input("x", {3, 2, 4, 4}));
+      },
+      true);
+  add("BinaryCrossEntropyWithLogits/fd", [](Builder& b) {
+    auto z = b.input("z", {7, 1});
+    b.node("BinaryCrossEntropyWithLogits", {z, b.input("labels", {7, 1})}, {});
+  });
+  add("BinaryCrossEntropyWithLogits/class_weights", [](Builder& b) {
+    auto z = b.input("z", {6});
+    b.node("BinaryCrossEntropyWithLogits", {z, b.input("labels", {6})},
+           {{"weight_positive", 2.5}, {"weight_negative", 0.5}});
+  });
+  add("SoftmaxCrossEntropy/fd", [](Builder& b) {
+    auto z = b.input("z", {5, 4});
+    b.node("SoftmaxCrossEntropy", {z, b.input("classes", {5}, DType::i64)}, {});
+  });
+  add("Conv/relu_pool_dense_chain", [](Builder& b) {
+    auto x = b.relu(b.conv2d(b.input("x", {2, 2, 6, 6}), {.filters = 3, .kernel = {3, 3}}));
+    x = b.max_pool(x, {.kernel = {2, 2}, .stride = {1, 1}});
+    b.sigmoid(b.dense(b.flatten(x), 2));
+  });
+
+  // ---- from the extra ops' finite-difference checks (step 1e-6) ----
+  auto fd = [&](const std::string& name, const Build& build) {
+    add(name, build);
+    all.back().fd_step = 1e-6;
+  };
+  fd("Mul/fd_broadcast", [](Builder& b) {
+    b.output(b.node("Mul", {b.input("a", {2, 3, 4}), b.input("b", {3, 1})}, {}));
+  });
+  fd("Sub/fd_broadcast_last", [](Builder& b) {
+    b.output(b.node("Sub", {b.input("a", {2, 3, 4}), b.input("b", {4})}, {}));
+  });
+  fd("Div/fd_broadcast_middle", [](Builder& b) {
+    // The divisor stays in (0.27, 0.73): no blow-up near zero.
+    auto d = b.sigmoid(b.input("b", {2, 1, 4}));
+    b.output(b.node("Div", {b.input("a", {2, 3, 4}), d}, {}));
+  });
+  fd("MatMul/fd_batched_broadcast_both", [](Builder& b) {
+    b.output(b.node("MatMul", {b.input("a", {2, 1, 3, 4}), b.input("b", {3, 4, 2})}, {}));
+  });
+  fd("Transpose/fd_rotate_3d", [](Builder& b) {
+    b.output(b.node("Transpose", {b.input("x", {2, 3, 4})},
+                    {{"perm", std::vector<std::int64_t>{2, 0, 1}}}));
+  });
+  fd("Clip/fd_min_only", [](Builder& b) {
+    b.output(b.node("Clip", {b.input("x", {3, 5})}, {{"min", 0.1}}));
+  });
+  fd("Pad/fd_constant_4d", [](Builder& b) {
+    b.output(
+        b.node("Pad", {b.input("x", {1, 2, 3, 4})},
+               {{"pads", std::vector<std::int64_t>{0, 0, 1, 2, 0, 1, 2, 1}}, {"value", 0.25}}));
+  });
+  fd("Pad/fd_reflect_4d", [](Builder& b) {
+    b.output(b.node("Pad", {b.input("x", {1, 2, 3, 4})},
+                    {{"pads", std::vector<std::int64_t>{0, 0, 2, 3, 0, 0, 1, 2}},
+                     {"mode", std::string("reflect")}}));
+  });
+  fd("Pad/fd_edge_4d", [](Builder& b) {
+    b.output(b.node("Pad", {b.input("x", {1, 2, 3, 4})},
+                    {{"pads", std::vector<std::int64_t>{0, 1, 2, 3, 0, 0, 4, 1}},
+                     {"mode", std::string("edge")}}));
   });
   return all;
 }

@@ -19,6 +19,9 @@ struct OpCase {
   bool frozen = false;
   // Dropout with ratio > 0: outputs are random; the harness skips value comparisons.
   bool random = false;
+  // The finite-difference check (gradient_check.hpp): step and relative tolerance of this case.
+  double fd_step = 1e-5;
+  double fd_tolerance = 1e-6;
 };
 
 // Every case, built deterministically (parameters drawn from a seed, biases non-zero).
