@@ -36,7 +36,7 @@ void write_predictions_csv(const std::filesystem::path& path,
 // metrics). Throws Error "FILE:LINE: problem" for anything else.
 std::vector<Prediction> read_predictions_csv(const std::filesystem::path& path,
                                              const std::array<std::string, 2>& class_names = {
-                                                 "Female", "Male"});
+                                                 "class 0", "class 1"});
 
 // history.csv of the training loop; any column may be missing (NaN then).
 struct EpochRecord {

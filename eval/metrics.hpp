@@ -1,12 +1,12 @@
 // Binary classification metrics, equal to scikit-learn's on the same scores.
 //
 // Conventions (they hold for every function here and for metrics.json):
-// - A prediction has a label (0 or 1; for the gender workload 0 = Female, 1 = Male) and a score,
-//   the model's probability of class 1.
+// - A prediction has a label (0 or 1, in the order of the dataset's class names, e.g. Female and
+//   Male for the gender workload) and a score, the model's probability of class 1.
 // - The predicted class is 1 when `score >= threshold` (default 0.5), else 0.
-// - One class is "positive" (default: label 1, Male). Sensitivity, precision, F1 and the ROC curve
-//   are about that class. When the positive class is 0 the ROC ranks by -score (higher = more
-//   Female) and reports thresholds as 1 - score, the probability of the positive class.
+// - One class is "positive" (default: label 1). Sensitivity, precision, F1 and the ROC curve are
+//   about that class. When the positive class is 0 the ROC ranks by -score (higher = more
+//   class 0) and reports thresholds as 1 - score, the probability of the positive class.
 // - Divisions by zero follow scikit-learn's default `zero_division="warn"`: the metric is 0 and a
 //   warning is recorded (sensitivity, specificity, precision, F1). MCC is 0 when undefined, as in
 //   matthews_corrcoef. Balanced accuracy averages the recalls of the classes present in the
@@ -35,9 +35,9 @@ struct Prediction {
 struct MetricsOptions {
   double threshold = 0.5;  // predicted class 1 iff score >= threshold
   int positive_label = 1;  // the class that counts as positive
-  std::array<std::string, 2> class_names{"Female", "Male"};  // names of labels 0 and 1
-  int bootstrap_resamples = 1000;                            // 0 disables the confidence intervals
-  std::uint64_t seed = 20240607;                             // bootstrap seed (SplitMix64)
+  std::array<std::string, 2> class_names{"class 0", "class 1"};  // the dataset's names
+  int bootstrap_resamples = 1000;  // 0 disables the confidence intervals
+  std::uint64_t seed = 20240607;   // bootstrap seed (SplitMix64)
   double confidence_level = 0.95;  // percentile interval [(1-level)/2, (1+level)/2]
 };
 

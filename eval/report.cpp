@@ -577,7 +577,7 @@ ReportOutputs write_report(std::span<const RunRecord> runs, const fs::path& out_
       const auto cm = confusion_of(*split.metrics);
       if (!cm) continue;
       const json& m = *split.metrics;
-      std::array<std::string, 2> names{"Female", "Male"};
+      std::array<std::string, 2> names{"class 0", "class 1"};
       if (m.contains("class_names") && m["class_names"].is_array() &&
           m["class_names"].size() == 2 && m["class_names"][0].is_string() &&
           m["class_names"][1].is_string())

@@ -61,7 +61,7 @@ TEST(Csv, PredictionsAcceptClassNamesAndReportBadRows) {
   TempDir tmp;
   const fs::path good = tmp.path() / "good.csv";
   write_text(good, "score,label,path,extra\n0.9,Male,a.jpg,x\n0.1,female,b.jpg,y\n");
-  const auto p = read_predictions_csv(good);
+  const auto p = read_predictions_csv(good, {"Female", "Male"});
   ASSERT_EQ(p.size(), 2u);
   EXPECT_EQ(p[0].label, 1);
   EXPECT_EQ(p[1].label, 0);
@@ -130,7 +130,8 @@ TEST(Evaluate, UnlabelledPredictions) {
   TempDir tmp;
   const std::vector<std::string> paths{"a.jpg", "b,c.jpg"};
   const std::vector<double> scores{0.7, 0.2};
-  write_unlabelled_predictions_csv(tmp.path() / "p.csv", paths, scores);
+  write_unlabelled_predictions_csv(tmp.path() / "p.csv", paths, scores,
+                                   {.class_names = {"Female", "Male"}});
   EXPECT_EQ(read_file(tmp.path() / "p.csv"),
             "path,score,class\na.jpg,0.7,Male\n\"b,c.jpg\",0.2,Female\n");
 }

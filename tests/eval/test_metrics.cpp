@@ -164,7 +164,7 @@ TEST(Metrics, NanScoresAreLeftOutWithAWarning) {
 
 TEST(Metrics, OneClassMakesAucNullAndSaysSo) {
   const std::vector<Prediction> only_female{{"a", 0, 0.1}, {"b", 0, 0.7}, {"c", 0, 0.3}};
-  const Metrics m = compute_metrics(only_female);
+  const Metrics m = compute_metrics(only_female, {.class_names = {"Female", "Male"}});
   EXPECT_FALSE(m.auc.has_value());
   EXPECT_FALSE(m.auc_interval.has_value());
   EXPECT_EQ(m.auc_resamples_used, 0);
@@ -215,6 +215,7 @@ TEST(Metrics, JsonHasTheDocumentedKeys) {
   const auto& c = sklearn_expected::cases().at(0);
   MetricsOptions options;
   options.bootstrap_resamples = 50;
+  options.class_names = {"Female", "Male"};
   const auto j = metrics_to_json(compute_metrics(to_predictions(c.labels, c.scores), options));
   for (const char* key :
        {"accuracy", "sensitivity", "specificity", "precision", "f1", "balanced_accuracy", "mcc",
