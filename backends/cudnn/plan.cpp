@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/error.hpp"
+#include "core/strides.hpp"
 #include "graph/builder.hpp"
 #include "graph/ops.hpp"
 
@@ -15,16 +16,6 @@ namespace {
 
 bool is_f32(const Graph& graph, const std::string& name) {
   return name.empty() || graph.value(name).dtype == DType::f32;
-}
-
-std::vector<std::int64_t> row_major_strides(const Shape& shape) {
-  std::vector<std::int64_t> strides(shape.size(), 0);
-  std::int64_t s = 1;
-  for (std::size_t i = shape.size(); i-- > 0;) {
-    strides[i] = s;
-    s *= shape[i];
-  }
-  return strides;
 }
 
 }  // namespace
@@ -246,12 +237,12 @@ Permutation make_permutation(const Shape& in, const std::vector<std::int64_t>& p
 Padding make_padding(const Node& node, const Shape& in, const Shape& out) {
   Padding plan;
   plan.rank = static_cast<int>(in.size());
-  const auto mode = node.get_string("mode", "constant");
+  const auto mode = attr_string(node, "mode");
   plan.mode = mode == "reflect" ? Padding::reflect
               : mode == "edge"  ? Padding::edge
                                 : Padding::constant;
-  plan.value = static_cast<float>(node.get_float("value", 0.0));
-  const auto pads = node.get_ints("pads", {});
+  plan.value = static_cast<float>(attr_float(node, "value"));
+  const auto pads = attr_ints(node, "pads");
   for (std::size_t d = 0; d < in.size(); ++d) {
     plan.in_dims[d] = in[d];
     plan.out_dims[d] = out[d];
