@@ -6,9 +6,12 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "backends/cudnn/cublas_loader.hpp"
 #include "backends/cudnn/kernels.hpp"
+#include "backends/cudnn/lower.hpp"
 #include "backends/cudnn/plan.hpp"
 #include "backends/cudnn/program.hpp"
 #include "core/error.hpp"
@@ -783,33 +786,72 @@ void lower_softmax_cross_entropy(CudnnProgram& p, const Node& n) {
 
 }  // namespace
 
-void lower_node(CudnnProgram& p, const Node& n) {
-  const std::string& op = n.op;
-  if (op == "Conv") return lower_conv(p, n);
-  if (op == "MaxPool" || op == "AveragePool") return lower_pool(p, n);
-  if (op == "GlobalAveragePool") return lower_global_average_pool(p, n);
-  if (op == "Relu") return lower_cudnn_activation(p, n, CUDNN_ACTIVATION_RELU);
-  if (op == "Sigmoid") return lower_cudnn_activation(p, n, CUDNN_ACTIVATION_SIGMOID);
-  if (op == "Tanh") return lower_cudnn_activation(p, n, CUDNN_ACTIVATION_TANH);
-  if (op == "LeakyRelu") return lower_leaky_relu(p, n);
-  if (op == "Clip") return lower_clip(p, n);
-  if (op == "Identity" || op == "Flatten" || op == "Reshape") return lower_copy(p, n);
-  if (op == "Softmax") return lower_softmax(p, n, CUDNN_SOFTMAX_ACCURATE);
-  if (op == "LogSoftmax") return lower_softmax(p, n, CUDNN_SOFTMAX_LOG);
-  if (op == "Dense") return lower_dense(p, n);
-  if (op == "MatMul") return lower_matmul(p, n);
-  if (op == "Add") return lower_binary(p, n, kernels::BinaryOp::add);
-  if (op == "Sub") return lower_binary(p, n, kernels::BinaryOp::sub);
-  if (op == "Mul") return lower_binary(p, n, kernels::BinaryOp::mul);
-  if (op == "Div") return lower_binary(p, n, kernels::BinaryOp::div);
-  if (op == "Concat") return lower_concat(p, n);
-  if (op == "Transpose") return lower_transpose(p, n);
-  if (op == "Pad") return lower_pad(p, n);
-  if (op == "Dropout") return lower_dropout(p, n);
-  if (op == "BatchNormalization") return lower_batch_norm(p, n);
-  if (op == "BinaryCrossEntropyWithLogits") return lower_bce(p, n);
-  if (op == "SoftmaxCrossEntropy") return lower_softmax_cross_entropy(p, n);
-  fail("cudnn backend cannot run node '{}': op '{}' has no lowering", n.name, op);
+// Every op builds its backward step; bf16 is refused (node_support), so no op computes in it.
+const CudnnOpTable& op_table() {
+  static const CudnnOpTable table = [] {
+    CudnnOpTable t("cudnn");
+    auto with_backward = [](std::string note = {}) {
+      return OpCoverage{.backward = true, .note = std::move(note)};
+    };
+    const std::string atomics = "not bit-reproducible: its gradient adds with atomics";
+    auto activation = [](cudnnActivationMode_t mode) {
+      return [mode](CudnnProgram& p, const Node& n) { lower_cudnn_activation(p, n, mode); };
+    };
+    auto binary = [](kernels::BinaryOp op) {
+      return [op](CudnnProgram& p, const Node& n) { lower_binary(p, n, op); };
+    };
+    auto softmax = [](cudnnSoftmaxAlgorithm_t algorithm) {
+      return [algorithm](CudnnProgram& p, const Node& n) { lower_softmax(p, n, algorithm); };
+    };
+    t.lower(OpId::Conv, lower_conv,
+            with_backward("cuDNN with FMA math only (no TF32), algorithms timed by cudnnFind at "
+                          "compile time; asymmetric pads add a padding pass; precision bf16 is "
+                          "refused"));
+    t.lower({OpId::MaxPool, OpId::AveragePool}, lower_pool,
+            with_backward("cuDNN for windows without padding or dilation; the backend's kernels "
+                          "otherwise, whose backward is " +
+                          atomics));
+    t.lower(OpId::GlobalAveragePool, lower_global_average_pool, with_backward());
+    t.lower(OpId::Relu, activation(CUDNN_ACTIVATION_RELU), with_backward());
+    t.lower(OpId::Sigmoid, activation(CUDNN_ACTIVATION_SIGMOID), with_backward());
+    t.lower(OpId::Tanh, activation(CUDNN_ACTIVATION_TANH), with_backward());
+    t.lower(OpId::LeakyRelu, lower_leaky_relu, with_backward());
+    t.lower(OpId::Clip, lower_clip, with_backward());
+    t.lower({OpId::Identity, OpId::Flatten, OpId::Reshape}, lower_copy, with_backward());
+    t.lower(OpId::Softmax, softmax(CUDNN_SOFTMAX_ACCURATE), with_backward());
+    t.lower(OpId::LogSoftmax, softmax(CUDNN_SOFTMAX_LOG), with_backward());
+    t.lower(OpId::Dense, lower_dense,
+            with_backward("cuBLAS SGEMM (no TF32); precision bf16 is refused"));
+    t.lower(OpId::MatMul, lower_matmul,
+            with_backward("cuBLAS SGEMM, one call per (broadcast) batch"));
+    const std::string broadcast = "with a broadcast operand, " + atomics;
+    t.lower(OpId::Add, binary(kernels::BinaryOp::add), with_backward(broadcast));
+    t.lower(OpId::Sub, binary(kernels::BinaryOp::sub), with_backward(broadcast));
+    t.lower(OpId::Mul, binary(kernels::BinaryOp::mul), with_backward(broadcast));
+    t.lower(OpId::Div, binary(kernels::BinaryOp::div), with_backward(broadcast));
+    t.lower(OpId::Concat, lower_concat, with_backward());
+    t.lower(OpId::Transpose, lower_transpose, with_backward());
+    t.lower(OpId::Pad, lower_pad, with_backward("reflect and edge: " + atomics));
+    t.lower(OpId::Dropout, lower_dropout,
+            with_backward("the oneDNN backend's masks (same seed, same masks)"));
+    t.lower(OpId::BatchNormalization, lower_batch_norm, with_backward());
+    t.lower(OpId::BinaryCrossEntropyWithLogits, lower_bce, with_backward());
+    t.lower(OpId::SoftmaxCrossEntropy, lower_softmax_cross_entropy,
+            with_backward("i64 labels; a label outside [0, classes) fails the forward"));
+    t.complete();
+    return t;
+  }();
+  return table;
+}
+
+void lower_node(CudnnProgram& p, const Node& n) { op_table().lowering(n)(p, n); }
+
+std::vector<std::string> lowered_ops() {
+  std::vector<std::string> ops;
+  for (const auto id : all_op_ids()) {
+    if (op_table().supports(id).ok) ops.emplace_back(op_name(id));
+  }
+  return ops;
 }
 
 }  // namespace onnxforge::cudnn

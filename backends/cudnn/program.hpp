@@ -19,6 +19,7 @@
 
 #include "backends/backend.hpp"
 #include "backends/cudnn/cudnn_backend.hpp"
+#include "backends/cudnn/lower.hpp"
 
 namespace onnxforge::cudnn {
 
@@ -169,10 +170,5 @@ class CudnnProgram final : public Program {
   std::int64_t step_ = 0;
   std::optional<OptimizerSpec::Kind> slot_kind_;
 };
-
-// ---- op lowerings (lower.cpp) -------------------------------------------------------------------
-// Appends the node's forward step and, when training, its backward step; throws Error naming the
-// node when cuDNN rejects its geometry.
-void lower_node(CudnnProgram& program, const Node& node);
 
 }  // namespace onnxforge::cudnn
