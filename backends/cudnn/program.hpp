@@ -97,7 +97,7 @@ class CudnnProgram final : public Program {
   void set_optimizer_state(const std::map<std::string, Tensor>& state) override;
   const Graph& graph() const override { return graph_; }
 
-  // ---- used by the op lowerings (lower.cpp) ----
+  // ---- used by the op lowerings (lower/<family>.cpp) ----
   cudnnHandle_t cudnn() const { return cudnn_; }
   cublasHandle_t cublas() const { return cublas_; }
   cudaStream_t stream() const { return stream_; }
