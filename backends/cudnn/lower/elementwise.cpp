@@ -1,7 +1,6 @@
 // Elementwise ops: Relu, Sigmoid, Tanh (cuDNN activations), LeakyRelu, Clip, Dropout (kernels.cu),
 // Identity (a device copy).
 #include <cstdint>
-#include <limits>
 #include <memory>
 #include <string>
 
@@ -49,7 +48,7 @@ void lower_cudnn_activation(CudnnProgram& p, const Node& n, cudnnActivationMode_
 
 void lower_leaky_relu(CudnnProgram& p, const Node& n) {
   const Value& x = p.value(n.inputs[0]);
-  const float alpha = static_cast<float>(n.get_float("alpha", 0.01));
+  const float alpha = static_cast<float>(attr_float(n, "alpha"));
   const float* xd = x.f();
   float* yd = p.value(n.outputs[0]).f();
   const auto count = x.count;
@@ -66,8 +65,8 @@ void lower_leaky_relu(CudnnProgram& p, const Node& n) {
 
 void lower_clip(CudnnProgram& p, const Node& n) {
   const Value& x = p.value(n.inputs[0]);
-  const auto lo = static_cast<float>(n.get_float("min", -std::numeric_limits<double>::infinity()));
-  const auto hi = static_cast<float>(n.get_float("max", std::numeric_limits<double>::infinity()));
+  const auto lo = static_cast<float>(attr_float(n, "min"));
+  const auto hi = static_cast<float>(attr_float(n, "max"));
   const float* xd = x.f();
   float* yd = p.value(n.outputs[0]).f();
   const auto count = x.count;
@@ -83,7 +82,7 @@ void lower_clip(CudnnProgram& p, const Node& n) {
 }
 
 void lower_dropout(CudnnProgram& p, const Node& n) {
-  const double ratio = n.get_float("ratio", 0.5);
+  const double ratio = attr_float(n, "ratio");
   const Value& xv = p.value(n.inputs[0]);
   const float* x = xv.f();
   float* y = p.value(n.outputs[0]).f();

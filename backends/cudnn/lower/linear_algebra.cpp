@@ -52,7 +52,7 @@ void lower_conv(CudnnProgram& p, const Node& n) {
   const Shape& xs = shape_of(p, n.inputs[0]);
   const Shape& ws = shape_of(p, n.inputs[1]);
   const Shape& ys = shape_of(p, n.outputs[0]);
-  const std::int64_t group = n.get_int("group", 1);
+  const std::int64_t group = attr_int(n, "group");
   const bool has_bias = n.inputs.size() > 2 && !n.inputs[2].empty();
   // cuDNN pads symmetrically: asymmetric pads become an explicit zero padding of the input.
   const bool explicit_pad = win.pad_top != win.pad_bottom || win.pad_left != win.pad_right;

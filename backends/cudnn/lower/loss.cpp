@@ -9,8 +9,8 @@ namespace onnxforge::cudnn {
 namespace {
 
 void lower_bce(CudnnProgram& p, const Node& n) {
-  const double wp = n.get_float("weight_positive", 1.0);
-  const double wn = n.get_float("weight_negative", 1.0);
+  const double wp = attr_float(n, "weight_positive");
+  const double wn = attr_float(n, "weight_negative");
   const float* z = p.value(n.inputs[0]).f();
   const float* labels = p.value(n.inputs[1]).f();
   float* loss = p.value(n.outputs[0]).f();

@@ -14,8 +14,8 @@ void lower_batch_norm(CudnnProgram& p, const Node& n) {
   const Shape& xs = shape_of(p, n.inputs[0]);
   const std::int64_t batch = xs[0], channels = xs[1];
   const std::int64_t inner = element_count(xs) / (batch * channels);
-  const double epsilon = n.get_float("epsilon", 1e-5);
-  const double momentum = n.get_float("momentum", 0.9);
+  const double epsilon = attr_float(n, "epsilon");
+  const double momentum = attr_float(n, "momentum");
   const Value& scale_value = p.value(n.inputs[1]);
   // A frozen batch norm (non-trainable scale) runs in inference mode, also while training.
   const bool frozen = scale_value.parameter && !scale_value.trainable;
@@ -84,7 +84,7 @@ void lower_batch_norm(CudnnProgram& p, const Node& n) {
 
 void lower_softmax(CudnnProgram& p, const Node& n, cudnnSoftmaxAlgorithm_t algorithm) {
   const Value& x = p.value(n.inputs[0]);
-  auto axis = n.get_int("axis", -1);
+  auto axis = attr_int(n, "axis");
   const auto rank = static_cast<std::int64_t>(x.shape.size());
   if (axis < 0) axis += rank;
   std::int64_t outer = 1, extent = 1, inner = 1;

@@ -95,7 +95,7 @@ void lower_pool(CudnnProgram& p, const Node& n) {
     });
     return;
   }
-  const bool include_pad = n.get_int("count_include_pad", 0) != 0;
+  const bool include_pad = attr_int(n, "count_include_pad") != 0;
   p.add_forward([&p, geometry, include_pad, x, y](Mode) {
     kernels::average_pool_forward(geometry, include_pad, x, y, p.stream());
   });

@@ -13,7 +13,7 @@ namespace {
 
 void lower_concat(CudnnProgram& p, const Node& n) {
   const Shape& out = shape_of(p, n.outputs[0]);
-  auto axis = n.get_int("axis", 1);
+  auto axis = attr_int(n, "axis");
   if (axis < 0) axis += static_cast<std::int64_t>(out.size());
   std::int64_t outer = 1, inner = 1;
   for (std::int64_t d = 0; d < static_cast<std::int64_t>(out.size()); ++d) {
@@ -52,7 +52,7 @@ void lower_concat(CudnnProgram& p, const Node& n) {
 }
 
 void lower_transpose(CudnnProgram& p, const Node& n) {
-  const Permutation plan = make_permutation(shape_of(p, n.inputs[0]), n.get_ints("perm", {}));
+  const Permutation plan = make_permutation(shape_of(p, n.inputs[0]), attr_ints(n, "perm"));
   const float* x = p.value(n.inputs[0]).f();
   float* y = p.value(n.outputs[0]).f();
   const std::int64_t count = p.value(n.outputs[0]).count;
