@@ -34,7 +34,7 @@ void add_binary_ops(CudnnOpTable& t) {
   auto binary = [](kernels::BinaryOp op) {
     return [op](CudnnProgram& p, const Node& n) { lower_binary(p, n, op); };
   };
-  const std::string broadcast = "with a broadcast operand, " + std::string(kAtomicGradient);
+  const std::string broadcast = "a broadcast operand's gradient " + std::string(kAddsWithAtomics);
   t.lower(OpId::Add, binary(kernels::BinaryOp::add), with_backward(broadcast));
   t.lower(OpId::Sub, binary(kernels::BinaryOp::sub), with_backward(broadcast));
   t.lower(OpId::Mul, binary(kernels::BinaryOp::mul), with_backward(broadcast));

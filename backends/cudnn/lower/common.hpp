@@ -38,9 +38,8 @@ void lower_copy(CudnnProgram& p, const Node& n);
 inline OpCoverage with_backward(std::string note = {}) {
   return OpCoverage{.backward = true, .note = std::move(note)};
 }
-// The note of a backward whose sums depend on the order atomics land in.
-inline constexpr std::string_view kAtomicGradient =
-    "not bit-reproducible: its gradient adds with atomics";
+// Part of the note of a backward whose sums depend on the order atomics land in.
+inline constexpr std::string_view kAddsWithAtomics = "adds with atomics (not bit-reproducible)";
 
 // Each family's lowerings (lower/<family>.cpp), added to the table by op_table() (lower.cpp).
 void add_elementwise_ops(CudnnOpTable& t);

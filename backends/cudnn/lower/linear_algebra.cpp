@@ -274,9 +274,9 @@ void lower_matmul(CudnnProgram& p, const Node& n) {
 
 void add_linear_algebra_ops(CudnnOpTable& t) {
   t.lower(OpId::Conv, lower_conv,
-          with_backward("cuDNN with FMA math only (no TF32), algorithms timed by cudnnFind at "
-                        "compile time; asymmetric pads add a padding pass; precision bf16 is "
-                        "refused"));
+          with_backward("cuDNN, FMA math only (no TF32), algorithms timed by cudnnFind at compile "
+                        "time, backward ones possibly non-deterministic; asymmetric pads add a "
+                        "padding pass; precision bf16 is refused"));
   t.lower(OpId::Dense, lower_dense,
           with_backward("cuBLAS SGEMM (no TF32); precision bf16 is refused"));
   t.lower(OpId::MatMul, lower_matmul,

@@ -126,9 +126,9 @@ void lower_global_average_pool(CudnnProgram& p, const Node& n) {
 
 void add_pooling_ops(CudnnOpTable& t) {
   t.lower({OpId::MaxPool, OpId::AveragePool}, lower_pool,
-          with_backward("cuDNN for windows without padding or dilation; the backend's kernels "
-                        "otherwise, whose backward is " +
-                        std::string(kAtomicGradient)));
+          with_backward("cuDNN for windows without padding or dilation, else the backend's "
+                        "kernels, whose backward " +
+                        std::string(kAddsWithAtomics)));
   t.lower(OpId::GlobalAveragePool, lower_global_average_pool, with_backward());
 }
 

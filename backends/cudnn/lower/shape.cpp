@@ -86,7 +86,8 @@ void add_shape_ops(CudnnOpTable& t) {
   t.lower({OpId::Flatten, OpId::Reshape}, lower_copy, with_backward());
   t.lower(OpId::Transpose, lower_transpose, with_backward());
   t.lower(OpId::Concat, lower_concat, with_backward());
-  t.lower(OpId::Pad, lower_pad, with_backward("reflect and edge: " + std::string(kAtomicGradient)));
+  t.lower(OpId::Pad, lower_pad,
+          with_backward("reflect and edge: the backward " + std::string(kAddsWithAtomics)));
 }
 
 }  // namespace onnxforge::cudnn
