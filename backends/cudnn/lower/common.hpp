@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "backends/cudnn/lower.hpp"
 #include "backends/cudnn/program.hpp"
