@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "backends/cudnn/cublas_loader.hpp"
+#include "backends/cudnn/lower.hpp"
 #include "backends/cudnn/plan.hpp"
 #include "backends/cudnn/program.hpp"
 #include "core/error.hpp"
@@ -72,18 +73,16 @@ class CudnnBackend final : public Backend {
 
   bool available(std::string* why) const override { return cudnn::gpu_available(why); }
 
+  // The op's answer from the table, then the node's dtypes, rank and size (plan.cpp).
   Support supports(const Graph& graph, const Node& node,
                    const CompileOptions& options) const override {
+    if (const auto op = find_op(node.op)) {
+      if (auto s = cudnn::op_table().supports(*op); !s.ok) return s;
+    }
     return cudnn::node_support(graph, node, options);
   }
 
-  // Until the op table of this backend lands: every op is lowered (node_support lists them).
-  OpCoverage coverage(OpId) const override {
-    OpCoverage c;
-    c.lowered = c.backward = true;
-    c.bf16 = false;
-    return c;
-  }
+  OpCoverage coverage(OpId op) const override { return cudnn::op_table().coverage(op); }
 
   std::unique_ptr<Program> build(const Graph& graph, const CompileOptions& options) const override {
     return std::make_unique<cudnn::CudnnProgram>(graph, options);

@@ -2,10 +2,10 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <limits>
 
 #include "core/error.hpp"
+#include "core/strides.hpp"
 #include "graph/builder.hpp"
 #include "graph/ops.hpp"
 
@@ -17,54 +17,13 @@ bool is_f32(const Graph& graph, const std::string& name) {
   return name.empty() || graph.value(name).dtype == DType::f32;
 }
 
-std::vector<std::int64_t> row_major_strides(const Shape& shape) {
-  std::vector<std::int64_t> strides(shape.size(), 0);
-  std::int64_t s = 1;
-  for (std::size_t i = shape.size(); i-- > 0;) {
-    strides[i] = s;
-    s *= shape[i];
-  }
-  return strides;
-}
-
 }  // namespace
 
-const std::vector<std::string>& lowered_ops() {
-  static const std::vector<std::string> ops = {"Conv",
-                                               "MaxPool",
-                                               "AveragePool",
-                                               "GlobalAveragePool",
-                                               "Relu",
-                                               "Sigmoid",
-                                               "Tanh",
-                                               "LeakyRelu",
-                                               "Identity",
-                                               "Softmax",
-                                               "LogSoftmax",
-                                               "Flatten",
-                                               "Reshape",
-                                               "Dense",
-                                               "MatMul",
-                                               "Add",
-                                               "Sub",
-                                               "Mul",
-                                               "Div",
-                                               "Concat",
-                                               "Dropout",
-                                               "BatchNormalization",
-                                               "Transpose",
-                                               "Clip",
-                                               "Pad",
-                                               "BinaryCrossEntropyWithLogits",
-                                               "SoftmaxCrossEntropy"};
-  return ops;
-}
-
 Support node_support(const Graph& graph, const Node& node, const CompileOptions& options) {
-  const auto& ops = lowered_ops();
-  if (std::find(ops.begin(), ops.end(), node.op) == ops.end()) {
-    return {false, fmt::format("op '{}' has no cuDNN/CUDA lowering in this backend (it runs: {})",
-                               node.op, fmt::join(ops, ", "))};
+  // Which ops run is op_table()'s answer; an op the IR does not know has no entry there.
+  if (!find_op(node.op)) {
+    return {false, fmt::format("op '{}' is not an op of the IR (it has: {})", node.op,
+                               fmt::join(known_ops(), ", "))};
   }
   if (options.precision == Precision::bf16) {
     return {false, fmt::format("compute dtype {} is not implemented by the cudnn backend yet "
@@ -246,12 +205,12 @@ Permutation make_permutation(const Shape& in, const std::vector<std::int64_t>& p
 Padding make_padding(const Node& node, const Shape& in, const Shape& out) {
   Padding plan;
   plan.rank = static_cast<int>(in.size());
-  const auto mode = node.get_string("mode", "constant");
+  const auto mode = attr_string(node, "mode");
   plan.mode = mode == "reflect" ? Padding::reflect
               : mode == "edge"  ? Padding::edge
                                 : Padding::constant;
-  plan.value = static_cast<float>(node.get_float("value", 0.0));
-  const auto pads = node.get_ints("pads", {});
+  plan.value = static_cast<float>(attr_float(node, "value"));
+  const auto pads = attr_ints(node, "pads");
   for (std::size_t d = 0; d < in.size(); ++d) {
     plan.in_dims[d] = in[d];
     plan.out_dims[d] = out[d];

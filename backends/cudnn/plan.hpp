@@ -13,12 +13,16 @@
 
 namespace onnxforge::cudnn {
 
-// Every op this backend lowers (graph/ops.hpp and graph/ops_extra.cpp).
-const std::vector<std::string>& lowered_ops();
-
-// Whether the backend runs `node`: op, dtypes (f32 compute; i64 only as class labels) and the
-// compute dtype. Pure host logic.
+// What the backend checks of a node beyond its op's answer in op_table() (lower.hpp), which
+// CudnnBackend::supports asks first: an op the IR knows, the compute dtype, dtypes (f32 compute;
+// i64 only as class labels), rank (at most kMaxRank) and size (below 2^31 elements per output).
+// Pure host logic.
 Support node_support(const Graph& graph, const Node& node, const CompileOptions& options);
+
+// The ops op_table() lowers, by name. Defined with the table in lower.cpp (the CUDA side, library
+// onnxforge_backend_cudnn, not this host-only one): only tests/backends/cudnn_plan_test.cpp, which
+// links both, calls it; Backend::coverage(OpId) is the answer to ask.
+std::vector<std::string> lowered_ops();
 
 // ---- cuBLAS calls for row-major products ------------------------------------------------------
 // One column-major SGEMM: C(m x n) = alpha * op(A)(m x k) * op(B)(k x n) + beta * C, with

@@ -1,5 +1,6 @@
 // The cudnn Program: device memory, compile-time planning and the run-time entry points. The op
-// lowerings live in lower.cpp, the kernels in kernels.cu.
+// lowerings live in lower/<family>.cpp (their table and the dispatch in lower.cpp), the kernels in
+// kernels.cu.
 #include "backends/cudnn/program.hpp"
 
 #include <fmt/format.h>
@@ -123,7 +124,8 @@ void CudnnProgram::build() {
   check(cublas_api().create(&cublas_), "cublasCreate");
   check(cublas_api().set_stream(cublas_, stream_), "cublasSetStream");
   // f32 means f32: cuBLAS's default math keeps f32 precision (TF32 only with
-  // CUBLAS_TF32_TENSOR_OP_MATH); cuDNN convolutions are restricted to FMA math in lower.cpp.
+  // CUBLAS_TF32_TENSOR_OP_MATH); cuDNN convolutions are restricted to FMA math in
+  // lower/linear_algebra.cpp.
   check(cublas_api().set_math_mode(cublas_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
   std::size_t free_bytes = 0, total_bytes = 0;
   check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");

@@ -19,6 +19,7 @@
 
 #include "backends/backend.hpp"
 #include "backends/cudnn/cudnn_backend.hpp"
+#include "backends/cudnn/lower.hpp"
 
 namespace onnxforge::cudnn {
 
@@ -96,7 +97,7 @@ class CudnnProgram final : public Program {
   void set_optimizer_state(const std::map<std::string, Tensor>& state) override;
   const Graph& graph() const override { return graph_; }
 
-  // ---- used by the op lowerings (lower.cpp) ----
+  // ---- used by the op lowerings (lower/<family>.cpp) ----
   cudnnHandle_t cudnn() const { return cudnn_; }
   cublasHandle_t cublas() const { return cublas_; }
   cudaStream_t stream() const { return stream_; }
@@ -169,10 +170,5 @@ class CudnnProgram final : public Program {
   std::int64_t step_ = 0;
   std::optional<OptimizerSpec::Kind> slot_kind_;
 };
-
-// ---- op lowerings (lower.cpp) -------------------------------------------------------------------
-// Appends the node's forward step and, when training, its backward step; throws Error naming the
-// node when cuDNN rejects its geometry.
-void lower_node(CudnnProgram& program, const Node& node);
 
 }  // namespace onnxforge::cudnn
