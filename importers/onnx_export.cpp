@@ -58,46 +58,18 @@ void set_value_info(onnx::ValueInfoProto& v, const ValueInfo& info) {
   }
 }
 
-// Attributes ONNX (opset 13) knows for each op; anything else cannot be exported.
-const std::map<std::string, std::set<std::string>>& onnx_attributes() {
-  static const std::map<std::string, std::set<std::string>> table = {
-      {"Conv", {"strides", "pads", "dilations", "group"}},
-      {"MaxPool", {"kernel_shape", "strides", "pads", "dilations", "ceil_mode"}},
-      {"AveragePool", {"kernel_shape", "strides", "pads", "ceil_mode", "count_include_pad"}},
-      {"LeakyRelu", {"alpha"}},
-      {"Softmax", {"axis"}},
-      {"LogSoftmax", {"axis"}},
-      {"Flatten", {"axis"}},
-      {"Concat", {"axis"}},
-      {"BatchNormalization", {"epsilon", "momentum"}},
-      {"Transpose", {"perm"}},
-      {"Pad", {"mode"}},
-      {"GlobalAveragePool", {}},
-      {"Relu", {}},
-      {"Sigmoid", {}},
-      {"Tanh", {}},
-      {"Identity", {}},
-      {"Add", {}},
-      {"Sub", {}},
-      {"Mul", {}},
-      {"Div", {}},
-      {"MatMul", {}},
-  };
-  return table;
-}
-
 class Exporter {
  public:
   Exporter(const Graph& graph, const ExportOptions& options) : options_(options) {
     graph_ = graph;
     graph_.validate();
-    // Losses are IR-only: drop them and what only they read.
-    const bool has_loss = std::any_of(graph_.nodes.begin(), graph_.nodes.end(),
-                                      [](const Node& n) { return is_loss_op(n.op); });
-    if (has_loss) {
+    // IR-only ops (the losses): drop them and what only they read.
+    const bool has_ir_only = std::any_of(graph_.nodes.begin(), graph_.nodes.end(),
+                                         [](const Node& n) { return ir_only(n); });
+    if (has_ir_only) {
       std::set<std::string> loss_outputs;
       for (const auto& n : graph_.nodes) {
-        if (is_loss_op(n.op)) loss_outputs.insert(n.outputs.begin(), n.outputs.end());
+        if (ir_only(n)) loss_outputs.insert(n.outputs.begin(), n.outputs.end());
       }
       std::erase_if(graph_.outputs, [&](const std::string& o) { return loss_outputs.count(o); });
       if (graph_.outputs.empty()) fail("export: the graph has no output besides its loss");
@@ -148,62 +120,23 @@ class Exporter {
   }
 
   void add_node(onnx::GraphProto& g, const Node& node) {
-    if (is_loss_op(node.op)) fail("export: node '{}' ({}) has no ONNX form", node.name, node.op);
+    const OpDef& def = op_def(node);
+    if (def.export_rule == ExportRule::ir_only) {
+      fail("export: node '{}' ({}) has no ONNX form", node.name, node.op);
+    }
     auto* n = g.add_node();
     n->set_name(node.name);
     n->set_op_type(node.op);
     for (const auto& i : node.inputs) n->add_input(i);
     for (const auto& o : node.outputs) n->add_output(o);
-    const DType dtype = graph_.value(node.inputs[0]).dtype;
-    if (node.is(OpId::Dense)) {
-      n->set_op_type("Gemm");
-      set_attribute(*n, "transB", std::int64_t{1});
+    if (def.export_rule == ExportRule::rewritten) {
+      rewrite(*n, node);
       return;
     }
-    if (node.is(OpId::Reshape)) {
-      const auto shape = node.get_ints("shape", {});
-      n->add_input(
-          constant(node.name + "/shape",
-                   Tensor::from<std::int64_t>({static_cast<std::int64_t>(shape.size())}, shape)));
-      if (node.get_int("allowzero", 0) != 0) {
-        set_attribute(*n, "allowzero", std::int64_t{1});
-        opset_ = std::max(opset_, 14);
-      }
-      return;
-    }
-    if (node.is(OpId::Dropout)) {
-      n->add_input(
-          constant(node.name + "/ratio", scalar(node.get_float("ratio", 0.5), DType::f32)));
-      return;
-    }
-    if (node.is(OpId::Clip)) {
-      n->add_input(node.has("min")
-                       ? constant(node.name + "/min", scalar(node.get_float("min", 0), dtype))
-                       : "");
-      if (node.has("max"))
-        n->add_input(constant(node.name + "/max", scalar(node.get_float("max", 0), dtype)));
-      while (n->input_size() > 1 && n->input(n->input_size() - 1).empty())
-        n->mutable_input()->RemoveLast();
-      return;
-    }
-    if (node.is(OpId::Pad)) {
-      const auto pads = node.get_ints("pads", {});
-      n->add_input(
-          constant(node.name + "/pads",
-                   Tensor::from<std::int64_t>({static_cast<std::int64_t>(pads.size())}, pads)));
-      const auto mode = node.get_string("mode", "constant");
-      if (mode == "constant") {
-        n->add_input(constant(node.name + "/value", scalar(node.get_float("value", 0.0), dtype)));
-      }
-      set_attribute(*n, "mode", mode);
-      return;
-    }
-    auto it = onnx_attributes().find(node.op);
-    if (it == onnx_attributes().end()) {
-      fail("export: node '{}': op '{}' has no ONNX mapping", node.name, node.op);
-    }
+    // ExportRule::same_name: the attributes ONNX has (AttrDef::onnx).
     for (const auto& [name, value] : node.attributes) {
-      if (it->second.count(name)) {
+      const AttrDef* attribute = def.attribute(name);
+      if (attribute && attribute->onnx) {
         set_attribute(*n, name, value);
       } else if (name == "dilations" &&
                  node.get_ints(name, {}) == std::vector<std::int64_t>{1, 1}) {
@@ -213,6 +146,62 @@ class Exporter {
       }
     }
   }
+
+  // ExportRule::rewritten: `n` (the node's op, inputs and outputs) takes what ONNX has as inputs
+  // or other attributes.
+  void rewrite(onnx::NodeProto& n, const Node& node) {
+    const DType dtype = graph_.value(node.inputs[0]).dtype;
+    switch (op_of(node)) {
+      case OpId::Dense:
+        n.set_op_type("Gemm");
+        set_attribute(n, "transB", std::int64_t{1});
+        return;
+      case OpId::Reshape: {
+        const auto shape = node.get_ints("shape", {});
+        n.add_input(
+            constant(node.name + "/shape",
+                     Tensor::from<std::int64_t>({static_cast<std::int64_t>(shape.size())}, shape)));
+        if (node.get_int("allowzero", 0) != 0) {
+          set_attribute(n, "allowzero", std::int64_t{1});
+          opset_ = std::max(opset_, 14);
+        }
+        return;
+      }
+      case OpId::Dropout:
+        n.add_input(
+            constant(node.name + "/ratio", scalar(node.get_float("ratio", 0.5), DType::f32)));
+        return;
+      case OpId::Clip:
+        n.add_input(node.has("min")
+                        ? constant(node.name + "/min", scalar(node.get_float("min", 0), dtype))
+                        : "");
+        if (node.has("max"))
+          n.add_input(constant(node.name + "/max", scalar(node.get_float("max", 0), dtype)));
+        while (n.input_size() > 1 && n.input(n.input_size() - 1).empty())
+          n.mutable_input()->RemoveLast();
+        return;
+      case OpId::Pad: {
+        const auto pads = node.get_ints("pads", {});
+        n.add_input(
+            constant(node.name + "/pads",
+                     Tensor::from<std::int64_t>({static_cast<std::int64_t>(pads.size())}, pads)));
+        const auto mode = node.get_string("mode", "constant");
+        if (mode == "constant") {
+          n.add_input(constant(node.name + "/value", scalar(node.get_float("value", 0.0), dtype)));
+        }
+        set_attribute(n, "mode", mode);
+        return;
+      }
+      default:
+        break;
+    }
+    fail(
+        "export: node '{}' ({}): the op is exported rewritten, but the exporter has no rewrite "
+        "for it",
+        node.name, node.op);
+  }
+
+  static bool ir_only(const Node& node) { return op_def(node).export_rule == ExportRule::ir_only; }
 
   Graph graph_;
   ExportOptions options_;

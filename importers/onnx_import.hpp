@@ -1,6 +1,7 @@
 // ONNX -> IR. Reads a ModelProto with libonnx's classes, runs the ONNX checker (its message is
 // shown on failure), and maps every node through an opset-versioned op table (opsets 7 to 17 of
-// the default domain) onto the IR of graph/ops.hpp and graph/ops_extra.cpp. Constant subgraphs
+// the default domain) onto the IR ops of graph/ops.hpp (the rules and their handlers:
+// importers/onnx_import/, one file per op family). Constant subgraphs
 // (Constant, Shape -> Gather -> Unsqueeze -> Concat -> Reshape chains, Squeeze/Unsqueeze on
 // constants, Identity) are folded at import; Squeeze/Unsqueeze on run-time values become Reshape,
 // Gemm becomes Dense (plus Transpose/Mul/Add where needed).
