@@ -50,12 +50,4 @@ const CudnnOpTable& op_table() {
 
 void lower_node(CudnnProgram& p, const Node& n) { op_table().lowering(n)(p, n); }
 
-std::vector<std::string> lowered_ops() {
-  std::vector<std::string> ops;
-  for (const auto id : all_op_ids()) {
-    if (op_table().coverage(id).lowered) ops.emplace_back(op_name(id));
-  }
-  return ops;
-}
-
 }  // namespace onnxforge::cudnn

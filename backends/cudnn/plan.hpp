@@ -19,11 +19,6 @@ namespace onnxforge::cudnn {
 // Pure host logic.
 Support node_support(const Graph& graph, const Node& node, const CompileOptions& options);
 
-// The ops op_table() lowers, by name. Defined with the table in lower.cpp (the CUDA side, library
-// onnxforge_backend_cudnn, not this host-only one): only tests/backends/cudnn_plan_test.cpp, which
-// links both, calls it; Backend::coverage(OpId) is the answer to ask.
-std::vector<std::string> lowered_ops();
-
 // ---- cuBLAS calls for row-major products ------------------------------------------------------
 // One column-major SGEMM: C(m x n) = alpha * op(A)(m x k) * op(B)(k x n) + beta * C, with
 // leading dimensions lda/ldb/ldc, as cublasSgemm takes it. `a_is_first` says whether A is the
