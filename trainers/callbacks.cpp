@@ -83,7 +83,7 @@ TrainerState::TrainerState(const TrainConfig& config)
       best(initial_best(config.checkpoint.monitor)),
       stop{initial_best(config.early_stopping.monitor), 0},
       plateau{initial_best(config.schedule.monitor), 0},
-      plateau_lr(config.optimizer.lr) {}
+      plateau_lr(config.optimizer.learning_rate) {}
 
 nlohmann::json TrainerState::to_json() const {
   return nlohmann::json{{"next_epoch", epoch + 1},         {"best", best},

@@ -31,32 +31,6 @@ double stable_bce(double logit, double label) {
   return std::max(logit, 0.0) - logit * label + std::log1p(std::exp(-std::abs(logit)));
 }
 
-data::Augment augment_of(const AugmentConfig& a) {
-  data::Augment out;
-  out.flip_probability = a.flip;
-  out.rotation_degrees = a.rotation;
-  out.shift_fraction = a.shift;
-  out.zoom = a.zoom;
-  out.brightness = a.brightness;
-  out.contrast = a.contrast;
-  return out;
-}
-
-OptimizerSpec optimizer_of(const OptimizerConfig& o, double lr) {
-  OptimizerSpec spec;
-  spec.kind = o.name == "sgd"    ? OptimizerSpec::Kind::sgd
-              : o.name == "adam" ? OptimizerSpec::Kind::adam
-                                 : OptimizerSpec::Kind::adamw;
-  spec.learning_rate = lr;
-  spec.momentum = o.momentum;
-  spec.nesterov = o.nesterov;
-  spec.beta1 = o.beta1;
-  spec.beta2 = o.beta2;
-  spec.epsilon = o.epsilon;
-  spec.weight_decay = o.weight_decay;
-  return spec;
-}
-
 // The label of train.positive_class among the data's two classes (label i is classes[i]; empty:
 // label 1, the second class in sorted order). Refused with one line when it names neither.
 int positive_label(const TrainConfig& config, const std::vector<std::string>& classes) {
@@ -170,8 +144,6 @@ TrainingGraph make_training_graph(const Graph& model, int batch,
   return tg;
 }
 
-namespace {
-
 data::BatchOptions batch_options(const TrainConfig& config, data::Mode mode) {
   data::BatchOptions options;
   options.batch_size = config.train.batch_size;
@@ -180,11 +152,9 @@ data::BatchOptions batch_options(const TrainConfig& config, data::Mode mode) {
   options.seed = config.train.seed;
   options.preprocess = data::Preprocess::named(config.data.preprocess);
   options.threads = config.data.loader_threads;
-  if (mode == data::Mode::train) options.augment = augment_of(config.augment);
+  if (mode == data::Mode::train) options.augment = config.augment;
   return options;
 }
-
-}  // namespace
 
 std::unique_ptr<BatchSource> images_in_order(const TrainConfig& config,
                                              const data::ImageCache& images) {
@@ -270,7 +240,7 @@ Scores score_dataset(Program& program, const TrainingGraph& tg, BatchSource& sou
 
 double scheduled_lr(const TrainConfig& config, int epoch) {
   const auto& s = config.schedule;
-  const double lr = config.optimizer.lr;
+  const double lr = config.optimizer.learning_rate;
   if (s.name == "step") return lr * std::pow(s.gamma, epoch / std::max(1, s.step_size));
   if (s.name == "cosine") {
     const double progress = static_cast<double>(epoch) / std::max(1, config.train.epochs);
@@ -388,7 +358,8 @@ class EpochRunner {
 
   void run(TrainerState& s, Callbacks& callbacks) {
     BatchSource& train = *sources_.train;
-    const OptimizerSpec spec = optimizer_of(context_.config.optimizer, s.lr);
+    OptimizerSpec spec = context_.config.optimizer;
+    spec.learning_rate = s.lr;
     train.start_epoch(s.epoch);
     EpochProgress& p = s.progress;
     p = EpochProgress{};

@@ -52,6 +52,10 @@ struct TrainingGraph {
 TrainingGraph make_training_graph(const Graph& model, int batch,
                                   const std::vector<double>& class_weights = {});
 
+// The batch options of a config in training (shuffled, augmented, the last partial batch
+// dropped) or evaluation mode (in order), for images and cached features alike.
+data::BatchOptions batch_options(const TrainConfig& config, data::Mode mode);
+
 // The batches of each split: train (shuffled, maybe augmented), val and test (in order).
 struct TrainSources {
   std::unique_ptr<BatchSource> train, val, test;  // test may be null
