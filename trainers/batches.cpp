@@ -46,20 +46,24 @@ class ImageBatches final : public BatchSource {
 
 class FeatureBatches final : public BatchSource {
  public:
-  FeatureBatches(const FeatureCache& cache, const FeatureBatchOptions& options)
-      : cache_(cache), options_(options) {}
+  FeatureBatches(const FeatureCache& cache, const data::BatchOptions& options)
+      : cache_(cache),
+        batch_size_(options.batch_size),
+        shuffle_(options.mode == data::Mode::train && options.shuffle),
+        drop_last_(options.mode == data::Mode::train && options.drop_last),
+        seed_(options.seed) {}
   void start_epoch(int epoch) override {
-    order_ = data::epoch_order(cache_.count(), options_.seed, epoch, options_.shuffle);
-    if (options_.drop_last) {
-      order_.resize(order_.size() / static_cast<std::size_t>(options_.batch_size) *
-                    static_cast<std::size_t>(options_.batch_size));
+    order_ = data::epoch_order(cache_.count(), seed_, epoch, shuffle_);
+    if (drop_last_) {
+      order_.resize(order_.size() / static_cast<std::size_t>(batch_size_) *
+                    static_cast<std::size_t>(batch_size_));
     }
     position_ = 0;
   }
   int next(Tensor& inputs, Tensor& labels) override {
     if (position_ >= order_.size()) return 0;
     const std::size_t n =
-        std::min(order_.size() - position_, static_cast<std::size_t>(options_.batch_size));
+        std::min(order_.size() - position_, static_cast<std::size_t>(batch_size_));
     auto in = inputs.data<float>();
     auto out = labels.data<float>();
     std::fill(in.begin(), in.end(), 0.0f);
@@ -74,8 +78,8 @@ class FeatureBatches final : public BatchSource {
     return static_cast<int>(n);
   }
   std::size_t batches_per_epoch() const override {
-    const auto b = static_cast<std::size_t>(options_.batch_size);
-    return options_.drop_last ? cache_.count() / b : (cache_.count() + b - 1) / b;
+    const auto b = static_cast<std::size_t>(batch_size_);
+    return drop_last_ ? cache_.count() / b : (cache_.count() + b - 1) / b;
   }
   std::size_t size() const override { return cache_.count(); }
   const std::vector<int>& labels() const override { return cache_.labels; }
@@ -83,7 +87,9 @@ class FeatureBatches final : public BatchSource {
 
  private:
   const FeatureCache& cache_;
-  FeatureBatchOptions options_;
+  int batch_size_;
+  bool shuffle_, drop_last_;  // train mode only
+  std::uint64_t seed_;
   std::vector<std::size_t> order_;
   std::size_t position_ = 0;
 };
@@ -96,7 +102,7 @@ std::unique_ptr<BatchSource> image_batches(const data::ImageCache& cache,
 }
 
 std::unique_ptr<BatchSource> feature_batches(const FeatureCache& cache,
-                                             const FeatureBatchOptions& options) {
+                                             const data::BatchOptions& options) {
   return std::make_unique<FeatureBatches>(cache, options);
 }
 

@@ -62,14 +62,10 @@ class FeatureCache {
   float* base_ = nullptr;
 };
 
-struct FeatureBatchOptions {
-  int batch_size = 32;
-  bool shuffle = true;     // training
-  bool drop_last = false;  // training: as the image source does
-  std::uint64_t seed = 42;
-};
-
+// The options of image_batches, with their meaning there: batch_size, seed, and in train mode
+// shuffle and drop_last (evaluate mode: every sample in order). Augmentation, preprocessing and
+// loader threads do not apply to features (they were computed once from unaugmented images).
 std::unique_ptr<BatchSource> feature_batches(const FeatureCache& cache,
-                                             const FeatureBatchOptions& options);
+                                             const data::BatchOptions& options);
 
 }  // namespace onnxforge::train

@@ -3,10 +3,14 @@
 #include <fmt/format.h>
 
 #include <toml++/toml.h>
+#include <algorithm>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <set>
 #include <sstream>
+#include <string_view>
+#include <utility>
 
 #include "core/error.hpp"
 
@@ -126,11 +130,24 @@ void apply_override(toml::table& root, const std::string& assignment, const std:
   table->insert_or_assign(leaf, value);
 }
 
+// optimizer.name and the optimizer it names.
+constexpr std::pair<std::string_view, OptimizerSpec::Kind> kOptimizers[] = {
+    {"sgd", OptimizerSpec::Kind::sgd},
+    {"adam", OptimizerSpec::Kind::adam},
+    {"adamw", OptimizerSpec::Kind::adamw}};
+
 void check(bool ok, const std::string& where, const std::string& message) {
   if (!ok) fail("{}: {}", where, message);
 }
 
 }  // namespace
+
+std::string optimizer_name(OptimizerSpec::Kind kind) {
+  for (const auto& [name, k] : kOptimizers) {
+    if (k == kind) return std::string(name);
+  }
+  fail("optimizer kind {} has no name", static_cast<int>(kind));
+}
 
 bool higher_is_better(const std::string& metric) {
   return metric.find("loss") == std::string::npos;
@@ -159,9 +176,9 @@ TrainConfig parse_config(const std::string& text, const std::string& where,
   r.get("data.classes", c.data.classes);
   r.get("data.preprocess", c.data.preprocess);
   r.get("data.loader_threads", c.data.loader_threads);
-  r.get("augment.flip", c.augment.flip);
-  r.get("augment.rotation", c.augment.rotation);
-  r.get("augment.shift", c.augment.shift);
+  r.get("augment.flip", c.augment.flip_probability);
+  r.get("augment.rotation", c.augment.rotation_degrees);
+  r.get("augment.shift", c.augment.shift_fraction);
   r.get("augment.zoom", c.augment.zoom);
   r.get("augment.brightness", c.augment.brightness);
   r.get("augment.contrast", c.augment.contrast);
@@ -175,8 +192,9 @@ TrainConfig parse_config(const std::string& text, const std::string& where,
   r.get("train.class_weights", c.train.class_weights);
   r.get("train.threshold", c.train.threshold);
   r.get("train.positive_class", c.train.positive_class);
-  r.get("optimizer.name", c.optimizer.name);
-  r.get("optimizer.lr", c.optimizer.lr);
+  std::string optimizer = optimizer_name(c.optimizer.kind);
+  r.get("optimizer.name", optimizer);
+  r.get("optimizer.lr", c.optimizer.learning_rate);
   r.get("optimizer.momentum", c.optimizer.momentum);
   r.get("optimizer.nesterov", c.optimizer.nesterov);
   r.get("optimizer.beta1", c.optimizer.beta1);
@@ -227,10 +245,12 @@ TrainConfig parse_config(const std::string& text, const std::string& where,
   const std::set<std::string> dtypes{"fp32", "bf16", "auto"};
   check(dtypes.count(c.train.dtype) != 0, where,
         "'train.dtype' must be fp32, bf16 or auto, got '" + c.train.dtype + "'");
-  const std::set<std::string> optimizers{"sgd", "adam", "adamw"};
-  check(optimizers.count(c.optimizer.name) != 0, where,
-        "'optimizer.name' must be sgd, adam or adamw, got '" + c.optimizer.name + "'");
-  check(c.optimizer.lr > 0.0, where, "'optimizer.lr' must be positive");
+  const auto kind = std::find_if(std::begin(kOptimizers), std::end(kOptimizers),
+                                 [&](const auto& o) { return o.first == optimizer; });
+  check(kind != std::end(kOptimizers), where,
+        "'optimizer.name' must be sgd, adam or adamw, got '" + optimizer + "'");
+  c.optimizer.kind = kind->second;
+  check(c.optimizer.learning_rate > 0.0, where, "'optimizer.lr' must be positive");
   const std::set<std::string> schedules{"constant", "step", "cosine", "plateau"};
   check(schedules.count(c.schedule.name) != 0, where,
         "'schedule.name' must be constant, step, cosine or plateau, got '" + c.schedule.name + "'");
@@ -298,9 +318,9 @@ std::string to_toml(const TrainConfig& c) {
                            {"classes", strings(c.data.classes)},
                            {"preprocess", c.data.preprocess},
                            {"loader_threads", c.data.loader_threads}}},
-      {"augment", toml::table{{"flip", c.augment.flip},
-                              {"rotation", c.augment.rotation},
-                              {"shift", c.augment.shift},
+      {"augment", toml::table{{"flip", c.augment.flip_probability},
+                              {"rotation", c.augment.rotation_degrees},
+                              {"shift", c.augment.shift_fraction},
                               {"zoom", c.augment.zoom},
                               {"brightness", c.augment.brightness},
                               {"contrast", c.augment.contrast}}},
@@ -314,8 +334,8 @@ std::string to_toml(const TrainConfig& c) {
                             {"class_weights", doubles(c.train.class_weights)},
                             {"threshold", c.train.threshold},
                             {"positive_class", c.train.positive_class}}},
-      {"optimizer", toml::table{{"name", c.optimizer.name},
-                                {"lr", c.optimizer.lr},
+      {"optimizer", toml::table{{"name", optimizer_name(c.optimizer.kind)},
+                                {"lr", c.optimizer.learning_rate},
                                 {"momentum", c.optimizer.momentum},
                                 {"nesterov", c.optimizer.nesterov},
                                 {"beta1", c.optimizer.beta1},

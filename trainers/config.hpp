@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "backends/backend.hpp"
+#include "data/transform.hpp"
+
 namespace onnxforge::train {
 
 struct ModelConfig {
@@ -26,15 +29,6 @@ struct DataConfig {
   int loader_threads = 1;            // background batch preparation
 };
 
-struct AugmentConfig {
-  double flip = 0.0;
-  double rotation = 0.0;  // degrees
-  double shift = 0.0;     // fraction of the size
-  double zoom = 0.0;
-  double brightness = 0.0;
-  double contrast = 0.0;
-};
-
 struct TrainLoopConfig {
   int epochs = 10;
   int batch_size = 32;
@@ -47,17 +41,6 @@ struct TrainLoopConfig {
   std::vector<double> class_weights;  // [negative, positive]; empty = 1, 1
   double threshold = 0.5;
   std::string positive_class;  // the class counted as positive; empty: the second (label 1)
-};
-
-struct OptimizerConfig {
-  std::string name = "adam";  // sgd | adam | adamw
-  double lr = 0.001;
-  double momentum = 0.0;
-  bool nesterov = false;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double epsilon = 1e-7;
-  double weight_decay = 0.0;
 };
 
 struct ScheduleConfig {
@@ -101,9 +84,12 @@ struct TrainConfig {
   std::string name;  // run name; default: the config file's stem
   ModelConfig model;
   DataConfig data;
-  AugmentConfig augment;
+  // [augment] flip, rotation, shift, zoom, brightness, contrast: the loader's augmentation.
+  data::Augment augment;
   TrainLoopConfig train;
-  OptimizerConfig optimizer;
+  // [optimizer] name (sgd | adam | adamw: kind), lr (learning_rate: schedule.* changes it per
+  // epoch), momentum, nesterov, beta1, beta2, epsilon, weight_decay.
+  OptimizerSpec optimizer{.kind = OptimizerSpec::Kind::adam, .learning_rate = 0.001};
   ScheduleConfig schedule;
   EarlyStoppingConfig early_stopping;
   CheckpointConfig checkpoint;
@@ -119,6 +105,9 @@ TrainConfig parse_config(const std::string& text, const std::string& where,
                          const std::vector<std::string>& overrides = {});
 // The fully resolved config as TOML (every key, defaults included).
 std::string to_toml(const TrainConfig& config);
+
+// optimizer.name of an optimizer kind: sgd, adam, adamw.
+std::string optimizer_name(OptimizerSpec::Kind kind);
 
 // Whether a monitored metric improves when it goes up (accuracy, auc) or down (loss).
 bool higher_is_better(const std::string& metric);

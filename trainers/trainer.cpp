@@ -17,56 +17,18 @@
 #include "eval/report.hpp"
 #include "graph/models.hpp"
 #include "graph/summary.hpp"
+#include "trainers/callbacks.hpp"
 #include "trainers/checkpoint.hpp"
 #include "trainers/distributed.hpp"
 
 namespace onnxforge::train {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
 double stable_bce(double logit, double label) {
   return std::max(logit, 0.0) - logit * label + std::log1p(std::exp(-std::abs(logit)));
-}
-
-data::Augment augment_of(const AugmentConfig& a) {
-  data::Augment out;
-  out.flip_probability = a.flip;
-  out.rotation_degrees = a.rotation;
-  out.shift_fraction = a.shift;
-  out.zoom = a.zoom;
-  out.brightness = a.brightness;
-  out.contrast = a.contrast;
-  return out;
-}
-
-OptimizerSpec optimizer_of(const OptimizerConfig& o, double lr) {
-  OptimizerSpec spec;
-  spec.kind = o.name == "sgd"    ? OptimizerSpec::Kind::sgd
-              : o.name == "adam" ? OptimizerSpec::Kind::adam
-                                 : OptimizerSpec::Kind::adamw;
-  spec.learning_rate = lr;
-  spec.momentum = o.momentum;
-  spec.nesterov = o.nesterov;
-  spec.beta1 = o.beta1;
-  spec.beta2 = o.beta2;
-  spec.epsilon = o.epsilon;
-  spec.weight_decay = o.weight_decay;
-  return spec;
-}
-
-double metric_of(const eval::EpochRecord& r, const std::string& name) {
-  if (name == "val_loss") return r.val_loss;
-  if (name == "val_accuracy") return r.val_accuracy;
-  if (name == "val_auc") return r.val_auc;
-  if (name == "loss") return r.train_loss;
-  return r.train_accuracy;
 }
 
 // The label of train.positive_class among the data's two classes (label i is classes[i]; empty:
@@ -83,32 +45,6 @@ int positive_label(const TrainConfig& config, const std::vector<std::string>& cl
   }
   fail("{}: train.positive_class '{}' is not a class of the data (its classes: '{}', '{}')",
        config.data.train, positive, classes[0], classes[1]);
-}
-
-bool improves(const std::string& metric, double value, double best, double min_delta) {
-  return higher_is_better(metric) ? value > best + min_delta : value < best - min_delta;
-}
-
-nlohmann::json history_json(const std::vector<eval::EpochRecord>& history) {
-  auto rows = nlohmann::json::array();
-  for (const auto& r : history) {
-    rows.push_back({r.epoch, r.train_loss, r.train_accuracy, r.val_loss, r.val_accuracy, r.lr,
-                    r.seconds, r.images_per_second});
-  }
-  return rows;
-}
-
-std::vector<eval::EpochRecord> history_from_json(const nlohmann::json& rows) {
-  std::vector<eval::EpochRecord> history;
-  // JSON has no NaN: a NaN (a loss that diverged, say) was written as null.
-  auto value = [](const nlohmann::json& v) {
-    return v.is_null() ? std::numeric_limits<double>::quiet_NaN() : v.get<double>();
-  };
-  for (const auto& row : rows) {
-    history.push_back({value(row.at(0)), value(row.at(1)), value(row.at(2)), value(row.at(3)),
-                       value(row.at(4)), value(row.at(5)), value(row.at(6)), value(row.at(7))});
-  }
-  return history;
 }
 
 }  // namespace
@@ -128,28 +64,6 @@ nlohmann::json layers_json(const std::vector<Program::LayerChoice>& layers,
 }
 
 namespace {
-
-void write_history(const fs::path& path, const std::vector<eval::EpochRecord>& history) {
-  std::string text = eval::history_header();
-  for (const auto& r : history) text += eval::history_row(r);
-  eval::write_file_atomic(path, text);
-}
-
-// Keras-like progress: "Epoch 3/10  120/348 [=====>......] - ETA 12s - loss 0.4123 - ...".
-std::string progress_line(int epoch, int epochs, std::size_t step, std::size_t steps,
-                          double elapsed, double loss, double accuracy, double images_per_second) {
-  constexpr int width = 24;
-  const auto done = steps ? static_cast<int>(width * step / steps) : width;
-  std::string bar(static_cast<std::size_t>(done), '=');
-  if (done < width) bar += '>' + std::string(static_cast<std::size_t>(width - done - 1), '.');
-  const double eta =
-      step ? elapsed / static_cast<double>(step) * static_cast<double>(steps - step) : 0.0;
-  return fmt::format(
-      "Epoch {}/{}  {}/{} [{}] - {} {:.0f}s - loss {:.4f} - accuracy {:.4f} - "
-      "{:.1f} img/s",
-      epoch, epochs, step, steps, bar, step < steps ? "ETA" : "took", step < steps ? eta : elapsed,
-      loss, accuracy, images_per_second);
-}
 
 std::vector<eval::Prediction> predictions_of(const BatchSource& source, const Scores& scores,
                                              bool with_paths) {
@@ -230,8 +144,6 @@ TrainingGraph make_training_graph(const Graph& model, int batch,
   return tg;
 }
 
-namespace {
-
 data::BatchOptions batch_options(const TrainConfig& config, data::Mode mode) {
   data::BatchOptions options;
   options.batch_size = config.train.batch_size;
@@ -240,11 +152,9 @@ data::BatchOptions batch_options(const TrainConfig& config, data::Mode mode) {
   options.seed = config.train.seed;
   options.preprocess = data::Preprocess::named(config.data.preprocess);
   options.threads = config.data.loader_threads;
-  if (mode == data::Mode::train) options.augment = augment_of(config.augment);
+  if (mode == data::Mode::train) options.augment = config.augment;
   return options;
 }
-
-}  // namespace
 
 std::unique_ptr<BatchSource> images_in_order(const TrainConfig& config,
                                              const data::ImageCache& images) {
@@ -330,7 +240,7 @@ Scores score_dataset(Program& program, const TrainingGraph& tg, BatchSource& sou
 
 double scheduled_lr(const TrainConfig& config, int epoch) {
   const auto& s = config.schedule;
-  const double lr = config.optimizer.lr;
+  const double lr = config.optimizer.learning_rate;
   if (s.name == "step") return lr * std::pow(s.gamma, epoch / std::max(1, s.step_size));
   if (s.name == "cosine") {
     const double progress = static_cast<double>(epoch) / std::max(1, config.train.epochs);
@@ -353,14 +263,6 @@ void broadcast_checkpoint(Communicator& comm, Checkpoint& c, const std::string& 
   std::string bytes = comm.root() ? encode_checkpoint(c) : std::string();
   comm.broadcast(bytes, what);
   if (!comm.root()) c = decode_checkpoint(bytes, fmt::format("{} (from rank 0)", what));
-}
-
-// Rank 0 reads a checkpoint and sends it to the others (the run folder need not be shared).
-Checkpoint load_on_root(Communicator& comm, const fs::path& path) {
-  std::string bytes;
-  if (comm.root()) bytes = read_checkpoint_bytes(path);
-  comm.broadcast(bytes, fmt::format("the broadcast of {}", path.string()));
-  return decode_checkpoint(bytes, path.string());
 }
 
 // Batch-norm running statistics (inputs 3 and 4 of BatchNormalization) that are initializers.
@@ -396,43 +298,16 @@ void average_running_statistics(Communicator& comm, Program& program,
   }
 }
 
-}  // namespace
+// The training Program of a config, alike on every rank (rank 0's per-layer choices and initial
+// weights), and under MPI the allreduce of its gradients.
+struct Compiled {
+  std::unique_ptr<Program> program;
+  std::unique_ptr<GradientAllreduce> allreduce;
+  std::string backend;
+  int threads = 0;
+};
 
-TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSources& sources,
-                        const TrainOptions& options) {
-  Communicator& comm = Communicator::world();
-  const bool root = comm.root();
-  // Only rank 0 prints and writes files.
-  const auto print = !root           ? [](const std::string&) {}
-                     : options.print ? options.print
-                                     : [](const std::string& line) {
-                                         std::fputs((line + "\n").c_str(), stdout);
-                                         std::fflush(stdout);
-                                       };
-  const fs::path run = options.run_dir;
-  const fs::path last_path = run / "checkpoints" / "last.ckpt";
-  const fs::path best_path = run / "checkpoints" / "best.ckpt";
-  if (root) fs::create_directories(run / "checkpoints");
-  std::string log;
-  auto say = [&](const std::string& line) {
-    print(line);
-    log += line + "\n";
-  };
-  auto write_text = [&](const fs::path& path, const std::string& text) {
-    if (root) eval::write_file_atomic(path, text);
-  };
-
-  TrainResult result;
-  const int batch_size = config.train.batch_size;
-  if (sources.train->size() < static_cast<std::size_t>(batch_size)) {
-    fail("{}: {} training images are fewer than one batch of {}", config.data.train,
-         sources.train->size(), batch_size);
-  }
-  const int positive = positive_label(config, sources.classes);  // checked before compiling
-  // Under MPI each rank's Program holds its shard of the global batch.
-  const int local_batch = local_batch_size(config);
-  result.training_graph = make_training_graph(model, local_batch, config.train.class_weights);
-  const TrainingGraph& tg = result.training_graph;
+Compiled compile_training(const TrainConfig& config, const TrainingGraph& tg, Communicator& comm) {
   CompileOptions compile;
   compile.training = true;
   compile.loss = tg.loss;
@@ -446,253 +321,233 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
   const auto backend = make_backend(config.train.backend);
   std::string why;
   if (!backend->available(&why)) fail("backend '{}' is not available: {}", backend->name(), why);
-  result.program = compile_alike(comm, *backend, tg.graph, compile, "the trained model");
-  Program& program = *result.program;
-
-  std::unique_ptr<GradientAllreduce> allreduce;
-  const auto statistics = running_statistics(tg.graph);
+  Compiled out;
+  out.backend = backend->name();
+  out.threads = compile.threads;
+  out.program = compile_alike(comm, *backend, tg.graph, compile, "the trained model");
   if (comm.distributed()) {
-    allreduce = std::make_unique<GradientAllreduce>(comm, tg.graph);
+    out.allreduce = std::make_unique<GradientAllreduce>(comm, tg.graph);
     // Every rank starts from rank 0's weights (they are seeded alike; this makes it certain).
     Checkpoint initial;
-    if (root) {
+    if (comm.root()) {
       for (const auto& init : tg.graph.initializers)
-        initial.parameters[init.name] = program.parameter(init.name);
+        initial.parameters[init.name] = out.program->parameter(init.name);
     }
     broadcast_checkpoint(comm, initial, "the broadcast of the initial weights");
-    for (const auto& [name, value] : initial.parameters) program.set_parameter(name, value);
+    for (const auto& [name, value] : initial.parameters) out.program->set_parameter(name, value);
+  }
+  return out;
+}
+
+// One epoch: the training steps (callbacks.on_batch_end after each), then the validation
+// metrics, its record appended to state.history.
+class EpochRunner {
+ public:
+  EpochRunner(TrainerContext& context, const TrainingGraph& tg, TrainSources& sources,
+              GradientAllreduce* allreduce, const eval::MetricsOptions& metrics)
+      : context_(context),
+        tg_(tg),
+        sources_(sources),
+        allreduce_(allreduce),
+        metrics_(metrics),
+        statistics_(running_statistics(tg.graph)),
+        images_(DType::f32, tg.graph.value(tg.image).shape),
+        labels_(DType::f32, tg.graph.value(tg.labels).shape) {
+    metrics_.bootstrap_resamples = 0;  // intervals only in the final evaluation
   }
 
-  // Trainer state, all of it in the checkpoint.
-  int start_epoch = 0;
-  double best = higher_is_better(config.checkpoint.monitor) ? -INFINITY : INFINITY;
-  double stop_best = higher_is_better(config.early_stopping.monitor) ? -INFINITY : INFINITY;
-  double plateau_best = higher_is_better(config.schedule.monitor) ? -INFINITY : INFINITY;
-  int stop_wait = 0, plateau_wait = 0;
-  double plateau_lr = config.optimizer.lr;
-  auto state_json = [&](int next_epoch) {
-    return nlohmann::json{{"next_epoch", next_epoch},
-                          {"best", best},
-                          {"best_epoch", result.best_epoch},
-                          {"stop_best", stop_best},
-                          {"stop_wait", stop_wait},
-                          {"plateau_best", plateau_best},
-                          {"plateau_wait", plateau_wait},
-                          {"plateau_lr", plateau_lr},
-                          {"history", history_json(result.history)}};
-  };
-  auto snapshot = [&](int next_epoch, bool with_optimizer) {
-    Checkpoint c;
-    for (const auto& init : tg.graph.initializers)
-      c.parameters[init.name] = program.parameter(init.name);
-    if (with_optimizer) c.optimizer = program.optimizer_state();
-    c.state = state_json(next_epoch);
-    return c;
-  };
-
-  if (options.resume) {
-    const Checkpoint c = load_on_root(comm, last_path);
-    for (const auto& [name, value] : c.parameters) program.set_parameter(name, value);
-    program.set_optimizer_state(c.optimizer);
-    const auto& s = c.state;
-    // JSON has no infinity: a best value still at its initial +-inf was written as null.
-    auto number = [&](const char* key, double initial) {
-      return s.at(key).is_null() ? initial : s.at(key).get<double>();
-    };
-    auto count = [&](const char* key) {
-      const auto n = json_count(s.at(key), 1u << 30);
-      if (!n) {
-        fail("{}: the trainer state in the checkpoint is malformed: {} must be a count, not {}",
-             last_path.string(), key, describe_json(s.at(key)));
-      }
-      return static_cast<int>(*n);
-    };
-    try {
-      start_epoch = count("next_epoch");
-      best = number("best", best);
-      result.best_epoch = count("best_epoch");
-      stop_best = number("stop_best", stop_best);
-      stop_wait = count("stop_wait");
-      plateau_best = number("plateau_best", plateau_best);
-      plateau_wait = count("plateau_wait");
-      plateau_lr = number("plateau_lr", plateau_lr);
-      result.history = history_from_json(s.at("history"));
-    } catch (const nlohmann::json::exception& e) {
-      fail("{}: the trainer state in the checkpoint is malformed: {}", last_path.string(),
-           e.what());
+  void run(TrainerState& s, Callbacks& callbacks) {
+    BatchSource& train = *sources_.train;
+    OptimizerSpec spec = context_.config.optimizer;
+    spec.learning_rate = s.lr;
+    train.start_epoch(s.epoch);
+    EpochProgress& p = s.progress;
+    p = EpochProgress{};
+    p.start = Clock::now();
+    p.steps = train.batches_per_epoch();
+    const double waited_before = allreduce_ ? allreduce_->seconds_waiting() : 0.0;
+    for (int n; (n = train.next(images_, labels_)) > 0;) {
+      ++p.step;
+      step(s, n, spec);
+      callbacks.on_batch_end(s);
     }
-    if (root && fs::exists(run / "train.log")) log = eval::read_file(run / "train.log");
-    say(fmt::format("Resuming {} at epoch {}/{} from {}", config.name, start_epoch + 1,
-                    config.train.epochs, last_path.string()));
-  } else {
-    write_text(run / "config.toml", to_toml(config));
-    write_text(run / "summary.txt", options.summary.empty() ? summary(model) : options.summary);
+    p.train_seconds = seconds_since(p.start);
+    average_running_statistics(context_.comm, context_.program, statistics_);
+    // Every epoch's validation metrics come from eval/, the code of the final evaluation.
+    const Scores val = score_all(context_.program, tg_, *sources_.val);
+    const eval::Metrics val_metrics =
+        eval::compute_metrics(predictions_of(*sources_.val, val, false), metrics_);
+    p.val_auc = val_metrics.auc;
+    if (allreduce_) p.allreduce_wait = allreduce_->seconds_waiting() - waited_before;
+    s.history.push_back({static_cast<double>(s.epoch + 1), p.train_loss(), p.train_accuracy(),
+                         val.loss, val_metrics.accuracy.value_or(NAN), s.lr, seconds_since(p.start),
+                         static_cast<double>(p.seen) / p.train_seconds,
+                         val_metrics.auc.value_or(NAN)});
   }
-  {
-    nlohmann::json layers = layers_json(options.feature_layers, "features");
-    for (auto& row : layers_json(program.layer_choices(), "training")) layers.push_back(row);
-    write_text(run / "layers.json", layers.dump(1) + "\n");
+
+ private:
+  void step(TrainerState& s, int n, const OptimizerSpec& spec) {
+    const TrainConfig& config = context_.config;
+    Communicator& comm = context_.comm;
+    Program& program = context_.program;
+    EpochProgress& p = s.progress;
+    if (comm.distributed()) {
+      set_last_words(fmt::format(
+          "onnxforge: rank {} of {} stopped by a signal in epoch {} step {} (when one rank "
+          "fails the launcher ends the others); {}",
+          comm.rank(), comm.size(), s.epoch + 1, p.step,
+          s.epoch > s.start_epoch || context_.options.resume
+              ? fmt::format("continue from the checkpoint of epoch {} with --resume {}", s.epoch,
+                            context_.run().string())
+              : std::string("no checkpoint yet (one is written at the end of every epoch)")));
+    }
+    maybe_inject_failure(comm.rank(),
+                         static_cast<std::int64_t>(s.epoch) * static_cast<std::int64_t>(p.steps) +
+                             static_cast<std::int64_t>(p.step));
+    program.set_input(tg_.image, images_);
+    program.set_input(tg_.labels, labels_);
+    program.forward(Mode::training);
+    double loss = program.fetch(tg_.loss).value(0);
+    const Tensor probability = program.fetch(tg_.probability);
+    std::size_t step_correct = 0;
+    for (int i = 0; i < n; ++i) {
+      // The configured threshold, as the validation metrics use it.
+      step_correct += (probability.value(i) >= config.train.threshold) == (labels_.value(i) >= 0.5);
+    }
+    auto check_loss = [&] {
+      if (std::isfinite(loss)) return;
+      const fs::path last = context_.last_path();
+      fail("training stopped: the loss is {} at epoch {} step {}; the last good checkpoint is {}",
+           loss, s.epoch + 1, p.step, fs::exists(last) ? last.string() : std::string("(none yet)"));
+    };
+    if (!comm.distributed()) check_loss();
+    program.backward();
+    if (comm.distributed()) {
+      // The mean loss over the global batch is sum_r (n_r / B) * (rank r's mean loss): each
+      // rank's gradient is weighted by its shard's share before the sum.
+      double stats[3] = {loss * n, static_cast<double>(step_correct), static_cast<double>(n)};
+      allreduce_->run(program, static_cast<double>(n) / config.train.batch_size, stats);
+      loss = stats[0] / stats[2];
+      step_correct = static_cast<std::size_t>(stats[1]);
+      n = static_cast<int>(stats[2]);
+      check_loss();  // the global loss: every rank stops alike
+    }
+    p.correct += step_correct;
+    p.loss_sum += loss * n;
+    p.seen += static_cast<std::size_t>(n);
+    double scale = 1.0;
+    if (config.train.clip_norm > 0) {
+      const double norm = program.gradient_norm();
+      if (norm > config.train.clip_norm) scale = config.train.clip_norm / norm;
+    }
+    program.update(spec, scale);
   }
+
+  TrainerContext& context_;
+  const TrainingGraph& tg_;
+  TrainSources& sources_;
+  GradientAllreduce* allreduce_;
+  eval::MetricsOptions metrics_;
+  std::vector<std::string> statistics_;
+  Tensor images_, labels_;
+};
+
+// At the end: val/ and test/ evaluated into the run folder (eval/), and the report.
+void final_evaluation(TrainerContext& context, const TrainingGraph& tg, TrainSources& sources,
+                      const eval::MetricsOptions& metrics) {
+  const bool root = context.comm.root();
+  auto evaluate = [&](BatchSource& source, const std::string& split) {
+    const Scores s = score_all(context.program, tg, source);
+    if (!root) return;
+    const auto predictions = predictions_of(source, s, true);
+    eval::SplitOptions split_options;
+    split_options.split_name = split;
+    split_options.model_name = context.config.name;
+    const auto out =
+        eval::evaluate_split(predictions, metrics, context.run() / split, split_options);
+    for (const auto& w : out.warnings) context.say("warning: " + split + ": " + w);
+    context.say(fmt::format(
+        "{:>4}: accuracy {:.4f}  AUC {}  ({} images)", split, out.metrics.accuracy.value_or(NAN),
+        out.metrics.auc ? fmt::format("{:.4f}", *out.metrics.auc) : "n/a", source.size()));
+  };
+  evaluate(*sources.val, "val");
+  if (sources.test) evaluate(*sources.test, "test");
+  if (root) {
+    eval::write_file_atomic(context.run() / "train.log", context.log);
+    const std::vector<eval::RunRecord> runs{eval::load_run(context.run(), metrics)};
+    const auto report = eval::write_report(runs, context.run());
+    for (const auto& w : report.warnings) context.say("warning: " + w);
+    context.say("Report: " + report.html.string());
+  }
+}
+
+}  // namespace
+
+TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSources& sources,
+                        const TrainOptions& options) {
+  Communicator& comm = Communicator::world();
+  const bool root = comm.root();
+  const fs::path& run = options.run_dir;
+  if (root) fs::create_directories(run / "checkpoints");
+  TrainResult result;
+  const int batch_size = config.train.batch_size;
+  if (sources.train->size() < static_cast<std::size_t>(batch_size)) {
+    fail("{}: {} training images are fewer than one batch of {}", config.data.train,
+         sources.train->size(), batch_size);
+  }
+  const int positive = positive_label(config, sources.classes);  // checked before compiling
+  // Under MPI each rank's Program holds its shard of the global batch.
+  const int local_batch = local_batch_size(config);
+  result.training_graph = make_training_graph(model, local_batch, config.train.class_weights);
+  const TrainingGraph& tg = result.training_graph;
+  Compiled compiled = compile_training(config, tg, comm);
+  result.program = std::move(compiled.program);
+
+  // Only rank 0 prints and writes files.
+  TrainerContext context{config, options, comm, *result.program, tg.graph,
+                         !root           ? [](const std::string&) {}
+                         : options.print ? options.print
+                                         : [](const std::string& line) {
+                                             std::fputs((line + "\n").c_str(), stdout);
+                                             std::fflush(stdout);
+                                           },
+                         {}};
+  TrainerState state(config);
+  Callbacks callbacks(context);
+  callbacks.on_train_begin(state);  // --resume: the state, weights and log of last.ckpt
+  state.start_epoch = state.epoch;
+  if (!options.resume) {
+    context.write_text(run / "config.toml", to_toml(config));
+    context.write_text(run / "summary.txt",
+                       options.summary.empty() ? summary(model) : options.summary);
+  }
+  nlohmann::json layers = layers_json(options.feature_layers, "features");
+  for (auto& row : layers_json(result.program->layer_choices(), "training")) layers.push_back(row);
+  context.write_text(run / "layers.json", layers.dump(1) + "\n");
 
   eval::MetricsOptions metrics;
   metrics.threshold = config.train.threshold;
   metrics.class_names = {sources.classes.at(0), sources.classes.at(1)};
   metrics.positive_label = positive;
-  eval::MetricsOptions epoch_metrics = metrics;
-  epoch_metrics.bootstrap_resamples = 0;  // intervals only in the final evaluation
+  EpochRunner runner(context, tg, sources, compiled.allreduce.get(), metrics);
 
-  BatchSource& train_source = *sources.train;
-  const std::size_t steps = train_source.batches_per_epoch();
-
-  Tensor images(DType::f32, tg.graph.value(tg.image).shape);
-  Tensor labels(DType::f32, tg.graph.value(tg.labels).shape);
   const auto run_start = Clock::now();
-  say(fmt::format("Training {} ({}) on {}: {} train / {} val images, batch {}, {} steps/epoch",
-                  config.name, model.name, backend->name(), train_source.size(),
-                  sources.val->size(), batch_size, steps));
+  context.say(
+      fmt::format("Training {} ({}) on {}: {} train / {} val images, batch {}, {} steps/epoch",
+                  config.name, model.name, compiled.backend, sources.train->size(),
+                  sources.val->size(), batch_size, sources.train->batches_per_epoch()));
   if (comm.distributed()) {
-    say(fmt::format(
+    context.say(fmt::format(
         "Data parallel over {} MPI ranks: {} rows per rank and step (rank 0), {} gradient floats "
         "in {} allreduce buckets, {} compute threads per rank",
-        comm.size(), local_batch, allreduce->parameters(), allreduce->buckets(), compile.threads));
+        comm.size(), local_batch, compiled.allreduce->parameters(), compiled.allreduce->buckets(),
+        compiled.threads));
   }
-
-  for (int epoch = start_epoch; epoch < config.train.epochs; ++epoch) {
-    const double lr = config.schedule.name == "plateau" ? plateau_lr : scheduled_lr(config, epoch);
-    const OptimizerSpec spec = optimizer_of(config.optimizer, lr);
-    train_source.start_epoch(epoch);
-    const auto epoch_start = Clock::now();
-    const double waited_before = allreduce ? allreduce->seconds_waiting() : 0.0;
-    double loss_sum = 0;
-    std::size_t correct = 0, seen = 0, step = 0;
-    for (int n; (n = train_source.next(images, labels)) > 0;) {
-      ++step;
-      if (comm.distributed()) {
-        set_last_words(fmt::format(
-            "onnxforge: rank {} of {} stopped by a signal in epoch {} step {} (when one rank "
-            "fails the launcher ends the others); {}",
-            comm.rank(), comm.size(), epoch + 1, step,
-            epoch > start_epoch || options.resume
-                ? fmt::format("continue from the checkpoint of epoch {} with --resume {}", epoch,
-                              run.string())
-                : std::string("no checkpoint yet (one is written at the end of every epoch)")));
-      }
-      maybe_inject_failure(comm.rank(),
-                           static_cast<std::int64_t>(epoch) * static_cast<std::int64_t>(steps) +
-                               static_cast<std::int64_t>(step));
-      program.set_input(tg.image, images);
-      program.set_input(tg.labels, labels);
-      program.forward(Mode::training);
-      double loss = program.fetch(tg.loss).value(0);
-      const Tensor probability = program.fetch(tg.probability);
-      std::size_t step_correct = 0;
-      for (int i = 0; i < n; ++i) {
-        // The configured threshold, as the validation metrics use it.
-        step_correct +=
-            (probability.value(i) >= config.train.threshold) == (labels.value(i) >= 0.5);
-      }
-      auto check_loss = [&] {
-        if (std::isfinite(loss)) return;
-        fail("training stopped: the loss is {} at epoch {} step {}; the last good checkpoint is {}",
-             loss, epoch + 1, step,
-             fs::exists(last_path) ? last_path.string() : std::string("(none yet)"));
-      };
-      if (!comm.distributed()) check_loss();
-      program.backward();
-      if (comm.distributed()) {
-        // The mean loss over the global batch is sum_r (n_r / B) * (rank r's mean loss): each
-        // rank's gradient is weighted by its shard's share before the sum.
-        double stats[3] = {loss * n, static_cast<double>(step_correct), static_cast<double>(n)};
-        allreduce->run(program, static_cast<double>(n) / batch_size, stats);
-        loss = stats[0] / stats[2];
-        step_correct = static_cast<std::size_t>(stats[1]);
-        n = static_cast<int>(stats[2]);
-        check_loss();  // the global loss: every rank stops alike
-      }
-      correct += step_correct;
-      loss_sum += loss * n;
-      seen += static_cast<std::size_t>(n);
-      double scale = 1.0;
-      if (config.train.clip_norm > 0) {
-        const double norm = program.gradient_norm();
-        if (norm > config.train.clip_norm) scale = config.train.clip_norm / norm;
-      }
-      program.update(spec, scale);
-      if (options.interactive && root) {
-        const double elapsed = seconds_since(epoch_start);
-        std::fprintf(stdout, "\r%s",
-                     progress_line(epoch + 1, config.train.epochs, step, steps, elapsed,
-                                   loss_sum / static_cast<double>(seen),
-                                   static_cast<double>(correct) / static_cast<double>(seen),
-                                   static_cast<double>(seen) / elapsed)
-                         .c_str());
-        std::fflush(stdout);
-      }
-    }
-    const double train_seconds = seconds_since(epoch_start);
-    average_running_statistics(comm, program, statistics);
-    // Every epoch's validation metrics come from eval/, the code of the final evaluation.
-    const Scores val = score_all(program, tg, *sources.val);
-    const eval::Metrics val_metrics =
-        eval::compute_metrics(predictions_of(*sources.val, val, false), epoch_metrics);
-    const double val_accuracy = val_metrics.accuracy.value_or(NAN);
-    eval::EpochRecord record{static_cast<double>(epoch + 1),
-                             loss_sum / static_cast<double>(seen),
-                             static_cast<double>(correct) / static_cast<double>(seen),
-                             val.loss,
-                             val_accuracy,
-                             lr,
-                             seconds_since(epoch_start),
-                             static_cast<double>(seen) / train_seconds,
-                             val_metrics.auc.value_or(NAN)};
-    result.history.push_back(record);
-    if (options.interactive && root) std::fputs("\r\033[K", stdout);
-    say(progress_line(epoch + 1, config.train.epochs, steps, steps, train_seconds,
-                      record.train_loss, record.train_accuracy, record.images_per_second) +
-        fmt::format(" - val_loss {:.4f} - val_accuracy {:.4f} - val_auc {} - lr {:.3g}", val.loss,
-                    val_accuracy, val_metrics.auc ? fmt::format("{:.4f}", *val_metrics.auc) : "n/a",
-                    lr) +
-        (allreduce ? fmt::format(" - waited {:.1f}s for the gradient allreduce",
-                                 allreduce->seconds_waiting() - waited_before)
-                   : std::string()));
-    if (root) write_history(run / "history.csv", result.history);
-
-    // Callbacks: checkpoint of the best, plateau schedule, early stopping.
-    const double monitored = metric_of(record, config.checkpoint.monitor);
-    if (improves(config.checkpoint.monitor, monitored, best, 0.0)) {
-      best = monitored;
-      result.best_epoch = epoch + 1;
-      if (root) save_checkpoint(best_path, snapshot(epoch + 1, false));
-    }
-    if (config.schedule.name == "plateau") {
-      const double value = metric_of(record, config.schedule.monitor);
-      if (improves(config.schedule.monitor, value, plateau_best, 0.0)) {
-        plateau_best = value;
-        plateau_wait = 0;
-      } else if (++plateau_wait >= config.schedule.patience) {
-        plateau_lr = std::max(config.schedule.min_lr, plateau_lr * config.schedule.factor);
-        plateau_wait = 0;
-      }
-    }
-    bool stop = false;
-    if (config.early_stopping.patience > 0) {
-      const double value = metric_of(record, config.early_stopping.monitor);
-      if (improves(config.early_stopping.monitor, value, stop_best,
-                   config.early_stopping.min_delta)) {
-        stop_best = value;
-        stop_wait = 0;
-      } else if (++stop_wait >= config.early_stopping.patience) {
-        stop = epoch + 1 < config.train.epochs;
-      }
-    }
-    if (root) save_checkpoint(last_path, snapshot(epoch + 1, true));
-    write_text(run / "train.log", log);
-    if (stop) {
-      result.stopped_early = true;
-      say(fmt::format("Early stopping at epoch {}: {} has not improved for {} epochs", epoch + 1,
-                      config.early_stopping.monitor, config.early_stopping.patience));
-      break;
-    }
+  for (; state.epoch < config.train.epochs; ++state.epoch) {
+    callbacks.on_epoch_begin(state);  // the learning rate
+    runner.run(state, callbacks);
+    callbacks.on_epoch_end(state);  // progress, checkpoints, schedule, early stopping
+    if (state.stop_training) break;
   }
   if (comm.distributed()) {
     set_last_words(
@@ -700,42 +555,15 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, TrainSour
                     "evaluation; the checkpoints in {} are complete",
                     comm.rank(), comm.size(), (run / "checkpoints").string()));
   }
-  result.best_value = best;
   result.seconds = seconds_since(run_start);
-  const bool restore =
-      result.stopped_early && config.early_stopping.restore_best && result.best_epoch > 0;
-  if (restore) {
-    const Checkpoint c = load_on_root(comm, best_path);
-    for (const auto& [name, value] : c.parameters) program.set_parameter(name, value);
-    say(fmt::format("Restored the best weights (epoch {}, {} {:.4f})", result.best_epoch,
-                    config.checkpoint.monitor, best));
-  }
+  callbacks.on_train_end(state);  // early stopping: its line, the best weights restored
+  result.history = state.history;
+  result.best_epoch = state.best_epoch;
+  result.best_value = state.best;
+  result.stopped_early = state.stop_training;
 
-  if (options.final_evaluation) {
-    auto evaluate = [&](BatchSource& source, const std::string& split) {
-      const Scores s = score_all(program, tg, source);
-      if (!root) return;
-      const auto predictions = predictions_of(source, s, true);
-      eval::SplitOptions split_options;
-      split_options.split_name = split;
-      split_options.model_name = config.name;
-      const auto out = eval::evaluate_split(predictions, metrics, run / split, split_options);
-      for (const auto& w : out.warnings) say("warning: " + split + ": " + w);
-      say(fmt::format(
-          "{:>4}: accuracy {:.4f}  AUC {}  ({} images)", split, out.metrics.accuracy.value_or(NAN),
-          out.metrics.auc ? fmt::format("{:.4f}", *out.metrics.auc) : "n/a", source.size()));
-    };
-    evaluate(*sources.val, "val");
-    if (sources.test) evaluate(*sources.test, "test");
-    if (root) {
-      eval::write_file_atomic(run / "train.log", log);
-      const std::vector<eval::RunRecord> runs{eval::load_run(run, metrics)};
-      const auto report = eval::write_report(runs, run);
-      for (const auto& w : report.warnings) say("warning: " + w);
-      say("Report: " + report.html.string());
-    }
-  }
-  write_text(run / "train.log", log);
+  if (options.final_evaluation) final_evaluation(context, tg, sources, metrics);
+  context.write_text(run / "train.log", context.log);
   return result;
 }
 

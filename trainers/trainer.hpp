@@ -1,5 +1,6 @@
 // The training loop: a model, its binary cross-entropy on logits, an optimizer and callbacks
-// (learning-rate schedule, checkpoint of the best, early stopping, progress), atomic checkpoints
+// (trainers/callbacks.hpp: learning-rate schedule, checkpoint of the best, early stopping,
+// progress, the last checkpoint), atomic checkpoints
 // and exact resume; at the end, validation and test evaluated with eval/ into the run folder:
 //
 //   RUN/config.toml        the resolved config          RUN/summary.txt   the model summary
@@ -50,6 +51,10 @@ struct TrainingGraph {
 };
 TrainingGraph make_training_graph(const Graph& model, int batch,
                                   const std::vector<double>& class_weights = {});
+
+// The batch options of a config in training (shuffled, augmented, the last partial batch
+// dropped) or evaluation mode (in order), for images and cached features alike.
+data::BatchOptions batch_options(const TrainConfig& config, data::Mode mode);
 
 // The batches of each split: train (shuffled, maybe augmented), val and test (in order).
 struct TrainSources {
@@ -112,7 +117,7 @@ TrainResult train_model(const TrainConfig& config, const Graph& model, const Tra
                         const TrainOptions& options);
 
 // The learning rate of `epoch` (0-based) for the schedules without state (constant, step,
-// cosine); plateau starts at optimizer.lr and is reduced by the loop.
+// cosine); plateau starts at optimizer.lr and is reduced by ReduceLrOnPlateau.
 double scheduled_lr(const TrainConfig& config, int epoch);
 
 }  // namespace onnxforge::train

@@ -134,10 +134,7 @@ TransferResult train_transfer(const TrainConfig& config, const Graph& backbone,
   bool backbone_trains = false;
   for (const auto& init : backbone.initializers)
     backbone_trains = backbone_trains || init.trainable;
-  const bool augmenting = config.augment.flip > 0 || config.augment.rotation > 0 ||
-                          config.augment.shift > 0 || config.augment.zoom > 0 ||
-                          config.augment.brightness > 0 || config.augment.contrast > 0;
-  result.cached = config.transfer.cache_features && !backbone_trains && !augmenting;
+  result.cached = config.transfer.cache_features && !backbone_trains && !config.augment.any();
 
   TrainOptions head_options = options;
   head_options.summary = summary(result.model);
@@ -183,11 +180,8 @@ TransferResult train_transfer(const TrainConfig& config, const Graph& backbone,
       features.val = sharded_feature_batches(*val_cache, in_order);
       if (test_cache) features.test = sharded_feature_batches(*test_cache, in_order);
     } else {
-      features.train = feature_batches(*train_cache, {.batch_size = config.train.batch_size,
-                                                      .shuffle = true,
-                                                      .drop_last = true,
-                                                      .seed = config.train.seed});
-      const FeatureBatchOptions in_order{.batch_size = config.train.batch_size, .shuffle = false};
+      features.train = feature_batches(*train_cache, batch_options(config, data::Mode::train));
+      const data::BatchOptions in_order = batch_options(config, data::Mode::evaluate);
       features.val = feature_batches(*val_cache, in_order);
       if (test_cache) features.test = feature_batches(*test_cache, in_order);
     }
@@ -213,13 +207,13 @@ TransferResult train_transfer(const TrainConfig& config, const Graph& backbone,
     }
     TrainConfig phase2 = config;
     phase2.train.epochs = config.transfer.fine_tune_epochs;
-    phase2.optimizer.lr = config.transfer.fine_tune_lr;
+    phase2.optimizer.learning_rate = config.transfer.fine_tune_lr;
     phase2.name = fmt::format("{}-fine-tune", config.name);
     TrainOptions phase2_options = options;
     phase2_options.run_dir = options.run_dir / "fine_tune";
     phase2_options.resume = false;
     print(fmt::format("Fine-tuning {} parameters ({}*) at lr {}", unfrozen,
-                      config.transfer.unfreeze, phase2.optimizer.lr));
+                      config.transfer.unfreeze, phase2.optimizer.learning_rate));
     result.training = train_model(phase2, tuned, data, phase2_options);
     store_parameters(tuned, *result.training.program);
     result.model = std::move(tuned);
@@ -262,8 +256,8 @@ Graph pretrain_orientation_backbone(const TrainConfig& base, const TrainData& da
   config.early_stopping = {};
   config.schedule = {};
   config.transfer = {};
-  config.optimizer.name = "adam";
-  config.optimizer.lr = 1e-3;
+  config.optimizer.kind = OptimizerSpec::Kind::adam;
+  config.optimizer.learning_rate = 1e-3;
   config.train.positive_class = "upside_down";
   // Under auto the pretraining runs in fp32: this deep VGG16 without batch norm starts on a
   // plateau at ln 2, and bf16 rounding delays its escape (docs/BENCHMARKS.md: fp32 left it by step

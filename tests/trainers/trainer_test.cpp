@@ -190,9 +190,9 @@ TEST(TrainLoop, ResumeEndsAtTheWeightsOfAnUninterruptedRun) {
   const auto straight = temp_dir("straight");
   const auto split = temp_dir("split");
   TrainConfig config = tiny_config(4);
-  config.optimizer.name = "sgd";
+  config.optimizer.kind = OptimizerSpec::Kind::sgd;
   config.optimizer.momentum = 0.9;
-  config.augment.flip = 0.5;
+  config.augment.flip_probability = 0.5;
   config.augment.brightness = 0.2;
   const Graph model = tiny_model(5, /*with_dropout=*/true);
   const auto a = train_model(config, model, tiny_data(), quiet(straight));
@@ -222,7 +222,7 @@ TEST(TrainLoop, ResumeEndsAtTheWeightsOfAnUninterruptedRun) {
 TEST(TrainLoop, EarlyStoppingRestoresTheBestWeights) {
   const auto dir = temp_dir("early");
   TrainConfig config = tiny_config(30);
-  config.optimizer.lr = 0.05;
+  config.optimizer.learning_rate = 0.05;
   config.early_stopping.patience = 2;
   config.early_stopping.min_delta = 10.0;  // nothing counts as an improvement after epoch 1
   const auto result = train_model(config, tiny_model(3), tiny_data(), quiet(dir));
@@ -238,7 +238,7 @@ TEST(TrainLoop, EarlyStoppingRestoresTheBestWeights) {
 TEST(TrainLoop, ValAucMonitorKeepsTheEpochOfTheHighestValidationAuc) {
   const auto dir = temp_dir("auc");
   TrainConfig config = tiny_config(6);
-  config.optimizer.lr = 0.002;  // slow enough for the AUC to move between epochs
+  config.optimizer.learning_rate = 0.002;  // slow enough for the AUC to move between epochs
   config.early_stopping.monitor = "val_auc";
   config.checkpoint.monitor = "val_auc";
   const auto result = train_model(config, tiny_model(3), tiny_data(), quiet(dir));
@@ -295,8 +295,8 @@ TEST(TrainLoop, NanLossStopsWithEpochAndStepAndKeepsTheLastCheckpoint) {
   train_model(config, tiny_model(3), tiny_data(), quiet(dir));
   const auto before = load_checkpoint(dir / "checkpoints" / "last.ckpt");
   config.train.epochs = 3;
-  config.optimizer.name = "sgd";
-  config.optimizer.lr = 1e30;  // the weights overflow within a step or two
+  config.optimizer.kind = OptimizerSpec::Kind::sgd;
+  config.optimizer.learning_rate = 1e30;  // the weights overflow within a step or two
   TrainOptions resume = quiet(dir);
   resume.resume = true;
   EXPECT_ERROR(train_model(config, tiny_model(3), tiny_data(), resume), "loss is", "epoch 2",
@@ -706,9 +706,9 @@ TEST(Configs, ErrorsAreOneLineNamingTheKeyOrPath) {
       base, "x.toml",
       {"train.epochs=3", "optimizer.lr=0.5", "train.backend=reference", "augment.flip=0.5"});
   EXPECT_EQ(c.train.epochs, 3);
-  EXPECT_EQ(c.optimizer.lr, 0.5);
+  EXPECT_EQ(c.optimizer.learning_rate, 0.5);
   EXPECT_EQ(c.train.backend, "reference");
-  EXPECT_EQ(c.augment.flip, 0.5);
+  EXPECT_EQ(c.augment.flip_probability, 0.5);
 
   TrainConfig missing = c;
   missing.data.train = "/nonexistent/train";
@@ -725,7 +725,7 @@ TEST(Configs, ShippedConfigsParse) {
 
 TEST(Schedules, StepCosineAndConstant) {
   TrainConfig c = tiny_config(10);
-  c.optimizer.lr = 1.0;
+  c.optimizer.learning_rate = 1.0;
   EXPECT_EQ(scheduled_lr(c, 7), 1.0);
   c.schedule.name = "step";
   c.schedule.step_size = 3;
