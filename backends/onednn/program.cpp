@@ -1,5 +1,5 @@
 // The oneDNN Program: compile-time planning (values, layout views, gradient accumulation) and the
-// run-time entry points. The op lowerings live in lower.cpp.
+// run-time entry points. The op lowerings live in lower.cpp and lower/<family>.cpp.
 #include "backends/onednn/program.hpp"
 
 #include <omp.h>
