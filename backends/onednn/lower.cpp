@@ -111,8 +111,8 @@ Support node_support(const Graph& graph, const Node& node, const CompileOptions&
                                "in oneDNN 2.6; this CPU offers {} (use --dtype fp32 or auto)",
                                isa_name())};
   }
-  if (node.is(OpId::AveragePool) && node.get_int("ceil_mode", 0) != 0 &&
-      node.get_int("count_include_pad", 0) != 0) {
+  if (node.is(OpId::AveragePool) && attr_int(node, "ceil_mode") != 0 &&
+      attr_int(node, "count_include_pad") != 0) {
     const Shape& xs = graph.value(node.inputs[0]).shape;
     const Shape& ys = graph.value(node.outputs[0]).shape;
     const Window2d win = window_of(node, graph);

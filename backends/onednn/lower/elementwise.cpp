@@ -2,7 +2,6 @@
 // Clip and Dropout (loops on the input's own layout).
 #include <cmath>
 #include <cstdint>
-#include <limits>
 
 #include "backends/onednn/lower/common.hpp"
 #include "core/error.hpp"
@@ -20,7 +19,7 @@ void lower_eltwise(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
   float alpha = 0.f;
   bool use_dst = false;
   if (n.is(OpId::LeakyRelu)) {
-    alpha = static_cast<float>(n.get_float("alpha", 0.01));
+    alpha = static_cast<float>(attr_float(n, "alpha"));
   } else if (n.is(OpId::Sigmoid)) {
     alg = algorithm::eltwise_logistic_use_dst_for_bwd;
     use_dst = true;
@@ -72,8 +71,8 @@ void lower_identity(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
 void lower_clip(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
   const std::string x = n.inputs[0];
   const std::string y = n.outputs[0];
-  const auto lo = static_cast<float>(n.get_float("min", -std::numeric_limits<double>::infinity()));
-  const auto hi = static_cast<float>(n.get_float("max", std::numeric_limits<double>::infinity()));
+  const auto lo = static_cast<float>(attr_float(n, "min"));
+  const auto hi = static_cast<float>(attr_float(n, "max"));
   const Desc md = p.value(x).md;
   memory xm = p.value(x).mem;
   memory ym = p.define(y, md);
@@ -124,7 +123,7 @@ void lower_dropout(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
     }
     return;
   }
-  const double ratio = n.get_float("ratio", 0.5);
+  const double ratio = attr_float(n, "ratio");
   memory xm = in.mem;
   memory ym = p.define(y, in.md);
   memory mask = p.allocate(in.md);

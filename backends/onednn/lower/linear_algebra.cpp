@@ -212,7 +212,7 @@ void lower_conv(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
   const std::string y = relu ? relu->outputs[0] : n.outputs[0];
   const Shape ws = p.value(w).shape;
   const Window2d win = window_of(n, p.graph());
-  const std::int64_t group = n.get_int("group", 1);
+  const std::int64_t group = attr_int(n, "group");
   ConvSpec c;
   c.xs = p.value(x).shape;
   c.ys = p.value(y).shape;

@@ -16,8 +16,8 @@ void lower_bce(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
   const std::string t = n.inputs[1];
   const std::string y = n.outputs[0];
   const Shape xs = p.value(x).shape;
-  const double wp = n.get_float("weight_positive", 1.0);
-  const double wn = n.get_float("weight_negative", 1.0);
+  const double wp = attr_float(n, "weight_positive");
+  const double wn = attr_float(n, "weight_negative");
   memory xm = p.use(x, plain_desc(xs), plan);
   memory tm = p.use(t, plain_desc(xs), plan);
   memory ym = p.define(y, plain_desc({}));

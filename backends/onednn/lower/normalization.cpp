@@ -18,8 +18,8 @@ void lower_batch_norm(OnednnProgram& p, const Node& n, const Node* relu, Plan pl
   const std::string var = n.inputs[4];
   // A fused ReLU (fuse_norm_relu): y is the ReLU's output, its mask a workspace for backward.
   const std::string y = relu ? relu->outputs[0] : n.outputs[0];
-  const float epsilon = static_cast<float>(n.get_float("epsilon", 1e-5));
-  const double momentum = n.get_float("momentum", 0.9);
+  const float epsilon = static_cast<float>(attr_float(n, "epsilon"));
+  const double momentum = attr_float(n, "momentum");
   // A frozen batch norm (non-trainable scale) runs in inference mode, also while training.
   const bool frozen = p.value(scale).parameter && !p.value(scale).trainable;
   const bool batch_stats = training && !frozen;
@@ -123,7 +123,7 @@ void lower_softmax(OnednnProgram& p, const Node& n, Plan plan, const char* label
   const std::string x = n.inputs[0];
   const std::string y = n.outputs[0];
   const Shape xs = p.value(x).shape;
-  std::int64_t axis = n.get_int("axis", -1);
+  std::int64_t axis = attr_int(n, "axis");
   if (axis < 0) axis += static_cast<std::int64_t>(xs.size());
   if (xs.empty()) axis = 0;
   const Desc md = plain_desc(xs);

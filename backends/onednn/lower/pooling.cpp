@@ -106,7 +106,7 @@ void lower_pool(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
     win = window_of(n, p.graph());
     if (n.is(OpId::MaxPool)) {
       alg = algorithm::pooling_max;
-    } else if (n.get_int("count_include_pad", 0) != 0) {
+    } else if (attr_int(n, "count_include_pad") != 0) {
       alg = algorithm::pooling_avg_include_padding;
     }
   }

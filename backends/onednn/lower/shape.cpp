@@ -34,7 +34,7 @@ void lower_transpose(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
   const std::string y = n.outputs[0];
   const Shape xs = p.value(x).shape;
   const Shape ys = p.value(y).shape;
-  const auto perm = n.get_ints("perm", {});
+  const auto perm = attr_ints(n, "perm");
   const std::size_t rank = xs.size();
   auto strides_of = [](const Shape& s) {
     memory::dims st(s.size(), 1);
@@ -67,7 +67,7 @@ void lower_transpose(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
 void lower_concat(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
   const std::string y = n.outputs[0];
   const Shape ys = p.value(y).shape;
-  std::int64_t axis = n.get_int("axis", 1);
+  std::int64_t axis = attr_int(n, "axis");
   if (axis < 0) axis += static_cast<std::int64_t>(ys.size());
   std::vector<Desc> srcs;
   std::unordered_map<int, memory> args;
@@ -103,9 +103,9 @@ void lower_pad(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
   const std::string y = n.outputs[0];
   const Shape xs = p.value(x).shape;
   const Shape ys = p.value(y).shape;
-  const auto pads = n.get_ints("pads", {});
-  const std::string mode = n.get_string("mode", "constant");
-  const auto value = static_cast<float>(n.get_float("value", 0.0));
+  const auto pads = attr_ints(n, "pads");
+  const std::string mode = attr_string(n, "mode");
+  const auto value = static_cast<float>(attr_float(n, "value"));
   const std::size_t rank = xs.size();
   std::vector<std::int64_t> x_strides(rank, 1);
   for (std::size_t i = rank; i-- > 1;) x_strides[i - 1] = x_strides[i] * xs[i];
