@@ -55,6 +55,17 @@ inline bool trainable_with_gradient(OnednnProgram& p, const std::string& name) {
   return v.parameter && v.trainable && p.needs_gradient(name);
 }
 
+// `s` with leading 1s up to `rank` (numpy broadcasting aligns shapes on the right).
+inline Shape padded(const Shape& s, std::size_t rank) {
+  Shape out(rank - s.size(), 1);
+  out.insert(out.end(), s.begin(), s.end());
+  return out;
+}
+
+// Whether a primitive descriptor's implementation is oneDNN's reference one (scalar code with
+// index arithmetic per element), not a kernel for the case.
+inline bool is_reference_impl(const std::string& impl) { return impl.rfind("ref", 0) == 0; }
+
 // A desc's layout for step labels ("aBcd8b", "acdb:bf16"; "any" before a primitive chose one).
 inline std::string layout_name(const Desc& md) {
   const auto& d = md.data;

@@ -583,12 +583,7 @@ void lower_dense(OnednnProgram& p, const Node& n, const Node* relu, Plan plan) {
 // MatMul: oneDNN matmul on plain layouts, operands padded to the output's rank with leading 1s
 // (oneDNN broadcasts batch dimensions of 1). Backward: dA = dY x B^T and dB = A^T x dY through
 // transposed views (swapped strides), then a sum reduction over the batch dimensions an operand
-// was broadcast along.
-Shape padded(const Shape& s, std::size_t rank) {
-  Shape out(rank - s.size(), 1);
-  out.insert(out.end(), s.begin(), s.end());
-  return out;
-}
+// was broadcast along (padded(), lower/common.hpp).
 
 // The plain desc of `s` with its last two dimensions swapped in place (a transposed view).
 Desc transposed_view(const Shape& s) {
