@@ -302,12 +302,12 @@ void add_binary_lowerings(LoweringTable& table) {
               {.backward = true,
                .note = "broadcasting: oneDNN's binary where one operand has the output's shape "
                        "and oneDNN 2.6 has a kernel for the layouts, else a single-threaded loop "
-                       "on plain layouts; backward: that loop"});
+                       "on plain layouts; backward, for every shape: such a loop"});
   table.lower({OpId::Sub, OpId::Div}, lower_arithmetic,
               {.backward = true,
                .note = "broadcasting: oneDNN's binary where A has the output's shape and oneDNN "
                        "2.6 has a kernel for the layouts, else a single-threaded loop on plain "
-                       "layouts; backward: that loop"});
+                       "layouts; backward, for every shape: such a loop"});
 }
 
 }  // namespace onnxforge::onednn
