@@ -600,18 +600,22 @@ Desc transposed_view(const Shape& s) {
 void contribute_reduced(OnednnProgram& p, const std::string& name, const memory& full,
                         const Shape& full_shape, const Shape& shape, const std::string& label) {
   const Desc target = plain_desc(shape);
+  // `target` reads the gradient's bytes as plain ones: only when they are (an operand produced in
+  // a blocked layout, by a convolution say, takes the plain sum through the sink's reorder).
+  const Value& v = p.value(name);
+  const bool plain = v.md == plain_desc(v.shape);
+  GradSink sink =
+      plain ? p.gradient_sink(name, target, target) : p.gradient_sink(name, plain_desc(v.shape));
+  const memory dst = plain ? sink.mem : memory(target, p.engine(), sink.mem.get_data_handle());
   if (full_shape == shape) {
-    GradSink sink = p.gradient_sink(name, target, target);
-    p.add_primitive(Plan::backward, label + " (copy)", dnnl::reorder(full, sink.mem),
-                    {{DNNL_ARG_FROM, full}, {DNNL_ARG_TO, sink.mem}});
-    p.finish(sink);
-    return;
+    p.add_primitive(Plan::backward, label + " (copy)", dnnl::reorder(full, dst),
+                    {{DNNL_ARG_FROM, full}, {DNNL_ARG_TO, dst}});
+  } else {
+    dnnl::reduction::primitive_desc rpd(
+        {algorithm::reduction_sum, full.get_desc(), target, 0.f, 0.f}, p.engine());
+    p.add_primitive(Plan::backward, label + " (batch sum)", dnnl::reduction(rpd),
+                    {{DNNL_ARG_SRC, full}, {DNNL_ARG_DST, dst}});
   }
-  dnnl::reduction::primitive_desc rpd({algorithm::reduction_sum, full.get_desc(), target, 0.f, 0.f},
-                                      p.engine());
-  GradSink sink = p.gradient_sink(name, target, target);
-  p.add_primitive(Plan::backward, label + " (batch sum)", dnnl::reduction(rpd),
-                  {{DNNL_ARG_SRC, full}, {DNNL_ARG_DST, sink.mem}});
   p.finish(sink);
 }
 
