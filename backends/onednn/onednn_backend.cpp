@@ -16,13 +16,7 @@ class OnednnBackend final : public Backend {
     return onednn::node_support(graph, node, options);
   }
 
-  // Until the op table of this backend lands: every op is lowered (node_support lists them).
-  OpCoverage coverage(OpId id) const override {
-    OpCoverage c;
-    c.lowered = c.backward = true;
-    c.bf16 = id == OpId::Conv || id == OpId::Dense;
-    return c;
-  }
+  OpCoverage coverage(OpId op) const override { return onednn::op_coverage(op); }
 
   std::unique_ptr<Program> build(const Graph& graph, const CompileOptions& options) const override {
     return std::make_unique<onednn::OnednnProgram>(graph, options);

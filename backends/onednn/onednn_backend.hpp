@@ -1,6 +1,7 @@
 // The oneDNN CPU backend: compiles a Graph into oneDNN primitives (created once per Program) plus
-// a few vectorised OpenMP loops for the ops without a natural primitive (dropout, losses,
-// broadcasting Add) and for the optimizer update, which runs in place on the parameters.
+// a few vectorised OpenMP loops for the ops without a natural primitive (dropout, losses) and
+// for the optimizer update, which runs in place on the parameters, and loops for the broadcasting
+// arithmetic oneDNN 2.6's binary primitive has no kernel for.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 // The oneDNN Program: compile-time planning (values, layout views, gradient accumulation) and the
-// run-time entry points. The op lowerings live in lower.cpp.
+// run-time entry points. The op lowerings live in lower.cpp and lower/<family>.cpp.
 #include "backends/onednn/program.hpp"
 
 #include <omp.h>
@@ -584,7 +584,7 @@ void OnednnProgram::plan_fusion() {
   if (!options_.training) {
     for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
       const Node& node = graph_.nodes[i];
-      if (!node.is(OpId::Flatten) || node.get_int("axis", 1) != 1) continue;
+      if (!node.is(OpId::Flatten) || attr_int(node, "axis") != 1) continue;
       if (value(node.inputs[0]).shape.size() != 4) continue;
       const std::string& out = node.outputs[0];
       if (visible.count(out)) continue;

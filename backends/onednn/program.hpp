@@ -142,7 +142,7 @@ class OnednnProgram final : public Program {
   std::string memory_summary() const;
   const MemoryPlan& memory_plan() const { return memory_plan_; }
 
-  // ---- used by the op lowerings (lower.cpp) ----
+  // ---- used by the op lowerings (lower.cpp, lower/<family>.cpp) ----
   dnnl::engine& engine() { return engine_; }
   dnnl::stream& stream() { return stream_; }
   const CompileOptions& options() const { return options_; }
@@ -312,18 +312,19 @@ class OnednnProgram final : public Program {
   std::vector<std::pair<std::string, std::string>> time_order_;
 };
 
-// ---- op lowerings (lower.cpp) ---------------------------------------------------------------
+// ---- op lowerings (lower.cpp; each family's ops in lower/<family>.cpp) -------------------------
 // The ISA oneDNN runs at (after any ONEDNN_MAX_CPU_ISA cap): "avx2", "avx512_core_bf16", ...
 std::string isa_name();
 // Whether oneDNN computes bf16 natively here (avx512_core_bf16 or AMX), not by emulation.
 bool cpu_has_native_bf16();
-// Whether the backend can run `node`: dtypes, attributes, this CPU's ISA for bf16.
+// Whether the backend can run `node`: its op's answer in the op table, then dtypes, attributes,
+// this CPU's ISA for bf16.
 Support node_support(const Graph& graph, const Node& node, const CompileOptions& options);
-// Lowers one node into `plan` (and registers its backward when plan is training). `fused_relu`
-// is the Relu node folded into a Conv/Dense as a post-op, or null.
+// The op table's answer for `op` (Backend::coverage).
+OpCoverage op_coverage(OpId op);
+// Lowers one node into `plan` (and registers its backward when plan is training), by the op
+// table. `fused_relu` is the Relu node folded into a Conv/Dense/BatchNormalization, or null.
 void lower_node(OnednnProgram& program, const Node& node, const Node* fused_relu, Plan plan);
-// The ops of graph/ops_extra.cpp (lower_extra.cpp); false when `node` is not one of them.
-bool lower_extra_node(OnednnProgram& program, const Node& node, Plan plan);
 // A plain (row-major) f32 desc of a shape; a scalar is {1}.
 Desc plain_desc(const Shape& shape, DataType type = DataType::f32);
 memory::dims dims_of(const Shape& shape);
