@@ -166,7 +166,7 @@ Workload make_workload(const BenchArgs& args) {
     }
     const bool binary = model.inputs.size() == 1 && model.outputs.size() == 1 &&
                         model.producer(model.outputs[0]) &&
-                        model.producer(model.outputs[0])->op == "Sigmoid";
+                        model.producer(model.outputs[0])->is(OpId::Sigmoid);
     bool made = false;
     if (binary) {
       try {

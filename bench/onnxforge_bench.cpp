@@ -77,7 +77,7 @@ Graph with_loss_on_logits(Graph g) {
   g.inputs.push_back({"labels", DType::f32, g.value(logits).shape});
   Node loss;
   loss.name = "loss";
-  loss.op = "BinaryCrossEntropyWithLogits";
+  loss.op = std::string(op_name(OpId::BinaryCrossEntropyWithLogits));
   loss.inputs = {logits, "labels"};
   loss.outputs = {"loss"};
   g.nodes.push_back(loss);
@@ -96,11 +96,11 @@ Graph vgg16_for_training(std::int64_t batch) {
   Graph g = with_batch(build_model("vgg16"), batch);
   const std::string features = g.outputs.at(0);
   const std::int64_t channels = g.value(features).shape.at(1);
-  auto add = [&g](const std::string& op, std::vector<std::string> inputs, const std::string& out,
+  auto add = [&g](OpId op, std::vector<std::string> inputs, const std::string& out,
                   std::map<std::string, Attribute> attributes = {}) {
     Node n;
     n.name = out;
-    n.op = op;
+    n.op = std::string(op_name(op));
     n.inputs = std::move(inputs);
     n.outputs = {out};
     n.attributes = std::move(attributes);
@@ -109,10 +109,10 @@ Graph vgg16_for_training(std::int64_t batch) {
   const double limit = std::sqrt(6.0 / static_cast<double>(channels + 1));  // Glorot uniform
   g.initializers.push_back({"head/kernel", random_tensor({1, channels}, 3, -limit, limit), true});
   g.initializers.push_back({"head/bias", Tensor(DType::f32, {1}), true});
-  add("GlobalAveragePool", {features}, "head_pool");
-  add("Flatten", {"head_pool"}, "head_flatten", {{"axis", std::int64_t{1}}});
-  add("Dense", {"head_flatten", "head/kernel", "head/bias"}, "head_logits");
-  add("Sigmoid", {"head_logits"}, "head_probability");
+  add(OpId::GlobalAveragePool, {features}, "head_pool");
+  add(OpId::Flatten, {"head_pool"}, "head_flatten", {{"axis", std::int64_t{1}}});
+  add(OpId::Dense, {"head_flatten", "head/kernel", "head/bias"}, "head_logits");
+  add(OpId::Sigmoid, {"head_logits"}, "head_probability");
   g.outputs = {"head_probability"};
   g.validate();
   return with_loss_on_logits(std::move(g));

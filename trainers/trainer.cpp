@@ -134,7 +134,11 @@ TrainingGraph make_training_graph(const Graph& model, int batch,
   tg.logits = head->inputs.at(0);
   const auto& logits_info = tg.graph.value(tg.logits);
   tg.graph.inputs.push_back({tg.labels, logits_info.dtype, logits_info.shape});
-  Node loss{tg.loss, "BinaryCrossEntropyWithLogits", {tg.logits, tg.labels}, {tg.loss}, {}};
+  Node loss{tg.loss,
+            std::string(op_name(OpId::BinaryCrossEntropyWithLogits)),
+            {tg.logits, tg.labels},
+            {tg.loss},
+            {}};
   if (!class_weights.empty()) {
     loss.attributes["weight_negative"] = class_weights.at(0);
     loss.attributes["weight_positive"] = class_weights.at(1);

@@ -126,7 +126,7 @@ TEST(CudnnPlan, BroadcastMatMulGemmsMatchRowMajorProducts) {
   expect_near_all(got_db, db, "dB = A^T dY (summed over broadcast batches)");
 }
 
-// Numpy broadcasting as the reference backend defines it (kernels_extra.cpp broadcast_at).
+// Numpy broadcasting as the reference backend defines it (core/strides.hpp broadcast_offset).
 std::int64_t reference_offset(const Shape& out, const Shape& in, std::int64_t flat) {
   std::vector<std::int64_t> index(out.size());
   for (std::size_t d = out.size(); d-- > 0;) {

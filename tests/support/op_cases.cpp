@@ -32,7 +32,7 @@ std::map<std::string, Tensor> random_feeds(const Graph& graph, Random& rng) {
       // Class labels of a SoftmaxCrossEntropy: the classes are its logits' last dimension.
       std::int64_t classes = 2;
       for (const auto& node : graph.nodes) {
-        if (node.op == "SoftmaxCrossEntropy" && node.input(1) == in.name) {
+        if (node.is(OpId::SoftmaxCrossEntropy) && node.input(1) == in.name) {
           classes = graph.value(node.input(0)).shape.back();
         }
       }
@@ -381,6 +381,28 @@ std::vector<OpCase> build_cases() {
   });
   add("MatMul/batched_broadcast", [](Builder& b) {
     b.output(b.node("MatMul", {b.input("a", {2, 3, 4}), b.input("b", {4, 5})}, {}));
+  });
+
+  // ---- broadcasting paths of the oneDNN binary / reduction primitives, MatMul on blocked data
+  // ----
+  add("Add/first_operand_broadcast", [](Builder& b) {
+    b.output(b.add(b.input("b", {3, 1, 1}), b.input("a", {2, 3, 4, 5})));
+  });
+  add("Mul/first_operand_broadcast", [](Builder& b) {
+    b.output(b.node("Mul", {b.input("b", {1, 5}), b.input("a", {4, 3, 5})}, {}));
+  });
+  add("Add/trailing_reduction_after_conv", [](Builder& b) {
+    b.output(b.add(conv(b, b.input("x", {2, 3, 6, 6}), 16, {}), b.input("b", {2, 16, 1, 1})));
+  });
+  add("Add/scalar_operand", [](Builder& b) {
+    b.output(b.add(b.input("a", {2, 3, 4}), b.input("b", {1})));
+  });
+  add("Add/leading_ones", [](Builder& b) {
+    b.output(b.add(b.input("a", {2, 3, 4}), b.input("b", {1, 1, 4})));
+  });
+  add("MatMul/on_conv_output", [](Builder& b) {
+    b.output(
+        b.node("MatMul", {conv(b, b.input("x", {2, 3, 9, 9}), 16, {}), b.input("w", {7, 5})}, {}));
   });
 
   // ---- from the reference backend's finite-difference checks ----
