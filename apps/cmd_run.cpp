@@ -12,13 +12,14 @@
 #include "apps/command.hpp"
 #include "backends/backend.hpp"
 #include "core/error.hpp"
-#include "data/synth.hpp"
 #include "eval/report.hpp"
 #include "graph/summary.hpp"
 #include "importers/onnx_export.hpp"
 #include "importers/onnx_import.hpp"
 #include "trainers/distributed.hpp"
 #include "trainers/transfer.hpp"
+#include "workloads/gender/orientation_backbone.hpp"
+#include "workloads/gender/synthetic_faces.hpp"
 
 namespace onnxforge::cli {
 namespace {
@@ -103,18 +104,18 @@ void run_all(const RunArgs& args) {
   // 1. Data: the user's folders, or the synthetic faces (generated once, then reused).
   fs::path root = args.data_root;
   if (root.empty()) {
-    data::SynthOptions synth;
+    gender::SynthOptions synth;
     synth.out = "datasets/synthetic";
     if (args.full_size) {
       synth.use_full_size();
       synth.out = "datasets/synthetic-full";
     }
     root = synth.out;
-    if (data::synthetic_faces_ready(synth)) {
+    if (gender::synthetic_faces_ready(synth)) {
       say("[1/5] Synthetic faces already in " + root.string());
     } else {
       say("[1/5] Generating synthetic faces into " + root.string() + " (the default data)");
-      const auto s = data::generate_synthetic_faces(synth);
+      const auto s = gender::generate_synthetic_faces(synth);
       say(fmt::format("      {} images in {:.1f} s", s.images, s.seconds));
     }
   } else {
@@ -166,7 +167,7 @@ void run_all(const RunArgs& args) {
       train::TrainOptions pretrain = options;
       pretrain.run_dir = out / "backbone-pretraining";
       fs::remove_all(pretrain.run_dir);
-      const Graph trained = train::pretrain_orientation_backbone(config, data, 0.25, 1, pretrain);
+      const Graph trained = gender::pretrain_orientation_backbone(config, data, 0.25, 1, pretrain);
       fs::create_directories(backbone_path.parent_path());
       export_model(trained, backbone_path.string());
       say("      exported to " + backbone_path.string());

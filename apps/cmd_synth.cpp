@@ -5,13 +5,13 @@
 #include <memory>
 
 #include "apps/command.hpp"
-#include "data/synth.hpp"
+#include "workloads/gender/synthetic_faces.hpp"
 
 namespace {
 
 const onnxforge::cli::Registration reg{
     21, [](CLI::App& app) {
-      auto options = std::make_shared<onnxforge::data::SynthOptions>();
+      auto options = std::make_shared<onnxforge::gender::SynthOptions>();
       auto full_size = std::make_shared<bool>(false);
       auto* sub = app.add_subcommand(
           "synth",
@@ -33,7 +33,7 @@ const onnxforge::cli::Registration reg{
       sub->callback([options, full_size] {
         auto run = *options;
         if (*full_size) run.use_full_size();
-        const auto summary = onnxforge::data::generate_synthetic_faces(run);
+        const auto summary = onnxforge::gender::generate_synthetic_faces(run);
         fmt::print(
             "synth: wrote {} images ({} train, {} val, {} test; {:.1f} MB) to {} in {:.1f} s "
             "({:.0f} images/s)\n",

@@ -24,7 +24,7 @@
 #include "data/dataset.hpp"
 #include "data/loader.hpp"
 #include "data/rng.hpp"
-#include "data/synth.hpp"
+#include "workloads/gender/synthetic_faces.hpp"
 
 namespace data = onnxforge::data;
 namespace fs = std::filesystem;
@@ -43,8 +43,8 @@ void prepare(const fs::path& dir, int count, int side, std::uint64_t seed) {
   fs::create_directories(dir / "Male");
   for (int i = 0; i < count; ++i) {
     const int label = i % 2;
-    const auto jpeg = data::render_synthetic_face(data::derive_seed(seed, 77, i), label,
-                                                  data::SynthDomain::studio);
+    const auto jpeg = onnxforge::gender::render_synthetic_face(
+        data::derive_seed(seed, 77, i), label, onnxforge::gender::SynthDomain::studio);
     cv::Mat face = cv::imdecode(jpeg, cv::IMREAD_COLOR);
     cv::resize(face, face, cv::Size(side, side), 0, 0, cv::INTER_CUBIC);
     std::vector<std::uint8_t> bytes;

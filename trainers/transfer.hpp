@@ -38,16 +38,6 @@ struct TransferResult {
 TransferResult train_transfer(const TrainConfig& config, const Graph& backbone,
                               const TrainData& data, const TrainOptions& options);
 
-// A source task that is not gender, for a backbone pretrained here (no ImageNet weights can be
-// downloaded): every image upright (label 0) and turned upside down (label 1).
-data::ImageCache orientation_task(const data::ImageCache& images);
-
-// Pretrains the width-reduced VGG16 of `width` (graph/models.hpp) with a small head on the
-// orientation task of `data` (training and validation images), into `options.run_dir`, and
-// returns the trained graph (block5_pool, then head_* layers).
-Graph pretrain_orientation_backbone(const TrainConfig& base, const TrainData& data, double width,
-                                    int epochs, const TrainOptions& options);
-
 // Copies the parameters of a trained program into the graph's initializers.
 void store_parameters(Graph& graph, const Program& program);
 

@@ -34,7 +34,7 @@
 #include <filesystem>
 #include <vector>
 
-namespace onnxforge::data {
+namespace onnxforge::gender {
 
 struct SynthOptions {
   std::filesystem::path out;
@@ -74,4 +74,4 @@ enum class SynthDomain { studio, wild };
 std::vector<std::uint8_t> render_synthetic_face(std::uint64_t image_seed, int label,
                                                 SynthDomain domain);
 
-}  // namespace onnxforge::data
+}  // namespace onnxforge::gender

@@ -1,4 +1,4 @@
-#include "data/synth.hpp"
+#include "workloads/gender/synthetic_faces.hpp"
 
 #include <fmt/format.h>
 
@@ -22,7 +22,11 @@
 #include "data/parallel.hpp"
 #include "data/rng.hpp"
 
-namespace onnxforge::data {
+namespace onnxforge::gender {
+
+using data::derive_seed;
+using data::mix64;
+using data::Rng;
 namespace fs = std::filesystem;
 
 namespace {
@@ -672,7 +676,7 @@ SynthSummary generate_synthetic_faces(const SynthOptions& options) {
   const int threads = options.threads > 0 ? options.threads : tbb::info::default_concurrency();
   tbb::task_arena arena(threads);
   arena.execute([&] {
-    detail::parallel_for(jobs.size(), 8, [&](std::size_t begin, std::size_t end) {
+    data::detail::parallel_for(jobs.size(), 8, [&](std::size_t begin, std::size_t end) {
       for (std::size_t i = begin; i != end; ++i) {
         const Job& job = jobs[i];
         // The drawn gender; about 2% of the labels are wrong on purpose.
@@ -707,4 +711,4 @@ bool synthetic_faces_ready(const SynthOptions& options) {
          fs::is_directory(options.out / "faces");
 }
 
-}  // namespace onnxforge::data
+}  // namespace onnxforge::gender

@@ -4,11 +4,12 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "data/dataset.hpp"
-#include "data/synth.hpp"
 #include "test_util.hpp"
+#include "workloads/gender/synthetic_faces.hpp"
 
-namespace onnxforge::data {
+namespace onnxforge::gender {
 namespace {
+using namespace onnxforge::data;
 namespace fs = std::filesystem;
 using testing::TempDir;
 
@@ -92,4 +93,4 @@ TEST(Synth, RefusesToOverwriteFoldersItDidNotWriteButReplacesItsOwn) {
 }
 
 }  // namespace
-}  // namespace onnxforge::data
+}  // namespace onnxforge::gender
