@@ -10,19 +10,6 @@
 namespace onnxforge::data::testing {
 namespace fs = std::filesystem;
 
-TempDir::TempDir() {
-  static std::atomic<int> counter{0};
-  path_ = fs::temp_directory_path() /
-          ("onnxforge-data-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-  fs::remove_all(path_);
-  fs::create_directories(path_);
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  fs::remove_all(path_, ec);
-}
-
 std::vector<std::uint8_t> encode(const std::string& ext, const cv::Mat& image) {
   std::vector<std::uint8_t> bytes;
   if (!cv::imencode(ext, image, bytes)) throw std::runtime_error("cannot encode " + ext);

@@ -6,21 +6,11 @@
 #include <opencv2/core.hpp>
 #include <string>
 #include <vector>
+#include "tests/support/temp_dir.hpp"
 
 namespace onnxforge::data::testing {
 
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-  std::filesystem::path operator/(const std::string& sub) const { return path_ / sub; }
-
- private:
-  std::filesystem::path path_;
-};
+using onnxforge::testing::TempDir;
 
 // Writes `image` (BGR, as OpenCV writes) to `path`, creating folders; the format from the
 // extension.

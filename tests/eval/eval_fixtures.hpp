@@ -12,33 +12,11 @@
 
 #include "eval/io.hpp"
 #include "eval/metrics.hpp"
+#include "tests/support/temp_dir.hpp"
 
 namespace onnxforge::eval::testing {
 
-// A fresh folder under the system temp dir, removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = std::string("onnxforge-eval-") + (info ? info->test_suite_name() : "x") +
-                       "-" + (info ? info->name() : "y") + "-" + std::to_string(::getpid());
-    for (char& ch : name)
-      if (ch == '/') ch = '_';
-    path_ = std::filesystem::temp_directory_path() / name;
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!std::getenv("ONNXFORGE_KEEP_TEST_FILES")) std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using onnxforge::testing::TempDir;
 
 // n predictions, labels alternating 0/1, scores separated by `separation` with a deterministic
 // wobble (no randomness: the same on every machine).

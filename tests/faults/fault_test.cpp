@@ -21,6 +21,7 @@
 #include "graph/builder.hpp"
 #include "importers/onnx_export.hpp"
 #include "importers/onnx_import.hpp"
+#include "tests/support/temp_dir.hpp"
 #include "trainers/checkpoint.hpp"
 
 namespace onnxforge {
@@ -28,25 +29,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            ("onnxforge_faults_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using onnxforge::testing::TempDir;
 
 // A model with one 2048x1024 dense layer (8 MiB of weights, long enough to be killed while
 // written) whose weights are all `fill`.

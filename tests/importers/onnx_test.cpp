@@ -19,6 +19,7 @@
 #include "importers/onnx_export.hpp"
 #include "importers/onnx_import.hpp"
 #include "importers/tensor_io.hpp"
+#include "tests/support/temp_dir.hpp"
 
 namespace onnxforge {
 namespace {
@@ -26,29 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-// A fresh folder under the system temp dir, removed at the end of the test.
-class TempDir {
- public:
-  // In RAM (/dev/shm) when asked and available: for the 550 MB full-size fixture.
-  explicit TempDir(bool in_memory = false) {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    const std::string label =
-        info ? std::string(info->test_suite_name()) + "_" + info->name() : std::string("suite");
-    const fs::path base = in_memory && fs::is_directory("/dev/shm") ? fs::path("/dev/shm")
-                                                                    : fs::temp_directory_path();
-    path_ = base / ("onnxforge_" + label + "_" + std::to_string(std::random_device{}()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using onnxforge::testing::TempDir;
 
 void write_file(const fs::path& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -11,7 +11,7 @@ namespace onnxforge::gender {
 namespace {
 using namespace onnxforge::data;
 namespace fs = std::filesystem;
-using testing::TempDir;
+using onnxforge::testing::TempDir;
 
 SynthOptions small(const fs::path& out, std::uint64_t seed) {
   SynthOptions options;
@@ -65,8 +65,8 @@ TEST(Synth, SameSeedSameBytesWhateverTheThreadCount) {
   generate_synthetic_faces(small(c.path(), 10));
   for (const char* file :
        {"gender/train/Female/000000.jpg", "gender/test/Male/000001.jpg", "faces/man/000003.jpg"}) {
-    EXPECT_EQ(testing::read_bytes(a / file), testing::read_bytes(b / file)) << file;
-    EXPECT_NE(testing::read_bytes(a / file), testing::read_bytes(c / file)) << file;
+    EXPECT_EQ(data::testing::read_bytes(a / file), data::testing::read_bytes(b / file)) << file;
+    EXPECT_NE(data::testing::read_bytes(a / file), data::testing::read_bytes(c / file)) << file;
   }
 }
 
