@@ -15,6 +15,34 @@
 
 namespace onnxforge {
 
+// The f32-only rule the oneDNN and cuDNN backends share: every input and output of `node` is f32,
+// except SoftmaxCrossEntropy's class labels (input 1), which `labels` judges; one line naming the
+// value otherwise.
+template <typename LabelsRule>
+Support f32_dataflow(const Graph& graph, const Node& node, LabelsRule&& labels) {
+  auto is_f32 = [&](const std::string& name) {
+    return name.empty() || graph.value(name).dtype == DType::f32;
+  };
+  for (std::size_t i = 0; i < node.inputs.size(); ++i) {
+    if (node.is(OpId::SoftmaxCrossEntropy) && i == 1) {
+      if (Support s = labels(node.inputs[1]); !s.ok) return s;
+      continue;
+    }
+    if (!is_f32(node.inputs[i])) {
+      return {false, fmt::format("input '{}' is {}; this backend computes in f32 (convert the "
+                                 "graph to f32)",
+                                 node.inputs[i], to_string(graph.value(node.inputs[i]).dtype))};
+    }
+  }
+  for (const auto& out : node.outputs) {
+    if (!is_f32(out)) {
+      return {false, fmt::format("output '{}' is {}; this backend computes in f32", out,
+                                 to_string(graph.value(out).dtype))};
+    }
+  }
+  return {};
+}
+
 template <typename Lower>
 class OpTable {
  public:

@@ -1,5 +1,7 @@
 #include "backends/cudnn/plan.hpp"
 
+#include "backends/op_table.hpp"
+
 #include <fmt/format.h>
 
 #include <limits>
@@ -10,14 +12,6 @@
 #include "graph/ops.hpp"
 
 namespace onnxforge::cudnn {
-
-namespace {
-
-bool is_f32(const Graph& graph, const std::string& name) {
-  return name.empty() || graph.value(name).dtype == DType::f32;
-}
-
-}  // namespace
 
 Support node_support(const Graph& graph, const Node& node, const CompileOptions& options) {
   // Which ops run is op_table()'s answer; an op the IR does not know has no entry there.
@@ -30,26 +24,11 @@ Support node_support(const Graph& graph, const Node& node, const CompileOptions&
                                "(compile with f32)",
                                to_string(options.precision))};
   }
-  for (std::size_t i = 0; i < node.inputs.size(); ++i) {
-    if (node.is(OpId::SoftmaxCrossEntropy) && i == 1) {
-      const std::string& labels = node.inputs[1];
-      if (graph.value(labels).dtype != DType::i64) {
-        return {false, "its labels must be i64"};
-      }
-      continue;
-    }
-    if (!is_f32(graph, node.inputs[i])) {
-      return {false, fmt::format("input '{}' is {}; this backend computes in f32 (convert the "
-                                 "graph to f32)",
-                                 node.inputs[i], to_string(graph.value(node.inputs[i]).dtype))};
-    }
-  }
-  for (const auto& out : node.outputs) {
-    if (!is_f32(graph, out)) {
-      return {false, fmt::format("output '{}' is {}; this backend computes in f32", out,
-                                 to_string(graph.value(out).dtype))};
-    }
-  }
+  const Support dataflow = f32_dataflow(graph, node, [&](const std::string& labels) -> Support {
+    if (graph.value(labels).dtype != DType::i64) return {false, "its labels must be i64"};
+    return {};
+  });
+  if (!dataflow.ok) return dataflow;
   for (const auto& name : node.inputs) {
     if (!name.empty() && graph.value(name).shape.size() > static_cast<std::size_t>(kMaxRank)) {
       return {false, fmt::format("input '{}' has rank {}; at most {} is supported", name,

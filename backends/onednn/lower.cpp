@@ -30,10 +30,6 @@ bool cpu_has_bf16() {
   return ok;
 }
 
-bool is_f32(const Graph& graph, const std::string& value) {
-  return value.empty() || graph.value(value).dtype == DType::f32;
-}
-
 // Every op's lowering (or refusal), by OpId.
 const LoweringTable& lowerings() {
   static const LoweringTable table = [] {
@@ -85,26 +81,13 @@ std::string isa_name() {
 
 Support node_support(const Graph& graph, const Node& node, const CompileOptions& options) {
   if (auto s = lowerings().supports(op_of(node)); !s.ok) return s;
-  for (std::size_t i = 0; i < node.inputs.size(); ++i) {
-    if (node.is(OpId::SoftmaxCrossEntropy) && i == 1) {
-      const std::string& labels = node.inputs[1];
-      if (!graph.is_input(labels) && !graph.find_initializer(labels)) {
-        return {false, "its labels must be a graph input or an initializer"};
-      }
-      continue;
+  const Support dataflow = f32_dataflow(graph, node, [&](const std::string& labels) -> Support {
+    if (!graph.is_input(labels) && !graph.find_initializer(labels)) {
+      return {false, "its labels must be a graph input or an initializer"};
     }
-    if (!is_f32(graph, node.inputs[i])) {
-      return {false, fmt::format("input '{}' is {}; this backend computes in f32 (convert the "
-                                 "graph to f32)",
-                                 node.inputs[i], to_string(graph.value(node.inputs[i]).dtype))};
-    }
-  }
-  for (const auto& out : node.outputs) {
-    if (!is_f32(graph, out)) {
-      return {false, fmt::format("output '{}' is {}; this backend computes in f32", out,
-                                 to_string(graph.value(out).dtype))};
-    }
-  }
+    return {};
+  });
+  if (!dataflow.ok) return dataflow;
   if ((node.is(OpId::Conv) || node.is(OpId::Dense)) && options.precision == Precision::bf16 &&
       !cpu_has_bf16()) {
     return {false, fmt::format("bf16 convolutions and inner products need avx512_core or newer "
