@@ -3,7 +3,8 @@
 //
 // Error measure: max_i |got_i - want_i| / max(max_i |want_i|, 1e-6), i.e. the worst element error
 // relative to the tensor's scale (per-element relative errors are meaningless next to zeros).
-// fp32 tolerances: forward 1e-5, gradients 1e-4. The worst element of every comparison is printed.
+// fp32 tolerances per case (OpCase: by default forward 1e-5, gradients 1e-4). The worst element of
+// every comparison is printed.
 //
 // Guards: every fetched tensor must have exactly the graph's shape and byte size; parameters and
 // inputs must be bit-identical after forward and backward (a kernel writing out of bounds or
@@ -24,6 +25,7 @@
 namespace onnxforge::testing {
 namespace {
 
+// Beyond single ops (the behaviour tests below); each op case carries its own tolerances.
 constexpr double kForwardTolerance = 1e-5;
 constexpr double kGradientTolerance = 1e-4;
 
@@ -168,13 +170,13 @@ TEST_P(OpHarness, MatchesReference) {
     expect_exact_size(out, y, p.graph.value(out).shape, p.graph.value(out).dtype);
     if (!c.random)
       expect_close(backend_name, "forward(training) " + out, y, want->fetch(out),
-                   kForwardTolerance);
+                   c.forward_tolerance);
   }
   for (const auto& init : p.graph.initializers) {
     const Tensor now = got->parameter(init.name);
     if (is_running_statistic(init.name)) {
       expect_close(backend_name, "running statistic " + init.name, now, want->parameter(init.name),
-                   kForwardTolerance);
+                   c.forward_tolerance);
     } else {
       EXPECT_TRUE(bit_identical(now, initial[init.name]))
           << "forward changed parameter " << init.name;
@@ -194,7 +196,7 @@ TEST_P(OpHarness, MatchesReference) {
     expect_exact_size("d" + target, g, p.graph.value(target).shape, DType::f32);
     if (!c.random) {
       expect_close(backend_name, "gradient " + target, g, want->gradient(target),
-                   kGradientTolerance);
+                   c.gradient_tolerance);
     }
   }
   if (p.loss_case) {
@@ -206,7 +208,7 @@ TEST_P(OpHarness, MatchesReference) {
     got->backward();
     for (const auto& target : targets) {
       expect_close(backend_name, "gradient from the loss " + target, got->gradient(target),
-                   want->gradient(target), kGradientTolerance);
+                   want->gradient(target), c.gradient_tolerance);
     }
   }
   for (const auto& init : p.graph.initializers) {
@@ -229,7 +231,7 @@ TEST_P(OpHarness, MatchesReference) {
   got->forward(Mode::inference);
   for (const auto& out : p.graph.outputs) {
     expect_close(backend_name, "forward(inference) " + out, got->fetch(out), want->fetch(out),
-                 kForwardTolerance);
+                 c.forward_tolerance);
   }
 
   // The same in a Program compiled for inference only, which a backend may lower differently
@@ -246,7 +248,7 @@ TEST_P(OpHarness, MatchesReference) {
   only->forward(Mode::inference);
   for (const auto& out : p.graph.outputs) {
     expect_close(backend_name, "inference-only Program " + out, only->fetch(out), want->fetch(out),
-                 kForwardTolerance);
+                 c.forward_tolerance);
   }
 }
 

@@ -19,6 +19,10 @@ struct OpCase {
   bool frozen = false;
   // Dropout with ratio > 0: outputs are random; the harness skips value comparisons.
   bool random = false;
+  // The op harness (backend_ops_test.cpp): worst-element error allowed, relative to the tensor's
+  // scale, in f32, for the forward values and for the gradients of this case.
+  double forward_tolerance = 1e-5;
+  double gradient_tolerance = 1e-4;
   // The finite-difference check (gradient_check.hpp): step and relative tolerance of this case.
   double fd_step = 1e-5;
   double fd_tolerance = 1e-6;
