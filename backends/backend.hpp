@@ -226,10 +226,8 @@ struct OptimizerConstants {
 };
 
 template <typename T>
-void apply_optimizer(const OptimizerSpec& spec, std::int64_t step, double gradient_scale,
-                     std::span<T> weights, std::span<const T> gradient, std::span<T> slot_a,
-                     std::span<T> slot_b) {
-  const OptimizerConstants<double> k(spec, step, gradient_scale);
+void apply_optimizer(const OptimizerConstants<double>& k, std::span<T> weights,
+                     std::span<const T> gradient, std::span<T> slot_a, std::span<T> slot_b) {
   for (std::size_t i = 0; i < weights.size(); ++i) {
     double w = weights[i];
     double a = slot_a[i];
@@ -243,6 +241,14 @@ void apply_optimizer(const OptimizerSpec& spec, std::int64_t step, double gradie
     slot_a[i] = static_cast<T>(a);
     weights[i] = static_cast<T>(w);
   }
+}
+
+template <typename T>
+void apply_optimizer(const OptimizerSpec& spec, std::int64_t step, double gradient_scale,
+                     std::span<T> weights, std::span<const T> gradient, std::span<T> slot_a,
+                     std::span<T> slot_b) {
+  apply_optimizer<T>(OptimizerConstants<double>(spec, step, gradient_scale), weights, gradient,
+                     slot_a, slot_b);
 }
 
 }  // namespace onnxforge

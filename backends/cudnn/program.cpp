@@ -12,7 +12,6 @@
 
 #include "backends/cudnn/cublas_loader.hpp"
 #include "backends/cudnn/kernels.hpp"
-#include "backends/optimizer_state.hpp"
 #include "core/error.hpp"
 #include "graph/ops.hpp"
 
@@ -108,7 +107,7 @@ std::shared_ptr<TensorDesc> tensor_desc(const Shape& shape) {
 // ---------------------------------------------------------------------------------------
 
 CudnnProgram::CudnnProgram(const Graph& graph, const CompileOptions& options)
-    : graph_(graph), options_(options) {
+    : ProgramBase(graph, options, "cudnn") {
   try {
     build();
   } catch (...) {
@@ -159,11 +158,8 @@ void CudnnProgram::build() {
     Value& v = value(init.name);
     v.parameter = true;
     v.trainable = init.trainable;
-    if (init.trainable) {
-      trainable_.push_back(init.name);
-      if (options_.training && !v.grad.get()) {
-        v.grad = DeviceBuffer(static_cast<std::size_t>(v.count) * sizeof(float));
-      }
+    if (init.trainable && options_.training && !v.grad.get()) {
+      v.grad = DeviceBuffer(static_cast<std::size_t>(v.count) * sizeof(float));
     }
     write(v, v.data, init.value, "initializer");
   }
@@ -355,14 +351,9 @@ void CudnnProgram::write(Value& v, DeviceBuffer& buffer, const Tensor& t, const 
   synchronize(what);
 }
 
-void CudnnProgram::set_input(const std::string& name, const Tensor& t) {
-  if (!graph_.is_input(name)) fail("cudnn backend: '{}' is not an input of the graph", name);
-  Value& v = value(name);
-  if (t.shape() != v.shape) {
-    fail("cudnn backend: input '{}' expects shape {}, got {}", name, to_string(v.shape),
-         to_string(t.shape()));
-  }
-  write(v, v.data, t, "input");
+void CudnnProgram::write_input(const std::string& name, const Tensor& t) {
+  check_input_dtype(name, t);
+  write(value(name), value(name).data, t, "input");
 }
 
 Tensor CudnnProgram::fetch(const std::string& name) const {
@@ -372,55 +363,50 @@ Tensor CudnnProgram::fetch(const std::string& name) const {
   return t;
 }
 
-Value& CudnnProgram::trainable(const std::string& name) {
-  Value& v = value(name);
-  if (!v.parameter || !v.trainable) {
-    fail("cudnn backend: '{}' is not a trainable parameter (gradients exist only for those)", name);
-  }
-  return v;
-}
-
-const Value& CudnnProgram::trainable(const std::string& name) const {
-  return const_cast<CudnnProgram*>(this)->trainable(name);
-}
-
-Tensor CudnnProgram::gradient(const std::string& name) const {
-  if (!options_.training) fail("cudnn backend: gradients need a Program compiled for training");
+Tensor CudnnProgram::read_gradient(const std::string& name) const {
   const Value& v = value(name);
-  const bool input = graph_.is_input(name) && options_.input_gradients;
-  if (!input) trainable(name);
   if (!v.grad.get()) return Tensor(DType::f32, v.shape);
   return read(v, v.grad);
 }
 
-void CudnnProgram::set_gradient(const std::string& name, const Tensor& t) {
-  if (!options_.training) fail("cudnn backend: gradients need a Program compiled for training");
-  Value& v = trainable(name);
-  if (t.shape() != v.shape) {
-    fail("cudnn backend: gradient of '{}' has shape {}, got {}", name, to_string(v.shape),
-         to_string(t.shape()));
-  }
+void CudnnProgram::write_gradient(const std::string& name, const Tensor& t) {
+  Value& v = value(name);
   write(v, v.grad, t, "gradient");
 }
 
-double CudnnProgram::gradient_norm() const {
-  check(cudaMemsetAsync(norm_.get(), 0, sizeof(double), stream_), "cudaMemsetAsync");
-  for (const auto& name : trainable_) {
-    const Value& v = value(name);
-    if (v.grad.get())
-      kernels::sum_of_squares(v.g(), v.count, static_cast<double*>(norm_.get()), stream_);
+void CudnnProgram::accumulate_squares(const Value& v) const {
+  if (v.grad.get()) {
+    kernels::sum_of_squares(v.g(), v.count, static_cast<double*>(norm_.get()), stream_);
   }
+}
+
+double CudnnProgram::gradient_sum_of_squares(const std::string& name) const {
+  check(cudaMemsetAsync(norm_.get(), 0, sizeof(double), stream_), "cudaMemsetAsync");
+  accumulate_squares(value(name));
   double sum = 0.0;
   check(cudaMemcpyAsync(&sum, norm_.get(), sizeof(double), cudaMemcpyDeviceToHost, stream_),
         "cudaMemcpyAsync");
   synchronize("gradient_norm");
-  return std::sqrt(sum);
+  return sum;
 }
 
-void CudnnProgram::update(const OptimizerSpec& spec, double gradient_scale) {
-  if (!options_.training) fail("cudnn backend: update needs a Program compiled for training");
-  const bool adam = spec.kind != OptimizerSpec::Kind::sgd;
-  ++step_;
+// All gradients' squares summed on the device, one synchronisation.
+double CudnnProgram::sum_of_gradient_squares() const {
+  check(cudaMemsetAsync(norm_.get(), 0, sizeof(double), stream_), "cudaMemsetAsync");
+  for (const auto& name : trainable_parameters()) accumulate_squares(value(name));
+  double sum = 0.0;
+  check(cudaMemcpyAsync(&sum, norm_.get(), sizeof(double), cudaMemcpyDeviceToHost, stream_),
+        "cudaMemcpyAsync");
+  synchronize("gradient_norm");
+  return sum;
+}
+
+namespace {
+
+// The kernel's form of one step: the spec with the bias corrections of this step.
+kernels::OptimizerStep kernel_step(const UpdateStep& step) {
+  const OptimizerSpec& spec = step.spec;
+  const bool adam = step.adam();
   kernels::OptimizerStep s;
   s.kind = spec.kind == OptimizerSpec::Kind::sgd    ? 0
            : spec.kind == OptimizerSpec::Kind::adam ? 1
@@ -432,90 +418,64 @@ void CudnnProgram::update(const OptimizerSpec& spec, double gradient_scale) {
   s.beta2 = spec.beta2;
   s.epsilon = spec.epsilon;
   s.weight_decay = spec.weight_decay;
-  s.correction1 = adam ? 1.0 - std::pow(spec.beta1, static_cast<double>(step_)) : 1.0;
-  s.correction2 = adam ? 1.0 - std::pow(spec.beta2, static_cast<double>(step_)) : 1.0;
-  s.gradient_scale = gradient_scale;
-  for (const auto& name : trainable_) {
-    Value& v = value(name);
-    const std::size_t bytes = static_cast<std::size_t>(v.count) * sizeof(float);
-    Slots& slots = slots_[name];
-    if (slots.a.bytes() != bytes) slots.a = DeviceBuffer(bytes);
-    if (adam && slots.b.bytes() != bytes) slots.b = DeviceBuffer(bytes);
-    kernels::optimizer_step(s, v.f(), v.g(), slots.a.floats(), adam ? slots.b.floats() : nullptr,
-                            v.count, stream_);
-  }
-  slot_kind_ = spec.kind;
+  s.correction1 = adam ? 1.0 - std::pow(spec.beta1, static_cast<double>(step.step)) : 1.0;
+  s.correction2 = adam ? 1.0 - std::pow(spec.beta2, static_cast<double>(step.step)) : 1.0;
+  s.gradient_scale = step.gradient_scale;
+  return s;
+}
+
+}  // namespace
+
+void CudnnProgram::update_parameters(const UpdateStep& step) {
+  ProgramBase::update_parameters(step);
   synchronize("update");
 }
 
-Tensor CudnnProgram::parameter(const std::string& name) const {
+void CudnnProgram::update_parameter(const std::string& name, const UpdateStep& step) {
+  const bool adam = step.adam();
+  Value& v = value(name);
+  const std::size_t bytes = static_cast<std::size_t>(v.count) * sizeof(float);
+  Slots& slots = slots_[name];
+  if (slots.a.bytes() != bytes) slots.a = DeviceBuffer(bytes);
+  if (adam && slots.b.bytes() != bytes) slots.b = DeviceBuffer(bytes);
+  kernels::optimizer_step(kernel_step(step), v.f(), v.g(), slots.a.floats(),
+                          adam ? slots.b.floats() : nullptr, v.count, stream_);
+}
+
+Tensor CudnnProgram::read_parameter(const std::string& name) const {
   const Value& v = value(name);
-  if (!v.parameter) fail("cudnn backend: '{}' is not an initializer of the graph", name);
   Tensor t = read(v, v.data);
   if (v.dtype != DType::i64 && v.dtype != DType::f32) return t.to(v.dtype);
   return t;
 }
 
-void CudnnProgram::set_parameter(const std::string& name, const Tensor& t) {
+void CudnnProgram::write_parameter(const std::string& name, const Tensor& t) {
   Value& v = value(name);
-  if (!v.parameter) fail("cudnn backend: '{}' is not an initializer of the graph", name);
-  if (t.shape() != v.shape) {
-    fail("cudnn backend: parameter '{}' has shape {}, got {}", name, to_string(v.shape),
-         to_string(t.shape()));
-  }
   write(v, v.data, t, "parameter");
 }
 
-std::map<std::string, Tensor> CudnnProgram::optimizer_state() const {
-  std::map<std::string, Tensor> state;
-  state["step"] = Tensor::from<std::int64_t>({}, std::vector<std::int64_t>{step_});
-  if (!slot_kind_) return state;
-  const bool adam = *slot_kind_ != OptimizerSpec::Kind::sgd;
-  auto copy = [&](const Value& v, const DeviceBuffer& buffer) {
-    Tensor t(DType::f32, v.shape);
-    check(cudaMemcpyAsync(t.raw(), buffer.get(), t.byte_size(), cudaMemcpyDeviceToHost, stream_),
-          "cudaMemcpyAsync");
-    synchronize("optimizer_state");
-    return t;
-  };
-  for (const auto& name : trainable_) {
-    auto it = slots_.find(name);
-    if (it == slots_.end()) continue;
-    const Value& v = value(name);
-    if (adam) {
-      state[name + "/m"] = copy(v, it->second.a);
-      state[name + "/v"] = copy(v, it->second.b);
-    } else {
-      state[name + "/velocity"] = copy(v, it->second.a);
-    }
-  }
-  return state;
+std::optional<Tensor> CudnnProgram::read_optimizer_slot(const std::string& name,
+                                                        bool second) const {
+  auto it = slots_.find(name);
+  if (it == slots_.end()) return std::nullopt;
+  const DeviceBuffer& buffer = second ? it->second.b : it->second.a;
+  if (!buffer.get()) return std::nullopt;
+  Tensor t(DType::f32, value(name).shape);
+  check(cudaMemcpyAsync(t.raw(), buffer.get(), t.byte_size(), cudaMemcpyDeviceToHost, stream_),
+        "cudaMemcpyAsync");
+  synchronize("optimizer_state");
+  return t;
 }
 
-void CudnnProgram::set_optimizer_state(const std::map<std::string, Tensor>& state) {
-  std::optional<OptimizerSpec::Kind> kind;
-  for (const auto& [key, t] : state) {
-    if (key == "step") {
-      step_ = optimizer_step(t);
-      continue;
-    }
-    const OptimizerSlotKey slot = parse_optimizer_slot_key("cudnn", key);
-    Value& v = trainable(slot.parameter);
-    if (t.shape() != v.shape) {
-      fail("cudnn backend: optimizer state '{}' has shape {}, expected {}", key,
-           to_string(t.shape()), to_string(v.shape));
-    }
-    const Tensor f = t.to(DType::f32);
-    const std::size_t bytes = static_cast<std::size_t>(v.count) * sizeof(float);
-    Slots& slots = slots_[slot.parameter];
-    DeviceBuffer* target = slot.second ? &slots.b : &slots.a;
-    if (target->bytes() != bytes) *target = DeviceBuffer(bytes);
-    check(cudaMemcpyAsync(target->get(), f.raw(), bytes, cudaMemcpyHostToDevice, stream_),
-          "cudaMemcpyAsync");
-    synchronize("set_optimizer_state");
-    kind = slot.kind;
-  }
-  if (kind) slot_kind_ = kind;
+void CudnnProgram::write_optimizer_slot(const std::string& name, bool second, const Tensor& t) {
+  const Value& v = value(name);
+  const std::size_t bytes = static_cast<std::size_t>(v.count) * sizeof(float);
+  Slots& slots = slots_[name];
+  DeviceBuffer* target = second ? &slots.b : &slots.a;
+  if (target->bytes() != bytes) *target = DeviceBuffer(bytes);
+  check(cudaMemcpyAsync(target->get(), t.raw(), bytes, cudaMemcpyHostToDevice, stream_),
+        "cudaMemcpyAsync");
+  synchronize("set_optimizer_state");
 }
 
 }  // namespace onnxforge::cudnn

@@ -20,6 +20,7 @@
 #include "backends/backend.hpp"
 #include "backends/cudnn/cudnn_backend.hpp"
 #include "backends/cudnn/lower.hpp"
+#include "backends/program_base.hpp"
 
 namespace onnxforge::cudnn {
 
@@ -77,31 +78,20 @@ struct Value {
   float* g() const { return grad.floats(); }
 };
 
-class CudnnProgram final : public Program {
+class CudnnProgram final : public ProgramBase {
  public:
   CudnnProgram(const Graph& graph, const CompileOptions& options);
   ~CudnnProgram() override;
 
-  void set_input(const std::string& name, const Tensor& value) override;
   void forward(Mode mode) override;
   Tensor fetch(const std::string& value) const override;
   void backward() override;
   void backward(const std::map<std::string, Tensor>& seeds) override;
-  Tensor gradient(const std::string& name) const override;
-  void set_gradient(const std::string& name, const Tensor& value) override;
-  double gradient_norm() const override;
-  void update(const OptimizerSpec& spec, double gradient_scale = 1.0) override;
-  Tensor parameter(const std::string& name) const override;
-  void set_parameter(const std::string& name, const Tensor& value) override;
-  std::map<std::string, Tensor> optimizer_state() const override;
-  void set_optimizer_state(const std::map<std::string, Tensor>& state) override;
-  const Graph& graph() const override { return graph_; }
 
   // ---- used by the op lowerings (lower/<family>.cpp) ----
   cudnnHandle_t cudnn() const { return cudnn_; }
   cublasHandle_t cublas() const { return cublas_; }
   cudaStream_t stream() const { return stream_; }
-  const CompileOptions& options() const { return options_; }
   Value& value(const std::string& name);
   const Value& value(const std::string& name) const;
   // The gradient buffer of input `index` of `node` when backward must compute it, else null.
@@ -129,7 +119,6 @@ class CudnnProgram final : public Program {
   // Device flag set by a SoftmaxCrossEntropy on a label out of range.
   int* bad_label_flag() { return bad_label_.get() ? static_cast<int*>(bad_label_.get()) : nullptr; }
   void watch_labels(const std::string& node) { label_nodes_.push_back(node); }
-  std::int64_t step() const { return step_; }
 
  private:
   void lower_all();
@@ -139,17 +128,27 @@ class CudnnProgram final : public Program {
   void synchronize(const char* what) const;
   Tensor read(const Value& v, const DeviceBuffer& buffer) const;
   void write(Value& v, DeviceBuffer& buffer, const Tensor& t, const char* what);
-  Value& trainable(const std::string& name);
-  const Value& trainable(const std::string& name) const;
 
-  Graph graph_;
-  CompileOptions options_;
+  // ---- storage hooks of ProgramBase ----
+  void write_input(const std::string& name, const Tensor& value) override;
+  Tensor read_parameter(const std::string& name) const override;
+  void write_parameter(const std::string& name, const Tensor& value) override;
+  Tensor read_gradient(const std::string& name) const override;
+  void write_gradient(const std::string& name, const Tensor& value) override;
+  double gradient_sum_of_squares(const std::string& name) const override;
+  double sum_of_gradient_squares() const override;
+  void update_parameter(const std::string& name, const UpdateStep& step) override;
+  void update_parameters(const UpdateStep& step) override;
+  std::optional<Tensor> read_optimizer_slot(const std::string& name, bool second) const override;
+  void write_optimizer_slot(const std::string& name, bool second, const Tensor& value) override;
+  // Sums the squares of the gradient of `v` into norm_ (on the stream).
+  void accumulate_squares(const Value& v) const;
+
   cudaStream_t stream_ = nullptr;
   cudnnHandle_t cudnn_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   std::map<std::string, Value> values_;
   std::set<std::string> needs_grad_;
-  std::vector<std::string> trainable_;  // in graph order
   std::vector<std::function<void(Mode)>> forward_;
   std::vector<std::function<void()>> backward_;
   std::vector<DeviceBuffer> scratch_;
@@ -167,8 +166,6 @@ class CudnnProgram final : public Program {
     DeviceBuffer b;  // v (adam)
   };
   std::map<std::string, Slots> slots_;
-  std::int64_t step_ = 0;
-  std::optional<OptimizerSpec::Kind> slot_kind_;
 };
 
 }  // namespace onnxforge::cudnn

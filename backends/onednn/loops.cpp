@@ -13,12 +13,12 @@
 namespace onnxforge::onednn {
 
 [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] void optimizer_step(
-    const OptimizerSpec& spec, std::int64_t step, double gradient_scale, float* w, const float* g,
-    float* slot_a, float* slot_b, std::size_t n) {
+    const OptimizerConstants<float>& constants, float* w, const float* g, float* slot_a,
+    float* slot_b, std::size_t n) {
   const auto count = static_cast<std::int64_t>(n);
   // firstprivate(k): each thread works on its own copy, which no store through w or the slots
   // can alias (with the shared one the constants were reloaded every element: 10% slower).
-  const OptimizerConstants<float> k(spec, step, gradient_scale);
+  const OptimizerConstants<float> k = constants;
   if (k.sgd) {
 #pragma omp parallel for simd schedule(static) firstprivate(k) if (count > kParallelThreshold)
     for (std::int64_t i = 0; i < count; ++i) k.sgd_update(w[i], g[i], slot_a[i]);

@@ -11,7 +11,6 @@
 #include <cmath>
 #include <cstring>
 
-#include "backends/optimizer_state.hpp"
 #include "core/error.hpp"
 #include "graph/builder.hpp"
 #include "graph/ops.hpp"
@@ -68,7 +67,7 @@ Desc plain_desc(const Shape& shape, DataType type) {
 }
 
 OnednnProgram::OnednnProgram(const Graph& graph, const CompileOptions& options)
-    : graph_(graph), options_(options), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {
+    : ProgramBase(graph, options, "onednn"), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {
   threads_ = options.threads > 0 ? options.threads : omp_get_num_procs();
   const ComputeScope scope = prepare_threads();
   dropout_seed_ = hash_name("dropout", options.seed);
@@ -112,10 +111,7 @@ OnednnProgram::OnednnProgram(const Graph& graph, const CompileOptions& options)
     }
     define(init.name, plain_desc(v.shape));
     write_plain(v, v.mem, init.value);
-    if (init.trainable) {
-      trainable_.push_back(init.name);
-      if (options_.training) v.grad = allocate(v.md);
-    }
+    if (init.trainable && options_.training) v.grad = allocate(v.md);
   }
   plan_fusion();
   if (options_.training) {
@@ -745,7 +741,7 @@ void OnednnProgram::forward(Mode mode) {
       fail("onednn backend: forward(training) needs a Program compiled with training = true");
     }
     // Masks depend on (seed, optimizer step) only: a resumed run draws the same ones.
-    dropout_seed_ = hash_name("dropout " + std::to_string(step_), options_.seed);
+    dropout_seed_ = hash_name("dropout " + std::to_string(step()), options_.seed);
     run_plan(Plan::training);
     have_training_forward_ = true;
     forward_consumed_ = false;
@@ -854,23 +850,13 @@ void OnednnProgram::write_plain(const Value& v, const memory& mem, const Tensor&
   }
 }
 
-void OnednnProgram::set_input(const std::string& name, const Tensor& t) {
-  if (!graph_.is_input(name)) fail("onednn backend: '{}' is not an input of the graph", name);
+void OnednnProgram::write_input(const std::string& name, const Tensor& t) {
+  check_input_dtype(name, t);
   Value& v = value(name);
-  if (t.shape() != v.shape) {
-    fail("onednn backend: input '{}' expects shape {}, got {}", name, to_string(v.shape),
-         to_string(t.shape()));
-  }
   if (v.dtype == DType::i64) {
-    if (t.dtype() != DType::i64) {
-      fail("onednn backend: input '{}' expects i64 values, got {}", name, to_string(t.dtype()));
-    }
     const auto data = t.data<std::int64_t>();
     std::copy(data.begin(), data.end(), v.ints.begin());
     return;
-  }
-  if (!is_floating(t.dtype())) {
-    fail("onednn backend: input '{}' expects floating values, got {}", name, to_string(t.dtype()));
   }
   write_plain(v, v.mem, t);
 }
@@ -890,92 +876,64 @@ Tensor OnednnProgram::fetch(const std::string& name) const {
   return read_plain(v, v.mem);
 }
 
-Value& OnednnProgram::trainable(const std::string& name) {
-  Value& v = value(name);
-  if (!v.parameter || !v.trainable) {
-    fail("onednn backend: '{}' is not a trainable parameter (gradients exist only for those)",
-         name);
-  }
-  return v;
-}
-
-const Value& OnednnProgram::trainable(const std::string& name) const {
-  return const_cast<OnednnProgram*>(this)->trainable(name);
-}
-
-Tensor OnednnProgram::gradient(const std::string& name) const {
-  if (!options_.training) fail("onednn backend: gradients need a Program compiled for training");
+Tensor OnednnProgram::read_gradient(const std::string& name) const {
   const Value& v = value(name);
-  const bool input = graph_.is_input(name) && options_.input_gradients;
-  if (!input) trainable(name);
   if (!v.grad) return Tensor(DType::f32, v.shape);
   return read_plain(v, v.grad);
 }
 
-void OnednnProgram::set_gradient(const std::string& name, const Tensor& t) {
-  if (!options_.training) fail("onednn backend: gradients need a Program compiled for training");
-  Value& v = trainable(name);
-  if (t.shape() != v.shape) {
-    fail("onednn backend: gradient of '{}' has shape {}, got {}", name, to_string(v.shape),
-         to_string(t.shape()));
-  }
+void OnednnProgram::write_gradient(const std::string& name, const Tensor& t) {
+  const Value& v = value(name);
   write_plain(v, v.grad, t);
 }
 
-double OnednnProgram::gradient_norm() const {
-  const ComputeScope scope = prepare_threads();
-  double sum = 0.0;
-  for (const auto& name : trainable_) {
-    const Value& v = value(name);
-    if (!v.grad) continue;
-    sum += sum_of_squares(static_cast<const float*>(v.grad.get_data_handle()),
-                          v.md.get_size() / sizeof(float));
-  }
-  return std::sqrt(sum);
+double OnednnProgram::gradient_sum_of_squares(const std::string& name) const {
+  const Value& v = value(name);
+  if (!v.grad) return 0.0;
+  return sum_of_squares(static_cast<const float*>(v.grad.get_data_handle()),
+                        v.md.get_size() / sizeof(float));
 }
 
-void OnednnProgram::update(const OptimizerSpec& spec, double gradient_scale) {
-  if (!options_.training) fail("onednn backend: update needs a Program compiled for training");
+double OnednnProgram::sum_of_gradient_squares() const {
   const ComputeScope scope = prepare_threads();
-  const bool adam = spec.kind != OptimizerSpec::Kind::sgd;
-  ++step_;
-  for (const auto& name : trainable_) {
-    Value& v = value(name);
-    const std::size_t n = v.md.get_size() / sizeof(float);
-    Slots& slots = slots_[name];
-    if (slots.a.size() != n) slots.a.assign(n, 0.0f);
-    if (adam && slots.b.size() != n) slots.b.assign(n, 0.0f);
-    const auto start = std::chrono::steady_clock::now();
-    optimizer_step(spec, step_, gradient_scale, static_cast<float*>(v.mem.get_data_handle()),
-                   static_cast<const float*>(v.grad.get_data_handle()), slots.a.data(),
-                   adam ? slots.b.data() : nullptr, n);
-    if (profiling_) {
-      const auto key = std::make_pair(std::string("update"), name);
-      auto [it, inserted] = times_.try_emplace(key, 0.0, 0);
-      if (inserted) time_order_.push_back(key);
-      it->second.first +=
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      it->second.second += 1;
-    }
-  }
-  slot_kind_ = spec.kind;
+  return ProgramBase::sum_of_gradient_squares();
+}
+
+void OnednnProgram::update_parameters(const UpdateStep& step) {
+  const ComputeScope scope = prepare_threads();
+  ProgramBase::update_parameters(step);
   ++parameter_version_;
 }
 
-Tensor OnednnProgram::parameter(const std::string& name) const {
+void OnednnProgram::update_parameter(const std::string& name, const UpdateStep& step) {
+  Value& v = value(name);
+  const bool adam = step.adam();
+  const std::size_t n = v.md.get_size() / sizeof(float);
+  Slots& slots = slots_[name];
+  if (slots.a.size() != n) slots.a.assign(n, 0.0f);
+  if (adam && slots.b.size() != n) slots.b.assign(n, 0.0f);
+  const auto start = std::chrono::steady_clock::now();
+  optimizer_step(step.constants_f32, static_cast<float*>(v.mem.get_data_handle()),
+                 static_cast<const float*>(v.grad.get_data_handle()), slots.a.data(),
+                 adam ? slots.b.data() : nullptr, n);
+  if (profiling_) {
+    const auto key = std::make_pair(std::string("update"), name);
+    auto [it, inserted] = times_.try_emplace(key, 0.0, 0);
+    if (inserted) time_order_.push_back(key);
+    it->second.first +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    it->second.second += 1;
+  }
+}
+
+Tensor OnednnProgram::read_parameter(const std::string& name) const {
   const Value& v = value(name);
-  if (!v.parameter) fail("onednn backend: '{}' is not an initializer of the graph", name);
   if (!v.ints.empty()) return Tensor::from<std::int64_t>(v.shape, v.ints);
   return read_plain(v, v.mem);
 }
 
-void OnednnProgram::set_parameter(const std::string& name, const Tensor& t) {
+void OnednnProgram::write_parameter(const std::string& name, const Tensor& t) {
   Value& v = value(name);
-  if (!v.parameter) fail("onednn backend: '{}' is not an initializer of the graph", name);
-  if (t.shape() != v.shape) {
-    fail("onednn backend: parameter '{}' has shape {}, got {}", name, to_string(v.shape),
-         to_string(t.shape()));
-  }
   if (!v.ints.empty()) {
     const auto data = t.data<std::int64_t>();
     std::copy(data.begin(), data.end(), v.ints.begin());
@@ -985,46 +943,19 @@ void OnednnProgram::set_parameter(const std::string& name, const Tensor& t) {
   ++parameter_version_;
 }
 
-std::map<std::string, Tensor> OnednnProgram::optimizer_state() const {
-  std::map<std::string, Tensor> state;
-  state["step"] = Tensor::from<std::int64_t>({}, std::vector<std::int64_t>{step_});
-  if (!slot_kind_) return state;
-  const bool adam = *slot_kind_ != OptimizerSpec::Kind::sgd;
-  for (const auto& name : trainable_) {
-    const Value& v = value(name);
-    auto it = slots_.find(name);
-    if (it == slots_.end()) continue;
-    const auto& slots = it->second;
-    if (adam) {
-      state[name + "/m"] = Tensor::from<float>(v.shape, slots.a);
-      state[name + "/v"] = Tensor::from<float>(v.shape, slots.b);
-    } else {
-      state[name + "/velocity"] = Tensor::from<float>(v.shape, slots.a);
-    }
-  }
-  return state;
+std::optional<Tensor> OnednnProgram::read_optimizer_slot(const std::string& name,
+                                                         bool second) const {
+  auto it = slots_.find(name);
+  if (it == slots_.end()) return std::nullopt;
+  const std::vector<float>& slot = second ? it->second.b : it->second.a;
+  if (slot.empty()) return std::nullopt;
+  return Tensor::from<float>(value(name).shape, slot);
 }
 
-void OnednnProgram::set_optimizer_state(const std::map<std::string, Tensor>& state) {
-  std::optional<OptimizerSpec::Kind> kind;
-  for (const auto& [key, t] : state) {
-    if (key == "step") {
-      step_ = optimizer_step(t);
-      continue;
-    }
-    const OptimizerSlotKey slot = parse_optimizer_slot_key("onednn", key);
-    const Value& v = trainable(slot.parameter);
-    if (t.shape() != v.shape) {
-      fail("onednn backend: optimizer state '{}' has shape {}, expected {}", key,
-           to_string(t.shape()), to_string(v.shape));
-    }
-    const Tensor f = t.to(DType::f32);
-    const auto data = f.data<float>();
-    Slots& slots = slots_[slot.parameter];
-    (slot.second ? slots.b : slots.a).assign(data.begin(), data.end());
-    kind = slot.kind;
-  }
-  if (kind) slot_kind_ = kind;
+void OnednnProgram::write_optimizer_slot(const std::string& name, bool second, const Tensor& t) {
+  const auto data = t.data<float>();
+  Slots& slots = slots_[name];
+  (second ? slots.b : slots.a).assign(data.begin(), data.end());
 }
 
 // ---- profiling

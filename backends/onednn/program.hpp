@@ -16,6 +16,7 @@
 
 #include "backends/backend.hpp"
 #include "backends/onednn/onednn_backend.hpp"
+#include "backends/program_base.hpp"
 #include "graph/ops.hpp"
 
 namespace onnxforge::onednn {
@@ -114,27 +115,17 @@ struct MemoryPlan {
   std::size_t small = 0;    // buffers below the planning threshold, or with padded layouts
 };
 
-class OnednnProgram final : public Program {
+class OnednnProgram final : public ProgramBase {
  public:
   OnednnProgram(const Graph& graph, const CompileOptions& options);
   ~OnednnProgram() override;
   OnednnProgram(const OnednnProgram&) = delete;
   OnednnProgram& operator=(const OnednnProgram&) = delete;
 
-  void set_input(const std::string& name, const Tensor& value) override;
   void forward(Mode mode) override;
   Tensor fetch(const std::string& value) const override;
   void backward() override;
   void backward(const std::map<std::string, Tensor>& seeds) override;
-  Tensor gradient(const std::string& name) const override;
-  void set_gradient(const std::string& name, const Tensor& value) override;
-  double gradient_norm() const override;
-  void update(const OptimizerSpec& spec, double gradient_scale = 1.0) override;
-  Tensor parameter(const std::string& name) const override;
-  void set_parameter(const std::string& name, const Tensor& value) override;
-  std::map<std::string, Tensor> optimizer_state() const override;
-  void set_optimizer_state(const std::map<std::string, Tensor>& state) override;
-  const Graph& graph() const override { return graph_; }
 
   void set_profiling(bool on);
   std::vector<StepTime> step_times() const;
@@ -145,7 +136,6 @@ class OnednnProgram final : public Program {
   // ---- used by the op lowerings (lower.cpp, lower/<family>.cpp) ----
   dnnl::engine& engine() { return engine_; }
   dnnl::stream& stream() { return stream_; }
-  const CompileOptions& options() const { return options_; }
   Value& value(const std::string& name);
   const Value& value(const std::string& name) const;
   bool needs_gradient(const std::string& name) const { return needs_grad_.count(name) != 0; }
@@ -226,11 +216,20 @@ class OnednnProgram final : public Program {
   void seed_and_run_backward(const std::map<std::string, Tensor>& seeds, bool seed_loss);
   Tensor read_plain(const Value& v, const memory& mem) const;
   void write_plain(const Value& v, const memory& mem, const Tensor& t);
-  Value& trainable(const std::string& name);
-  const Value& trainable(const std::string& name) const;
 
-  Graph graph_;
-  CompileOptions options_;
+  // ---- storage hooks of ProgramBase ----
+  void write_input(const std::string& name, const Tensor& value) override;
+  Tensor read_parameter(const std::string& name) const override;
+  void write_parameter(const std::string& name, const Tensor& value) override;
+  Tensor read_gradient(const std::string& name) const override;
+  void write_gradient(const std::string& name, const Tensor& value) override;
+  double gradient_sum_of_squares(const std::string& name) const override;
+  double sum_of_gradient_squares() const override;
+  void update_parameter(const std::string& name, const UpdateStep& step) override;
+  void update_parameters(const UpdateStep& step) override;
+  std::optional<Tensor> read_optimizer_slot(const std::string& name, bool second) const override;
+  void write_optimizer_slot(const std::string& name, bool second, const Tensor& value) override;
+
   int threads_ = 1;
   dnnl::engine engine_;
   mutable dnnl::stream stream_;
@@ -245,8 +244,7 @@ class OnednnProgram final : public Program {
   // Readers of each value (node index, input index) among the lowered nodes, through folded
   // Flattens.
   std::map<std::string, std::vector<std::pair<std::size_t, std::size_t>>> readers_;
-  std::set<std::string> visible_;       // outputs, kept values, the loss
-  std::vector<std::string> trainable_;  // trainable parameters, in graph order
+  std::set<std::string> visible_;  // outputs, kept values, the loss
   std::map<std::string, std::pair<DataType, std::string>> precision_;  // node -> dtype, why
   std::vector<LayerChoice> choices_;
 
@@ -261,8 +259,6 @@ class OnednnProgram final : public Program {
     std::vector<float> b;  // v (adam)
   };
   std::map<std::string, Slots> slots_;
-  std::int64_t step_ = 0;
-  std::optional<OptimizerSpec::Kind> slot_kind_;
 
   // Temporaries of gradient contributions, reused between contributions of equal layout.
   struct Scratch {
@@ -336,8 +332,13 @@ inline constexpr std::int64_t kParallelThreshold = 16384;
 // ---- loops (loops.cpp): plain or layout-agnostic element-wise work, OpenMP-parallel ----------
 // One optimizer step on float buffers: OptimizerConstants<float> (backends/backend.hpp), OpenMP
 // parallel and vectorised.
-void optimizer_step(const OptimizerSpec& spec, std::int64_t step, double gradient_scale, float* w,
-                    const float* g, float* slot_a, float* slot_b, std::size_t n);
+void optimizer_step(const OptimizerConstants<float>& k, float* w, const float* g, float* slot_a,
+                    float* slot_b, std::size_t n);
+// The same with the constants of (spec, step, gradient_scale).
+inline void optimizer_step(const OptimizerSpec& spec, std::int64_t step, double gradient_scale,
+                           float* w, const float* g, float* slot_a, float* slot_b, std::size_t n) {
+  optimizer_step(OptimizerConstants<float>(spec, step, gradient_scale), w, g, slot_a, slot_b, n);
+}
 double sum_of_squares(const float* x, std::size_t n);
 // Inverted dropout: mask = (u >= ratio) / (1 - ratio), y = x * mask, u from (seed, i).
 void dropout_forward(const float* x, float* y, float* mask, std::size_t n, double ratio,

@@ -1,7 +1,10 @@
 #include "backends/reference/reference_backend.hpp"
 
 #include <cmath>
+#include <optional>
+#include <span>
 
+#include "backends/program_base.hpp"
 #include "backends/reference/kernels.hpp"
 #include "core/error.hpp"
 #include "graph/ops.hpp"
@@ -43,10 +46,12 @@ Tensor to_tensor(const Buffer& b, DType dtype) {
   return t.to(dtype);
 }
 
-class ReferenceProgram final : public Program {
+class ReferenceProgram final : public ProgramBase {
  public:
   ReferenceProgram(const Graph& graph, const CompileOptions& options)
-      : graph_(graph), options_(options), random_(options.seed), states_(graph.nodes.size()) {
+      : ProgramBase(graph, options, "reference"),
+        random_(options.seed),
+        states_(graph.nodes.size()) {
     for (const auto& in : graph_.inputs) values_[in.name] = Buffer(in.shape);
     for (const auto& init : graph_.initializers) values_[init.name] = to_buffer(init.value);
     for (const auto& node : graph_.nodes) {
@@ -57,22 +62,12 @@ class ReferenceProgram final : public Program {
     }
   }
 
-  void set_input(const std::string& name, const Tensor& value) override {
-    if (!graph_.is_input(name)) fail("reference backend: '{}' is not an input of the graph", name);
-    const auto& expected = graph_.value(name).shape;
-    if (value.shape() != expected) {
-      fail("reference backend: input '{}' expects shape {}, got {}", name, to_string(expected),
-           to_string(value.shape()));
-    }
-    values_[name] = to_buffer(value);
-  }
-
   void forward(Mode mode) override {
     if (mode == Mode::training && !options_.training) {
       fail("reference backend: training forward on a Program compiled for inference");
     }
     // Dropout masks depend on (seed, optimizer step) only, so a resumed run draws the same ones.
-    random_ = Random(hash_name(std::to_string(step_), options_.seed));
+    random_ = Random(hash_name(std::to_string(step()), options_.seed));
     for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
       const auto& node = graph_.nodes[i];
       reference::ForwardArgs args{node, graph_, mode, {}, {}, states_[i], random_, {}};
@@ -105,98 +100,62 @@ class ReferenceProgram final : public Program {
     run_backward(seeds, values_needing_gradient(graph_, roots, options_.input_gradients));
   }
 
-  Tensor gradient(const std::string& name) const override {
-    const auto* init = graph_.find_initializer(name);
-    const bool is_input = graph_.is_input(name) && options_.input_gradients;
-    if (!is_input && !(init && init->trainable)) {
-      fail("reference backend: '{}' is not a trainable parameter (no gradient is kept)", name);
-    }
+ private:
+  // ---- storage hooks of ProgramBase ----
+  void write_input(const std::string& name, const Tensor& value) override {
+    values_[name] = to_buffer(value);
+  }
+
+  Tensor read_parameter(const std::string& name) const override {
+    return to_tensor(values_.at(name), graph_.find_initializer(name)->value.dtype());
+  }
+
+  void write_parameter(const std::string& name, const Tensor& value) override {
+    values_[name] = to_buffer(value);
+  }
+
+  Tensor read_gradient(const std::string& name) const override {
     auto it = gradients_.find(name);
     if (it == gradients_.end()) return Tensor(graph_.value(name).dtype, graph_.value(name).shape);
     return to_tensor(it->second, graph_.value(name).dtype);
   }
 
-  void set_gradient(const std::string& name, const Tensor& value) override {
-    const auto* init = graph_.find_initializer(name);
-    if (!init || !init->trainable) fail("reference backend: '{}' is not trainable", name);
-    if (value.shape() != init->value.shape()) {
-      fail("reference backend: gradient for '{}' must have shape {}", name,
-           to_string(init->value.shape()));
-    }
+  void write_gradient(const std::string& name, const Tensor& value) override {
     gradients_[name] = to_buffer(value);
   }
 
-  double gradient_norm() const override {
+  double gradient_sum_of_squares(const std::string& name) const override {
+    auto it = gradients_.find(name);
+    if (it == gradients_.end()) return 0.0;
     double sum = 0;
-    for (const auto& init : graph_.initializers) {
-      if (!init.trainable) continue;
-      auto it = gradients_.find(init.name);
-      if (it == gradients_.end()) continue;
-      for (double g : it->second.data) sum += g * g;
-    }
-    return std::sqrt(sum);
+    for (double g : it->second.data) sum += g * g;
+    return sum;
   }
 
-  void update(const OptimizerSpec& spec, double gradient_scale) override {
-    ++step_;
-    for (const auto& init : graph_.initializers) {
-      if (!init.trainable) continue;
-      auto& weights = values_.at(init.name).data;
-      auto git = gradients_.find(init.name);
-      const std::vector<double> zeros(weights.size(), 0.0);
-      const auto& grad = git == gradients_.end() ? zeros : git->second.data;
-      auto& a = slot(init.name + (spec.kind == OptimizerSpec::Kind::sgd ? "/velocity" : "/m"),
-                     init.value.shape());
-      auto& b = slot(init.name + "/v", init.value.shape());
-      apply_optimizer<double>(spec, step_, gradient_scale, weights, grad, a.data,
-                              spec.kind == OptimizerSpec::Kind::sgd ? std::span<double>{} : b.data);
-    }
+  void update_parameter(const std::string& name, const UpdateStep& step) override {
+    auto& weights = values_.at(name).data;
+    auto git = gradients_.find(name);
+    const std::vector<double> zeros(git == gradients_.end() ? weights.size() : 0, 0.0);
+    const auto& grad = git == gradients_.end() ? zeros : git->second.data;
+    Slots& s = slots_[name];
+    const Shape& shape = values_.at(name).shape;
+    if (s.a.data.size() != weights.size()) s.a = Buffer(shape);
+    if (step.adam() && s.b.data.size() != weights.size()) s.b = Buffer(shape);
+    apply_optimizer<double>(step.constants, weights, grad, s.a.data,
+                            step.adam() ? std::span<double>(s.b.data) : std::span<double>{});
   }
 
-  Tensor parameter(const std::string& name) const override {
-    const auto* init = graph_.find_initializer(name);
-    if (!init) fail("reference backend: no parameter named '{}'", name);
-    return to_tensor(values_.at(name), init->value.dtype());
-  }
-
-  void set_parameter(const std::string& name, const Tensor& value) override {
-    const auto* init = graph_.find_initializer(name);
-    if (!init) fail("reference backend: no parameter named '{}'", name);
-    if (value.shape() != init->value.shape()) {
-      fail("reference backend: parameter '{}' has shape {}, got {}", name,
-           to_string(init->value.shape()), to_string(value.shape()));
-    }
-    values_[name] = to_buffer(value);
-  }
-
-  std::map<std::string, Tensor> optimizer_state() const override {
-    std::map<std::string, Tensor> state;
-    for (const auto& [name, buffer] : slots_) state[name] = to_tensor(buffer, DType::f32);
-    Tensor step(DType::i64, {1});
-    step.data<std::int64_t>()[0] = step_;
-    state["step"] = step;
-    return state;
-  }
-
-  void set_optimizer_state(const std::map<std::string, Tensor>& state) override {
-    slots_.clear();
-    step_ = 0;
-    for (const auto& [name, tensor] : state) {
-      if (name == "step") {
-        step_ = tensor.data<std::int64_t>()[0];
-      } else {
-        slots_[name] = to_buffer(tensor);
-      }
-    }
-  }
-
-  const Graph& graph() const override { return graph_; }
-
- private:
-  Buffer& slot(const std::string& name, const Shape& shape) {
+  std::optional<Tensor> read_optimizer_slot(const std::string& name, bool second) const override {
     auto it = slots_.find(name);
-    if (it == slots_.end()) it = slots_.emplace(name, Buffer(shape)).first;
-    return it->second;
+    if (it == slots_.end()) return std::nullopt;
+    const Buffer& b = second ? it->second.b : it->second.a;
+    if (b.data.empty()) return std::nullopt;
+    return to_tensor(b, DType::f32);
+  }
+
+  void write_optimizer_slot(const std::string& name, bool second, const Tensor& value) override {
+    Slots& s = slots_[name];
+    (second ? s.b : s.a) = to_buffer(value);
   }
 
   void run_backward(const std::map<std::string, Tensor>& seeds,
@@ -251,15 +210,16 @@ class ReferenceProgram final : public Program {
     });
   }
 
-  Graph graph_;
-  CompileOptions options_;
+  struct Slots {
+    Buffer a, b;  // velocity (sgd) or m (adam); v (adam)
+  };
+
   Random random_;
   std::vector<NodeState> states_;
   std::map<std::string, Buffer> values_;
   std::map<std::string, Buffer> gradients_;
-  std::map<std::string, Buffer> slots_;
+  std::map<std::string, Slots> slots_;
   std::set<std::string> needs_gradient_;
-  std::int64_t step_ = 0;
   Mode last_mode_ = Mode::inference;
 };
 

@@ -16,6 +16,10 @@
 
 #include <cmath>
 #include <cstdio>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
 
 #include "backends/backend.hpp"
 #include "core/error.hpp"
@@ -387,6 +391,74 @@ TEST_P(BackendBehaviour, SetGradientAndOptimizerStateRoundTrip) {
   for (const auto& init : g.initializers) {
     EXPECT_TRUE(bit_identical(p->parameter(init.name), q->parameter(init.name))) << init.name;
   }
+}
+
+// The edge every backend shares (backends/program_base.hpp): the optimizer-state keys of sgd and
+// adam, and the checks of set_parameter / set_gradient / gradient / set_optimizer_state, each
+// failing with a message that names the backend.
+TEST_P(BackendBehaviour, OptimizerStateKeysAndEdgeChecks) {
+  auto be = backend();
+  SKIP_IF_UNAVAILABLE();
+  const Graph g = small_model();
+  const std::map<std::string, OptimizerSpec> specs = {
+      {"sgd", {.kind = OptimizerSpec::Kind::sgd, .learning_rate = 0.1, .momentum = 0.9}},
+      {"adam", {.kind = OptimizerSpec::Kind::adam, .learning_rate = 0.01}},
+  };
+  for (const auto& [label, spec] : specs) {
+    auto p = be->compile(g, {.training = true, .loss = "loss"});
+    Random rng(5);
+    for (const auto& [name, t] : random_feeds(g, rng)) p->set_input(name, t);
+    EXPECT_EQ(p->optimizer_state().size(), 1u) << label << ": only the step before an update";
+    p->forward(Mode::training);
+    p->backward();
+    p->update(spec);
+    std::set<std::string> want{"step"};
+    for (const auto& init : g.initializers) {
+      if (!init.trainable) continue;
+      if (spec.kind == OptimizerSpec::Kind::sgd) {
+        want.insert(init.name + "/velocity");
+      } else {
+        want.insert(init.name + "/m");
+        want.insert(init.name + "/v");
+      }
+    }
+    std::set<std::string> got;
+    for (const auto& [key, value] : p->optimizer_state()) got.insert(key);
+    EXPECT_EQ(got, want) << label;
+  }
+
+  auto p = be->compile(g, {.training = true, .loss = "loss"});
+  const std::string prefix = GetParam() + " backend: ";
+  auto message = [](const std::function<void()>& call) -> std::string {
+    try {
+      call();
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  const std::string w = "dense/kernel";
+  const Tensor wrong(DType::f32, {3});
+  EXPECT_NE(message([&] { p->set_parameter("nope", wrong); }).find(prefix), std::string::npos);
+  EXPECT_NE(message([&] { p->set_parameter(w, wrong); }).find(prefix + "parameter '" + w),
+            std::string::npos);
+  EXPECT_NE(message([&] { p->set_gradient(w, wrong); }).find(prefix + "gradient of '" + w),
+            std::string::npos);
+  EXPECT_NE(message([&] { (void)p->gradient("nope"); }).find("not a trainable parameter"),
+            std::string::npos);
+  EXPECT_NE(message([&] { p->set_input("x", wrong); }).find(prefix + "input 'x' expects shape"),
+            std::string::npos);
+  EXPECT_NE(message([&] {
+              p->set_optimizer_state({{w + "/m", wrong}});
+            }).find(prefix + "optimizer state '" + w + "/m'"),
+            std::string::npos);
+  EXPECT_NE(message([&] {
+              p->set_optimizer_state({{w + "/x", wrong}});
+            }).find(prefix),
+            std::string::npos);
+  auto inference = be->compile(g, {});
+  EXPECT_NE(message([&] { inference->update({}); }).find(prefix + "update needs"),
+            std::string::npos);
 }
 
 TEST_P(BackendBehaviour, DropoutIsInvertedAndStatistical) {
