@@ -95,6 +95,16 @@ struct Window2d {
 // The window of a Conv (kernel from the weight shape), MaxPool or AveragePool node.
 Window2d window_of(const Node& node, const Graph& graph);
 
+// MatMul A[..., M, K] x B[..., K, N] -> Y[..., M, N] over row-major buffers: the product sizes and,
+// per output batch (numpy broadcasting of the batch dimensions), the element offsets of its A, B
+// and Y matrices.
+struct MatMulBatches {
+  std::int64_t m = 0, k = 0, n = 0;
+  std::vector<std::int64_t> a_offset, b_offset, y_offset;
+  std::size_t batches() const { return y_offset.size(); }
+};
+MatMulBatches matmul_batches(const Shape& a, const Shape& b, const Shape& y);
+
 // Broadcast shape of two shapes (numpy rules); throws naming the node on a mismatch.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const Node& node);
 

@@ -117,24 +117,6 @@ Gemm matmul_backward_b(std::int64_t m, std::int64_t k, std::int64_t n) {
           .ldc = n};
 }
 
-MatMulBatches matmul_batches(const Shape& a, const Shape& b, const Shape& y) {
-  MatMulBatches g;
-  g.m = a[a.size() - 2];
-  g.k = a[a.size() - 1];
-  g.n = b[b.size() - 1];
-  const Shape batch_y(y.begin(), y.end() - 2);
-  const Shape batch_a(a.begin(), a.end() - 2);
-  const Shape batch_b(b.begin(), b.end() - 2);
-  const Broadcast plan = make_broadcast(batch_y, batch_a, batch_b);
-  const std::int64_t batches = batch_y.empty() ? 1 : element_count(batch_y);
-  for (std::int64_t i = 0; i < batches; ++i) {
-    g.a_offset.push_back(broadcast_offset(plan, i, false) * g.m * g.k);
-    g.b_offset.push_back(broadcast_offset(plan, i, true) * g.k * g.n);
-    g.y_offset.push_back(i * g.m * g.n);
-  }
-  return g;
-}
-
 // ---- index maps
 // -----------------------------------------------------------------------------------
 

@@ -45,13 +45,7 @@ Gemm matmul_forward(std::int64_t m, std::int64_t k, std::int64_t n);
 Gemm matmul_backward_a(std::int64_t m, std::int64_t k, std::int64_t n);
 Gemm matmul_backward_b(std::int64_t m, std::int64_t k, std::int64_t n);
 
-// Offsets (in elements) of each output batch's operands for a batched MatMul with numpy
-// broadcasting over the leading dimensions.
-struct MatMulBatches {
-  std::int64_t m = 0, k = 0, n = 0;
-  std::vector<std::int64_t> a_offset, b_offset, y_offset;
-};
-MatMulBatches matmul_batches(const Shape& a, const Shape& b, const Shape& y);
+// The batches' offsets: matmul_batches (graph/ops.hpp).
 
 // ---- index maps for the element-wise kernels (structs and per-element maps: index_maps.hpp)
 // ------

@@ -1,5 +1,28 @@
 // Linear algebra: convolution, the Dense layer and batched matrix products.
+#include "core/strides.hpp"
 #include "graph/ops/infer.hpp"
+
+namespace onnxforge {
+
+MatMulBatches matmul_batches(const Shape& a, const Shape& b, const Shape& y) {
+  MatMulBatches g;
+  g.m = a[a.size() - 2];
+  g.k = a[a.size() - 1];
+  g.n = b[b.size() - 1];
+  const Shape batch_y(y.begin(), y.end() - 2);
+  const Shape batch_a(a.begin(), a.end() - 2);
+  const Shape batch_b(b.begin(), b.end() - 2);
+  std::int64_t batches = 1;
+  for (auto d : batch_y) batches *= d;
+  for (std::int64_t i = 0; i < batches; ++i) {
+    g.a_offset.push_back(broadcast_offset(batch_y, batch_a, i) * g.m * g.k);
+    g.b_offset.push_back(broadcast_offset(batch_y, batch_b, i) * g.k * g.n);
+    g.y_offset.push_back(i * g.m * g.n);
+  }
+  return g;
+}
+
+}  // namespace onnxforge
 
 namespace onnxforge::ops {
 

@@ -90,7 +90,7 @@ TEST(CudnnPlan, DenseGemmsMatchRowMajorProducts) {
 TEST(CudnnPlan, BroadcastMatMulGemmsMatchRowMajorProducts) {
   // A [2,1,M,K] x B [3,K,N] -> Y [2,3,M,N]: both operands broadcast over the batch.
   const Shape as{2, 1, 4, 5}, bs{3, 5, 6}, ys{2, 3, 4, 6};
-  const auto geometry = cudnn::matmul_batches(as, bs, ys);
+  const auto geometry = matmul_batches(as, bs, ys);
   ASSERT_EQ(geometry.y_offset.size(), 6u);
   Random rng(2);
   const auto a = random_values(static_cast<std::size_t>(element_count(as)), rng);

@@ -125,38 +125,16 @@ Kernel dense_kernel() {
 // ---- concat ------------------------------------------------------------------------------------
 
 // ---- MatMul: y[..., m, n] = sum_k a[..., m, k] b[..., k, n] ---------------------------------
-struct MatMulGeometry {
-  int64_t m, k, n, batches;
-  std::vector<size_t> a_offset, b_offset;  // per output batch, in elements
-};
-
-MatMulGeometry matmul_geometry(const Shape& a, const Shape& b, const Shape& y) {
-  MatMulGeometry g;
-  g.m = a[a.size() - 2];
-  g.k = a[a.size() - 1];
-  g.n = b[b.size() - 1];
-  const Shape batch_y(y.begin(), y.end() - 2);
-  const Shape batch_a(a.begin(), a.end() - 2);
-  const Shape batch_b(b.begin(), b.end() - 2);
-  g.batches = 1;
-  for (auto d : batch_y) g.batches *= d;
-  for (int64_t i = 0; i < g.batches; ++i) {
-    g.a_offset.push_back(broadcast_index(batch_y, batch_a, i) * static_cast<size_t>(g.m * g.k));
-    g.b_offset.push_back(broadcast_index(batch_y, batch_b, i) * static_cast<size_t>(g.k * g.n));
-  }
-  return g;
-}
-
 Kernel matmul_kernel() {
   return {[](ForwardArgs& a) {
             const auto& x = *a.inputs[0];
             const auto& w = *a.inputs[1];
             auto& y = *a.outputs[0];
-            const auto g = matmul_geometry(x.shape, w.shape, y.shape);
-            for (int64_t p = 0; p < g.batches; ++p) {
-              const auto* xa = x.data.data() + g.a_offset[static_cast<size_t>(p)];
-              const auto* wb = w.data.data() + g.b_offset[static_cast<size_t>(p)];
-              auto* yp = y.data.data() + static_cast<size_t>(p * g.m * g.n);
+            const auto g = matmul_batches(x.shape, w.shape, y.shape);
+            for (size_t p = 0; p < g.batches(); ++p) {
+              const auto* xa = x.data.data() + static_cast<size_t>(g.a_offset[p]);
+              const auto* wb = w.data.data() + static_cast<size_t>(g.b_offset[p]);
+              auto* yp = y.data.data() + static_cast<size_t>(g.y_offset[p]);
               for (int64_t i = 0; i < g.m; ++i) {
                 for (int64_t j = 0; j < g.n; ++j) {
                   double sum = 0.0;
@@ -170,11 +148,11 @@ Kernel matmul_kernel() {
             const auto& x = *a.inputs[0];
             const auto& w = *a.inputs[1];
             const auto& dy = *a.output_grads[0];
-            const auto g = matmul_geometry(x.shape, w.shape, dy.shape);
-            for (int64_t p = 0; p < g.batches; ++p) {
-              const auto ao = g.a_offset[static_cast<size_t>(p)];
-              const auto bo = g.b_offset[static_cast<size_t>(p)];
-              const auto* dyp = dy.data.data() + static_cast<size_t>(p * g.m * g.n);
+            const auto g = matmul_batches(x.shape, w.shape, dy.shape);
+            for (size_t p = 0; p < g.batches(); ++p) {
+              const auto ao = static_cast<size_t>(g.a_offset[p]);
+              const auto bo = static_cast<size_t>(g.b_offset[p]);
+              const auto* dyp = dy.data.data() + static_cast<size_t>(g.y_offset[p]);
               for (int64_t i = 0; i < g.m; ++i) {
                 for (int64_t l = 0; l < g.k; ++l) {
                   for (int64_t j = 0; j < g.n; ++j) {
