@@ -45,6 +45,8 @@ std::string describe(const Program& program) {
   return as_onednn(const_cast<Program&>(program)).describe();
 }
 
+bool damage_guard_bytes(Program& program) { return as_onednn(program).damage_guard_bytes(); }
+
 std::string memory_summary(const Program& program) {
   return as_onednn(const_cast<Program&>(program)).memory_summary();
 }

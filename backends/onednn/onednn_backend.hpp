@@ -37,5 +37,9 @@ std::string describe(const Program& program);
 // others (activations, their gradients, temporaries) share bytes when never live together.
 std::string memory_summary(const Program& program);
 
+// Tests of the guard bytes (ONNXFORGE_GUARD_BYTES=1): overwrites the first byte after the
+// largest guarded buffer, as a step writing one byte too far would; false when none is guarded.
+bool damage_guard_bytes(Program& program);
+
 }  // namespace onednn
 }  // namespace onnxforge

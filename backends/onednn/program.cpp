@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/error.hpp"
@@ -23,6 +24,10 @@ namespace {
 // many: biases, batch statistics, scalars).
 constexpr std::size_t kPlannedBytes = std::size_t{1} << 16;
 constexpr std::size_t kArenaAlignment = 4096;
+// Guard bytes (ONNXFORGE_GUARD_BYTES=1): a page before each guarded buffer, and its slack plus a
+// page after it, hold this pattern.
+constexpr std::size_t kGuardBytes = kArenaAlignment;
+constexpr unsigned char kGuardPattern = 0xA5;
 
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 
@@ -125,6 +130,8 @@ OnednnProgram::OnednnProgram(const Graph& graph, const CompileOptions& options)
     }
   }
   lower(Plan::inference);
+  const char* guard = std::getenv("ONNXFORGE_GUARD_BYTES");
+  guard_bytes_ = guard && std::string(guard) != "0" && std::string(guard) != "";
   plan_memory();
 }
 
@@ -219,6 +226,7 @@ memory OnednnProgram::allocate(const Desc& md) {
     return mem;
   }
   Buffer b;
+  b.used = size;
   b.size = round_up(size, kArenaAlignment);
   b.data = map_pages(b.size);
   buffers_.push_back(b);
@@ -310,7 +318,18 @@ void OnednnProgram::plan_memory() {
   std::stable_sort(order.begin(), order.end(),
                    [](const Buffer* a, const Buffer* b) { return a->size > b->size; });
   std::vector<const Buffer*> placed;
-  for (Buffer* b : order) {
+  if (guard_bytes_) {
+    // Debug: no sharing, a guard page on each side (the slack after `used` is guarded too).
+    std::size_t offset = 0;
+    for (Buffer* b : order) {
+      b->offset = offset + kGuardBytes;
+      offset = b->offset + b->size + kGuardBytes;
+      placed.push_back(b);
+      guarded_.push_back(b);
+    }
+    memory_plan_.arena = offset;
+  }
+  for (Buffer* b : guard_bytes_ ? std::vector<Buffer*>{} : order) {
     std::vector<std::pair<std::size_t, std::size_t>> taken;
     for (const Buffer* o : placed) {
       if (overlap(*o, *b)) taken.emplace_back(o->offset, o->size);
@@ -327,6 +346,10 @@ void OnednnProgram::plan_memory() {
   }
   if (placed.empty()) return;
   arena_ = map_pages(memory_plan_.arena);
+  for (const Buffer* b : guarded_) {
+    std::memset(arena_ + b->offset - kGuardBytes, kGuardPattern, kGuardBytes);
+    std::memset(arena_ + b->offset + b->used, kGuardPattern, b->size - b->used + kGuardBytes);
+  }
 
   // Every memory object the steps touch that lies in a placed buffer moves with it (objects are
   // shared handles: the copies inside steps and values move together).
@@ -709,7 +732,39 @@ void run_step(const Step& step, const char* plan) {
 
 }  // namespace
 
+bool OnednnProgram::damage_guard_bytes() {
+  if (guarded_.empty()) return false;
+  arena_[guarded_.front()->offset + guarded_.front()->used] = 0;
+  return true;
+}
+
+void OnednnProgram::check_guards(const std::string& step, const char* plan) const {
+  auto intact = [&](std::size_t from, std::size_t bytes) {
+    const char* p = arena_ + from;
+    return std::all_of(p, p + bytes,
+                       [](char c) { return static_cast<unsigned char>(c) == kGuardPattern; });
+  };
+  for (const Buffer* b : guarded_) {
+    const bool before = intact(b->offset - kGuardBytes, kGuardBytes);
+    const bool after = intact(b->offset + b->used, b->size - b->used + kGuardBytes);
+    if (!before || !after) {
+      fail(
+          "onednn backend: step '{}' of the {} plan wrote {} a buffer of {} bytes (guard bytes at "
+          "arena offset {} changed)",
+          step, plan, after ? "before" : "past", b->used, b->offset);
+    }
+  }
+}
+
 void OnednnProgram::run_steps(std::vector<Step>& steps, const char* name) {
+  if (guard_bytes_) {
+    for (const auto& step : steps) {
+      run_step(step, name);
+      stream_.wait();
+      check_guards(step.label, name);
+    }
+    return;
+  }
   if (!profiling_) {
     for (const auto& step : steps) run_step(step, name);
     stream_.wait();

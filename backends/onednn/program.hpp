@@ -131,6 +131,7 @@ class OnednnProgram final : public ProgramBase {
   std::vector<StepTime> step_times() const;
   std::string describe() const;
   std::string memory_summary() const;
+  bool damage_guard_bytes();  // tests only: see onednn_backend.hpp
   const MemoryPlan& memory_plan() const { return memory_plan_; }
 
   // ---- used by the op lowerings (lower.cpp, lower/<family>.cpp) ----
@@ -294,7 +295,14 @@ class OnednnProgram final : public ProgramBase {
     std::int64_t first[2] = {-1, -1}, last[2] = {-1, -1};
     std::size_t offset = 0;  // in the arena, once placed
     bool placed = false;
+    std::size_t used = 0;  // bytes of its memory descriptor (size is rounded up to pages)
   };
+  // ONNXFORGE_GUARD_BYTES=1 (a debug option): every planned buffer gets its own arena bytes
+  // between guard pages of a known pattern, which are checked after every step; a step that
+  // writes past its buffers fails naming itself. Pinned and small buffers are not guarded.
+  bool guard_bytes_ = false;
+  std::vector<const Buffer*> guarded_;
+  void check_guards(const std::string& step, const char* plan) const;
   std::vector<Buffer> buffers_;
   Buffer* buffer_of(const void* handle);
   char* arena_ = nullptr;
