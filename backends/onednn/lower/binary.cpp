@@ -4,6 +4,7 @@
 // the broadcast dimensions is oneDNN's reduction where it has a kernel for it, the loop elsewhere;
 // Sub, Mul and Div run their backward as one loop on plain layouts.
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <optional>
 #include <utility>
@@ -163,6 +164,47 @@ void contribute_broadcast_sum(OnednnProgram& p, const Node& n, const std::string
   p.contribute(in, reduced, n.name);
 }
 
+// The forward of Add, Sub, Mul, Div: oneDNN's binary primitive for equal shapes or a broadcast it
+// has a kernel for, else a loop over plain layouts (numpy broadcasting).
+void lower_binary_forward(OnednnProgram& p, const Node& n, Plan plan) {
+  const std::string a = n.inputs[0];
+  const std::string b = n.inputs[1];
+  const std::string y = n.outputs[0];
+  const Shape as = p.value(a).shape;
+  const Shape bs = p.value(b).shape;
+  const Shape ys = p.value(y).shape;
+  const char op = n.is(OpId::Add) ? '+' : n.is(OpId::Mul) ? '*' : n.is(OpId::Sub) ? '-' : '/';
+  std::string name = n.op;  // "add", "mul", ...: the step labels
+  for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (as == ys && bs == ys) {
+    const Desc md = p.value(a).md;
+    dnnl::binary::primitive_desc pd({binary_algorithm(n), md, md, p.output_desc(y)}, p.engine());
+    p.define(y, pd.dst_desc());
+    p.add_primitive(plan, fmt::format("{}: binary {} ({})", n.name, name, pd.impl_info_str()),
+                    dnnl::binary(pd),
+                    {{DNNL_ARG_SRC_0, p.use(a, pd.src0_desc(), plan)},
+                     {DNNL_ARG_SRC_1, p.use(b, pd.src1_desc(), plan)},
+                     {DNNL_ARG_DST, p.value(y).mem}});
+    return;
+  }
+  if (lower_broadcast_binary(p, n, plan)) return;
+  memory am = p.use(a, plain_desc(as), plan);
+  memory bm = p.use(b, plain_desc(bs), plan);
+  memory ym = p.define(y, plain_desc(ys));
+  const auto sa = broadcast_strides(as, ys);
+  const auto sb = broadcast_strides(bs, ys);
+  p.add(plan, fmt::format("{}: broadcast {} (loop)", n.name, name), {am, bm, ym},
+        [am, bm, ym, ys, sa, sb, op]() {
+          const float* pa = floats(am);
+          const float* pb = floats(bm);
+          float* py = floats(ym);
+          for_each_broadcast(ys, sa, sb, [&](std::int64_t i, std::int64_t ia, std::int64_t ib) {
+            const float u = pa[ia], v = pb[ib];
+            py[i] = op == '+' ? u + v : op == '*' ? u * v : op == '-' ? u - v : u / v;
+          });
+        });
+}
+
 void lower_add(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
   const std::string a = n.inputs[0];
   const std::string b = n.inputs[1];
@@ -170,32 +212,7 @@ void lower_add(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
   const Shape as = p.value(a).shape;
   const Shape bs = p.value(b).shape;
   const Shape ys = p.value(y).shape;
-  if (as == ys && bs == ys) {
-    const Desc md = p.value(a).md;
-    dnnl::binary::primitive_desc pd({algorithm::binary_add, md, md, p.output_desc(y)}, p.engine());
-    p.define(y, pd.dst_desc());
-    p.add_primitive(plan, fmt::format("{}: binary add ({})", n.name, pd.impl_info_str()),
-                    dnnl::binary(pd),
-                    {{DNNL_ARG_SRC_0, p.use(a, pd.src0_desc(), plan)},
-                     {DNNL_ARG_SRC_1, p.use(b, pd.src1_desc(), plan)},
-                     {DNNL_ARG_DST, p.value(y).mem}});
-  } else if (!lower_broadcast_binary(p, n, plan)) {
-    // Numpy broadcasting on plain layouts.
-    memory am = p.use(a, plain_desc(as), plan);
-    memory bm = p.use(b, plain_desc(bs), plan);
-    memory ym = p.define(y, plain_desc(ys));
-    const auto sa = broadcast_strides(as, ys);
-    const auto sb = broadcast_strides(bs, ys);
-    p.add(plan, fmt::format("{}: broadcast add (loop)", n.name), {am, bm, ym},
-          [am, bm, ym, ys, sa, sb]() {
-            const float* pa = floats(am);
-            const float* pb = floats(bm);
-            float* py = floats(ym);
-            for_each_broadcast(ys, sa, sb, [&](std::int64_t i, std::int64_t ia, std::int64_t ib) {
-              py[i] = pa[ia] + pb[ib];
-            });
-          });
-  }
+  lower_binary_forward(p, n, plan);
   if (plan != Plan::training) return;
   p.add_backward_builder([&p, n, a, b, y, as, bs, ys]() {
     if (!p.needs_gradient(y)) return;
@@ -222,31 +239,7 @@ void lower_arithmetic(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
   const Shape bs = p.value(b).shape;
   const Shape ys = p.value(y).shape;
   const char op = n.is(OpId::Mul) ? '*' : n.is(OpId::Sub) ? '-' : '/';
-  if (as == ys && bs == ys) {
-    const Desc md = p.value(a).md;
-    dnnl::binary::primitive_desc pd({binary_algorithm(n), md, md, p.output_desc(y)}, p.engine());
-    p.define(y, pd.dst_desc());
-    p.add_primitive(plan, fmt::format("{}: binary {} ({})", n.name, n.op, pd.impl_info_str()),
-                    dnnl::binary(pd),
-                    {{DNNL_ARG_SRC_0, p.use(a, pd.src0_desc(), plan)},
-                     {DNNL_ARG_SRC_1, p.use(b, pd.src1_desc(), plan)},
-                     {DNNL_ARG_DST, p.value(y).mem}});
-  } else if (!lower_broadcast_binary(p, n, plan)) {
-    memory am = p.use(a, plain_desc(as), plan);
-    memory bm = p.use(b, plain_desc(bs), plan);
-    memory ym = p.define(y, plain_desc(ys));
-    const auto sa = broadcast_strides(as, ys);
-    const auto sb = broadcast_strides(bs, ys);
-    p.add(plan, fmt::format("{}: broadcast {} (loop)", n.name, n.op), {am, bm, ym},
-          [am, bm, ym, ys, sa, sb, op]() {
-            const float* pa = floats(am);
-            const float* pb = floats(bm);
-            float* py = floats(ym);
-            for_each_broadcast(ys, sa, sb, [&](std::int64_t i, std::int64_t ia, std::int64_t ib) {
-              py[i] = op == '*' ? pa[ia] * pb[ib] : op == '-' ? pa[ia] - pb[ib] : pa[ia] / pb[ib];
-            });
-          });
-  }
+  lower_binary_forward(p, n, plan);
   if (plan != Plan::training) return;
   p.add_backward_builder([&p, n, a, b, y, as, bs, ys, op]() {
     if (!p.needs_gradient(y)) return;
