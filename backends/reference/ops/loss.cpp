@@ -10,28 +10,34 @@ namespace onnxforge::reference {
 namespace {
 
 Kernel bce_with_logits_kernel() {
-  auto weight = [](const Node& node, double label) {
-    return label * attr_float(node, "weight_positive") +
-           (1.0 - label) * attr_float(node, "weight_negative");
+  // The class weights, read once per call: label * positive + (1 - label) * negative.
+  struct Weights {
+    double positive, negative;
+    explicit Weights(const Node& node)
+        : positive(attr_float(node, "weight_positive")),
+          negative(attr_float(node, "weight_negative")) {}
+    double of(double label) const { return label * positive + (1.0 - label) * negative; }
   };
-  return {[weight](ForwardArgs& a) {
+  return {[](ForwardArgs& a) {
+            const Weights weight(a.node);
             const auto& z = a.inputs[0]->data;
             const auto& y = a.inputs[1]->data;
             double sum = 0;
             for (size_t i = 0; i < z.size(); ++i) {
               // max(z,0) - z*y + log(1 + exp(-|z|)): never overflows.
-              sum += weight(a.node, y[i]) *
+              sum += weight.of(y[i]) *
                      (std::max(z[i], 0.0) - z[i] * y[i] + std::log1p(std::exp(-std::abs(z[i]))));
             }
             a.outputs[0]->data[0] = sum / static_cast<double>(z.size());
           },
-          [weight](BackwardArgs& a) {
+          [](BackwardArgs& a) {
             if (!a.input_grads[0]) return;
+            const Weights weight(a.node);
             const auto& z = a.inputs[0]->data;
             const auto& y = a.inputs[1]->data;
             const double g = a.output_grads[0]->data[0] / static_cast<double>(z.size());
             for (size_t i = 0; i < z.size(); ++i) {
-              a.input_grads[0]->data[i] += g * weight(a.node, y[i]) * (sigmoid(z[i]) - y[i]);
+              a.input_grads[0]->data[i] += g * weight.of(y[i]) * (sigmoid(z[i]) - y[i]);
             }
           }};
 }

@@ -67,29 +67,30 @@ Kernel max_pool_kernel() {
 }
 
 Kernel average_pool_kernel() {
-  auto divisor = [](const Node& node, const PoolWindow& pw) {
-    return static_cast<double>(attr_int(node, "count_include_pad")
-                                   ? pw.padded_count
-                                   : static_cast<int64_t>(pw.taps.size()));
+  auto divisor = [](bool include_pad, const PoolWindow& pw) {
+    return static_cast<double>(include_pad ? pw.padded_count
+                                           : static_cast<int64_t>(pw.taps.size()));
   };
   return {[divisor](ForwardArgs& a) {
+            const bool include_pad = attr_int(a.node, "count_include_pad") != 0;
             const auto& x = *a.inputs[0];
             auto& y = *a.outputs[0];
-            for_each_pool_window(x.shape, y.shape, window_of(a.node, a.graph),
-                                 [&](size_t yi, const PoolWindow& pw) {
-                                   double sum = 0;
-                                   for (auto xi : pw.taps) sum += x.data[xi];
-                                   y.data[yi] = pw.taps.empty() ? 0.0 : sum / divisor(a.node, pw);
-                                 });
+            for_each_pool_window(
+                x.shape, y.shape, window_of(a.node, a.graph), [&](size_t yi, const PoolWindow& pw) {
+                  double sum = 0;
+                  for (auto xi : pw.taps) sum += x.data[xi];
+                  y.data[yi] = pw.taps.empty() ? 0.0 : sum / divisor(include_pad, pw);
+                });
           },
           [divisor](BackwardArgs& a) {
             if (!a.input_grads[0]) return;
+            const bool include_pad = attr_int(a.node, "count_include_pad") != 0;
             const auto& dy = *a.output_grads[0];
             for_each_pool_window(a.inputs[0]->shape, dy.shape, window_of(a.node, a.graph),
                                  [&](size_t yi, const PoolWindow& pw) {
                                    for (auto xi : pw.taps) {
                                      a.input_grads[0]->data[xi] +=
-                                         dy.data[yi] / divisor(a.node, pw);
+                                         dy.data[yi] / divisor(include_pad, pw);
                                    }
                                  });
           }};
