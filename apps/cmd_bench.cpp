@@ -349,36 +349,29 @@ void run_bench(const BenchArgs& args) {
 }
 
 const Registration registration{
-    45, [](CLI::App& app) {
-      auto* sub = app.add_subcommand(
-          "bench",
-          "Time a model (built-in name or .onnx file) on one backend: compile, warm-up, then "
-          "throughput and latency percentiles (median, 90%, 99%, min, max) as OpenVINO's "
-          "benchmark_app reports them; --json writes them to a file.");
+    45, "bench",
+    "Time a model (built-in name or .onnx file) on one backend: compile, warm-up, then "
+    "throughput and latency percentiles (median, 90%, 99%, min, max) as OpenVINO's "
+    "benchmark_app reports them; --json writes them to a file.",
+    [](CLI::App& sub) {
       auto args = std::make_shared<BenchArgs>();
-      sub->add_option("model", args->model, "a built-in model (baseline, improved, vgg16) or .onnx")
+      sub.add_option("model", args->model, "a built-in model (baseline, improved, vgg16) or .onnx")
           ->required();
-      sub->add_option("--backend", args->backend, "onednn, cudnn or reference")
+      add_compute_options(sub, args->backend, args->threads, &args->dtype);
+      sub.add_option("--batch", args->batch, "images per iteration")->capture_default_str();
+      sub.add_option("--mode", args->mode, "infer or train")->capture_default_str();
+      sub.add_option("--seconds", args->seconds, "timed duration after warm-up")
           ->capture_default_str();
-      sub->add_option("--batch", args->batch, "images per iteration")->capture_default_str();
-      sub->add_option("--mode", args->mode, "infer or train")->capture_default_str();
-      sub->add_option("--dtype", args->dtype,
-                      "convolutions and dense layers: fp32, bf16 or auto (per layer, measured)")
+      sub.add_option("--warmup", args->warmup_seconds, "warm-up duration (at least 2 iterations)")
           ->capture_default_str();
-      sub->add_option("--seconds", args->seconds, "timed duration after warm-up")
+      sub.add_option("--json", args->json, "also write the results to this JSON file");
+      sub.add_option("--input", args->input, "built-in models: input size as CxHxW")
           ->capture_default_str();
-      sub->add_option("--warmup", args->warmup_seconds, "warm-up duration (at least 2 iterations)")
+      sub.add_flag("--head", args->head,
+                   "freeze the model and attach a Dense 256 / Dense 1 head (transfer learning)");
+      sub.add_option("--seed", args->seed, "seeds parameters and random inputs")
           ->capture_default_str();
-      sub->add_option("--json", args->json, "also write the results to this JSON file");
-      sub->add_option("--input", args->input, "built-in models: input size as CxHxW")
-          ->capture_default_str();
-      sub->add_flag("--head", args->head,
-                    "freeze the model and attach a Dense 256 / Dense 1 head (transfer learning)");
-      sub->add_option("--threads", args->threads, "CPU compute threads (0 = all cores)")
-          ->capture_default_str();
-      sub->add_option("--seed", args->seed, "seeds parameters and random inputs")
-          ->capture_default_str();
-      sub->callback([args] { run_bench(*args); });
+      sub.callback([args] { run_bench(*args); });
     }};
 
 }  // namespace

@@ -32,12 +32,11 @@ std::pair<std::string, Shape> parse_input_shape(const std::string& text) {
 }
 
 const Registration registration{
-    40, [](CLI::App& app) {
-      auto* sub = app.add_subcommand(
-          "convert",
-          "Convert a model to ONNX (opset 13+): import IN (.onnx or a built-in model name), "
-          "optionally cut it at a node (e.g. the last pooling layer, dropping the fully connected "
-          "layers), give it a new input size, fold batch norms and constants, write OUT.");
+    40, "convert",
+    "Convert a model to ONNX (opset 13+): import IN (.onnx or a built-in model name), "
+    "optionally cut it at a node (e.g. the last pooling layer, dropping the fully connected "
+    "layers), give it a new input size, fold batch norms and constants, write OUT.",
+    [](CLI::App& sub) {
       auto in = std::make_shared<std::string>();
       auto out = std::make_shared<std::string>();
       auto cut = std::make_shared<std::string>();
@@ -46,23 +45,22 @@ const Registration registration{
       auto fold_consts = std::make_shared<bool>(false);
       auto external = std::make_shared<bool>(false);
       auto nchw = std::make_shared<bool>(false);
-      sub->add_option("in", *in, "input model: .onnx file or built-in name (baseline, vgg16)")
+      sub.add_option("in", *in, "input model: .onnx file or built-in name (baseline, vgg16)")
           ->required();
-      sub->add_option("out", *out, "output .onnx file")->required();
-      sub->add_option("--cut-at", *cut,
-                      "keep this node (or the node producing this value) and what it depends on");
-      sub->add_option(
-          "--input-shape", *shapes,
-          "NAME=SHAPE, e.g. data=1x3x100x100 or input_1=Nx100x100x3 (N: dynamic batch)");
-      sub->add_flag("--fold-batchnorm", *fold_bn,
-                    "fold BatchNormalization into the preceding Conv/Dense");
-      sub->add_flag("--fold-constants", *fold_consts,
-                    "replace subgraphs of constants by their values and drop Identity nodes");
-      sub->add_flag("--nchw-input", *nchw,
-                    "an NHWC input read only by a Transpose to NCHW (tf2onnx/Keras) becomes NCHW");
-      sub->add_flag("--external-data", *external,
-                    "store weights in OUT's stem + .data next to it (needed above 2 GiB)");
-      sub->callback([=] {
+      sub.add_option("out", *out, "output .onnx file")->required();
+      sub.add_option("--cut-at", *cut,
+                     "keep this node (or the node producing this value) and what it depends on");
+      sub.add_option("--input-shape", *shapes,
+                     "NAME=SHAPE, e.g. data=1x3x100x100 or input_1=Nx100x100x3 (N: dynamic batch)");
+      sub.add_flag("--fold-batchnorm", *fold_bn,
+                   "fold BatchNormalization into the preceding Conv/Dense");
+      sub.add_flag("--fold-constants", *fold_consts,
+                   "replace subgraphs of constants by their values and drop Identity nodes");
+      sub.add_flag("--nchw-input", *nchw,
+                   "an NHWC input read only by a Transpose to NCHW (tf2onnx/Keras) becomes NCHW");
+      sub.add_flag("--external-data", *external,
+                   "store weights in OUT's stem + .data next to it (needed above 2 GiB)");
+      sub.callback([=] {
         ImportOptions options;
         options.cut_at = *cut;
         for (const auto& text : *shapes) {

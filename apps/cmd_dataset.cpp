@@ -34,28 +34,27 @@ std::vector<std::string> split_list(const std::string& text) {
   return out;
 }
 
-const onnxforge::cli::Registration reg{
-    20, [](CLI::App& app) {
+const onnxforge::cli::Registration registration{
+    20, "dataset",
+    "Scan an image-folder dataset (one folder per class, images found recursively), decode "
+    "every image, and print the classes with their labels and counts and every skipped file "
+    "with its reason.",
+    [](CLI::App& sub) {
       auto args = std::make_shared<DatasetArgs>();
-      auto* sub = app.add_subcommand(
-          "dataset",
-          "Scan an image-folder dataset (one folder per class, images found recursively), decode "
-          "every image, and print the classes with their labels and counts and every skipped file "
-          "with its reason.");
-      sub->add_option("DIR", args->dir, "dataset root (one sub-folder per class)")->required();
-      sub->add_option("--label-map", args->label_map,
-                      "folder=Class pairs, e.g. man=Male,woman=Female");
-      sub->add_option("--classes", args->classes,
-                      "class names in label order, comma separated (default: sorted folder names)");
-      sub->add_option("--size", args->size, "decode to SIZE x SIZE pixels")->capture_default_str();
-      sub->add_option("--threads", args->threads, "decode threads (0 = all cores)")
+      sub.add_option("DIR", args->dir, "dataset root (one sub-folder per class)")->required();
+      sub.add_option("--label-map", args->label_map,
+                     "folder=Class pairs, e.g. man=Male,woman=Female");
+      sub.add_option("--classes", args->classes,
+                     "class names in label order, comma separated (default: sorted folder names)");
+      sub.add_option("--size", args->size, "decode to SIZE x SIZE pixels")->capture_default_str();
+      sub.add_option("--threads", args->threads, "decode threads (0 = all cores)")
           ->capture_default_str();
-      sub->add_option(
+      sub.add_option(
              "--validation-split", args->validation_split,
              "also show a seeded, stratified split: this fraction of each class to validation")
           ->capture_default_str();
-      sub->add_option("--seed", args->seed, "seed of the validation split")->capture_default_str();
-      sub->callback([args] {
+      sub.add_option("--seed", args->seed, "seed of the validation split")->capture_default_str();
+      sub.callback([args] {
         namespace data = onnxforge::data;
         data::ScanOptions scan;
         if (!args->label_map.empty()) scan.label_map = data::parse_label_map(args->label_map);

@@ -26,7 +26,7 @@ struct ScoreArgs {
   std::string out;
   std::string backend = "onednn";
   std::string preprocess = "unit";
-  std::string positive = "Male";
+  std::string positive;  // empty: label 1
   double threshold = 0.5;
   int batch = 32;
   int threads = 0;
@@ -85,16 +85,15 @@ data::LoadOptions load_options(const Graph& model) {
   return load;
 }
 
-void add_common(CLI::App* sub, ScoreArgs& args) {
-  sub->add_option("model", args.model, "the model (.onnx, e.g. RUN/model.onnx)")->required();
-  sub->add_option("--backend", args.backend, "compute backend")->capture_default_str();
-  sub->add_option("--preprocess", args.preprocess,
-                  "unit ([0,1] RGB), imagenet or caffe: as the model was trained")
+void add_common(CLI::App& sub, ScoreArgs& args) {
+  sub.add_option("model", args.model, "the model (.onnx, e.g. RUN/model.onnx)")->required();
+  sub.add_option("--preprocess", args.preprocess,
+                 "unit ([0,1] RGB), imagenet or caffe: as the model was trained")
       ->capture_default_str();
-  sub->add_option("--threshold", args.threshold, "a score >= threshold predicts the positive class")
+  sub.add_option("--threshold", args.threshold, "a score >= threshold predicts the positive class")
       ->capture_default_str();
-  sub->add_option("--batch", args.batch, "images per forward pass")->capture_default_str();
-  sub->add_option("--threads", args.threads, "compute threads (0 = all cores)");
+  sub.add_option("--batch", args.batch, "images per forward pass")->capture_default_str();
+  add_compute_options(sub, args.backend, args.threads);
 }
 
 void run_eval(const ScoreArgs& args) {
@@ -107,7 +106,7 @@ void run_eval(const ScoreArgs& args) {
   eval::MetricsOptions metrics;
   metrics.threshold = args.threshold;
   metrics.class_names = {images.classes.at(0), images.classes.at(1)};
-  metrics.positive_label = args.positive == images.classes.at(0) ? 0 : 1;
+  metrics.positive_label = eval::positive_label_of(args.positive, images.classes, "--positive");
   std::vector<eval::Prediction> predictions;
   for (std::size_t i = 0; i < images.size(); ++i) {
     predictions.push_back({images.paths[i].string(), images.labels[i], scores[i]});
@@ -152,33 +151,34 @@ void run_predict(const ScoreArgs& args) {
   std::printf("%zu predictions written to %s\n", scores.size(), args.out.c_str());
 }
 
-const Registration registration{
-    50, [](CLI::App& app) {
-      auto eval_args = std::make_shared<ScoreArgs>();
-      auto* ev = app.add_subcommand(
-          "eval",
-          "Score a labelled image folder (one folder per class) with a trained model and write "
-          "predictions.csv, metrics.json (accuracy, sensitivity, specificity, precision, F1, MCC, "
-          "AUC, "
-          "confusion matrix, bootstrap intervals), ROC and confusion-matrix figures into --out.");
-      add_common(ev, *eval_args);
-      ev->add_option("--data", eval_args->data, "labelled image folder")->required();
-      ev->add_option("--label-map", eval_args->label_map,
+const Registration eval_registration{
+    50, "eval",
+    "Score a labelled image folder (one folder per class) with a trained model and write "
+    "predictions.csv, metrics.json (accuracy, sensitivity, specificity, precision, F1, MCC, AUC, "
+    "confusion matrix, bootstrap intervals), ROC and confusion-matrix figures into --out.",
+    [](CLI::App& sub) {
+      auto args = std::make_shared<ScoreArgs>();
+      add_common(sub, *args);
+      sub.add_option("--data", args->data, "labelled image folder")->required();
+      sub.add_option("--label-map", args->label_map,
                      "folder=class pairs, e.g. man=Male,woman=Female");
-      ev->add_option("--positive", eval_args->positive, "the positive class")
-          ->capture_default_str();
-      ev->add_option("--out", eval_args->out, "output folder")->required();
-      ev->callback([eval_args] { run_eval(*eval_args); });
+      sub.add_option("--positive", args->positive,
+                     "the positive class: a class name, or 0/1 for the first or second class in "
+                     "label order (default: the second)");
+      sub.add_option("--out", args->out, "output folder")->required();
+      sub.callback([args] { run_eval(*args); });
+    }};
 
-      auto predict_args = std::make_shared<ScoreArgs>();
-      auto* pr = app.add_subcommand(
-          "predict",
-          "Score unlabelled images (a folder, searched recursively) with a trained model and write "
-          "path,score,class per image (score = probability of Male).");
-      add_common(pr, *predict_args);
-      pr->add_option("images", predict_args->data, "folder of images")->required();
-      pr->add_option("--out", predict_args->out, "the predictions CSV to write")->required();
-      pr->callback([predict_args] { run_predict(*predict_args); });
+const Registration predict_registration{
+    51, "predict",
+    "Score unlabelled images (a folder, searched recursively) with a trained model and write "
+    "path,score,class per image (score = the model's probability of its positive class, label 1).",
+    [](CLI::App& sub) {
+      auto args = std::make_shared<ScoreArgs>();
+      add_common(sub, *args);
+      sub.add_option("images", args->data, "folder of images")->required();
+      sub.add_option("--out", args->out, "the predictions CSV to write")->required();
+      sub.callback([args] { run_predict(*args); });
     }};
 
 }  // namespace

@@ -25,27 +25,23 @@ std::string file_name_of(const std::string& value) {
 }
 
 const Registration registration{
-    41, [](CLI::App& app) {
-      auto* sub = app.add_subcommand(
-          "infer",
-          "Run a model (.onnx file or built-in name) on input tensors (.npy or ONNX TensorProto "
-          ".pb) on any backend and write every output to DIR/<output>.npy.");
+    41, "infer",
+    "Run a model (.onnx file or built-in name) on input tensors (.npy or ONNX TensorProto "
+    ".pb) on any backend and write every output to DIR/<output>.npy.",
+    [](CLI::App& sub) {
       auto model = std::make_shared<std::string>();
       auto inputs = std::make_shared<std::vector<std::string>>();
       auto out = std::make_shared<std::string>();
       auto backend_name = std::make_shared<std::string>("reference");
-      sub->add_option("model", *model, "an .onnx file or a built-in model name")->required();
-      sub->add_option("--input", *inputs,
-                      "NAME=FILE (.npy or .pb); FILE alone feeds the model's only input")
+      sub.add_option("model", *model, "an .onnx file or a built-in model name")->required();
+      sub.add_option("--input", *inputs,
+                     "NAME=FILE (.npy or .pb); FILE alone feeds the model's only input")
           ->required();
-      sub->add_option("--out", *out, "folder for the outputs (<output name>.npy)")->required();
-      sub->add_option("--backend", *backend_name, "reference, onednn, ...")->capture_default_str();
+      sub.add_option("--out", *out, "folder for the outputs (<output name>.npy)")->required();
       auto dtype = std::make_shared<std::string>("auto");
-      sub->add_option("--dtype", *dtype,
-                      "convolutions and dense layers: fp32, bf16 or auto (per layer, measured; "
-                      "the reference backend always computes exactly)")
-          ->capture_default_str();
-      sub->callback([=] {
+      auto threads = std::make_shared<int>(0);
+      add_compute_options(sub, *backend_name, *threads, dtype.get());
+      sub.callback([=] {
         std::map<std::string, Tensor> feeds;
         std::vector<std::string> unnamed;
         for (const auto& text : *inputs) {
@@ -82,7 +78,8 @@ const Registration registration{
         }
         graph.validate();
         const auto backend = make_backend(*backend_name);
-        auto program = backend->compile(graph, {.precision = parse_precision(*dtype)});
+        auto program =
+            backend->compile(graph, {.threads = *threads, .precision = parse_precision(*dtype)});
         for (const auto& [name, tensor] : feeds) program->set_input(name, tensor);
         program->forward(Mode::inference);
         fs::create_directories(*out);

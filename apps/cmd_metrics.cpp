@@ -25,8 +25,8 @@ struct MetricsArgs {
   std::string predictions;
   std::string out;
   double threshold = 0.5;
-  std::string positive = "Male";
-  std::string classes = "Female,Male";
+  std::string positive = "1";
+  std::string classes = "class 0,class 1";
   int resamples = 1000;
   std::uint64_t seed = eval::MetricsOptions{}.seed;
   std::string split;
@@ -34,26 +34,13 @@ struct MetricsArgs {
   bool no_plots = false;
 };
 
-std::string lower(std::string s) {
-  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return s;
-}
-
 std::array<std::string, 2> parse_classes(const std::string& text) {
   const auto comma = text.find(',');
   if (comma == std::string::npos || comma == 0 || comma + 1 >= text.size() ||
       text.find(',', comma + 1) != std::string::npos)
     throw onnxforge::Error(
-        fmt::format("--classes '{}': expected two names in label order, e.g. Female,Male", text));
+        fmt::format("--classes '{}': expected two names in label order, e.g. cat,dog", text));
   return {text.substr(0, comma), text.substr(comma + 1)};
-}
-
-int parse_positive(const std::string& text, const std::array<std::string, 2>& classes) {
-  const std::string t = lower(text);
-  if (t == "0" || t == lower(classes[0])) return 0;
-  if (t == "1" || t == lower(classes[1])) return 1;
-  throw onnxforge::Error(
-      fmt::format("--positive '{}': expected {} or {} (or 0/1)", text, classes[0], classes[1]));
 }
 
 void print_warnings(const std::vector<std::string>& warnings) {
@@ -68,34 +55,36 @@ std::string show(const std::optional<double>& v, const std::optional<eval::Inter
   return fmt::format("{:.4f} [{:.4f}, {:.4f}]", *v, iv->lo, iv->hi);
 }
 
-const onnxforge::cli::Registration reg{
-    60, [](CLI::App& app) {
+const onnxforge::cli::Registration registration{
+    60, "metrics",
+    "Compute the metrics of one split from a predictions.csv (path,label,score; score = "
+    "probability of label 1) and write metrics.json, roc.csv, ROC and confusion-matrix "
+    "figures (plots/) and report.html/report.md into --out.",
+    [](CLI::App& sub) {
       auto args = std::make_shared<MetricsArgs>();
-      auto* sub = app.add_subcommand(
-          "metrics",
-          "Compute the metrics of one split from a predictions.csv (path,label,score; score = "
-          "probability of label 1) and write metrics.json, roc.csv, ROC and confusion-matrix "
-          "figures (plots/) and report.html/report.md into --out.");
-      sub->add_option("PREDICTIONS", args->predictions, "predictions.csv with path,label,score")
+      sub.add_option("PREDICTIONS", args->predictions, "predictions.csv with path,label,score")
           ->required();
-      sub->add_option("--out", args->out, "output folder")->required();
-      sub->add_option("--threshold", args->threshold, "score >= threshold predicts label 1")
+      sub.add_option("--out", args->out, "output folder")->required();
+      sub.add_option("--threshold", args->threshold, "score >= threshold predicts label 1")
           ->capture_default_str();
-      sub->add_option("--positive", args->positive, "positive class: a class name or 0/1")
+      sub.add_option("--positive", args->positive,
+                     "positive class: a class name, or 0/1 for its label")
           ->capture_default_str();
-      sub->add_option("--classes", args->classes, "names of labels 0 and 1")->capture_default_str();
-      sub->add_option("--resamples", args->resamples,
-                      "bootstrap resamples for the 95% intervals (0: none)")
+      sub.add_option("--classes", args->classes, "names of labels 0 and 1, comma separated")
           ->capture_default_str();
-      sub->add_option("--seed", args->seed, "bootstrap seed")->capture_default_str();
-      sub->add_option("--split", args->split,
-                      "split name for titles (default: the name of the folder holding the file)");
-      sub->add_option("--model", args->model, "model name for titles");
-      sub->add_flag("--no-plots", args->no_plots, "skip the gnuplot figures");
-      sub->callback([args] {
+      sub.add_option("--resamples", args->resamples,
+                     "bootstrap resamples for the 95% intervals (0: none)")
+          ->capture_default_str();
+      sub.add_option("--seed", args->seed, "bootstrap seed")->capture_default_str();
+      sub.add_option("--split", args->split,
+                     "split name for titles (default: the name of the folder holding the file)");
+      sub.add_option("--model", args->model, "model name for titles");
+      sub.add_flag("--no-plots", args->no_plots, "skip the gnuplot figures");
+      sub.callback([args] {
         eval::MetricsOptions options;
         options.class_names = parse_classes(args->classes);
-        options.positive_label = parse_positive(args->positive, options.class_names);
+        options.positive_label =
+            eval::positive_label_of(args->positive, options.class_names, "--positive");
         options.threshold = args->threshold;
         options.bootstrap_resamples = args->resamples;
         options.seed = args->seed;

@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <memory>
 #include <set>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -27,23 +26,22 @@ struct ReportArgs {
   bool no_plots = false;
 };
 
-const onnxforge::cli::Registration reg{
-    61, [](CLI::App& app) {
+const onnxforge::cli::Registration registration{
+    61, "report",
+    "Write report.html (self-contained) and report.md for one run folder or a comparison of "
+    "several: metric tables with intervals, training time, every figure, model summaries, "
+    "configurations and a section on limitations and ethics. Missing pieces show as not "
+    "available.",
+    [](CLI::App& sub) {
       auto args = std::make_shared<ReportArgs>();
-      auto* sub = app.add_subcommand(
-          "report",
-          "Write report.html (self-contained) and report.md for one run folder or a comparison of "
-          "several: metric tables with intervals, training time, every figure, model summaries, "
-          "configurations and a section on limitations and ethics. Missing pieces show as not "
-          "available.");
-      sub->add_option("RUN_DIR", args->runs,
-                      "run folders (config.toml, summary.txt, history.csv, val/, test/)")
+      sub.add_option("RUN_DIR", args->runs,
+                     "run folders (config.toml, summary.txt, history.csv, val/, test/)")
           ->required();
-      sub->add_option("--out", args->out, "output folder (report.html, report.md, plots/)")
+      sub.add_option("--out", args->out, "output folder (report.html, report.md, plots/)")
           ->required();
-      sub->add_option("--title", args->title, "report title");
-      sub->add_flag("--no-plots", args->no_plots, "skip the gnuplot figures");
-      sub->callback([args] {
+      sub.add_option("--title", args->title, "report title");
+      sub.add_flag("--no-plots", args->no_plots, "skip the gnuplot figures");
+      sub.callback([args] {
         std::vector<eval::RunRecord> runs;
         std::set<std::string> names;
         for (const auto& dir : args->runs) {

@@ -217,40 +217,34 @@ void run_all(const RunArgs& args) {
 }
 
 const Registration registration{
-    5, [](CLI::App& app) {
-      auto* sub = app.add_subcommand(
-          "run",
-          "The whole workload in one command: baseline CNN, improved CNN with augmentation and "
-          "VGG16 "
-          "transfer learning (ONNX backbone, frozen, new head), each trained and evaluated on "
-          "validation and test, then one report comparing them. Without --data-root it generates "
-          "the synthetic faces (cached in datasets/synthetic).");
+    5, "run",
+    "The whole workload in one command: baseline CNN, improved CNN with augmentation and "
+    "VGG16 "
+    "transfer learning (ONNX backbone, frozen, new head), each trained and evaluated on "
+    "validation and test, then one report comparing them. Without --data-root it generates "
+    "the synthetic faces (cached in datasets/synthetic).",
+    [](CLI::App& sub) {
       auto args = std::make_shared<RunArgs>();
-      sub->add_option(
+      sub.add_option(
           "--data-root", args->data_root,
           "folder with gender/train/{Female,Male}, gender/test/{Female,Male} (validation) "
           "and faces/{man,woman} (test)");
-      sub->add_option("--backbone", args->backbone,
-                      "VGG16 as an .onnx file (default: pretrain a small one on synthetic data)");
-      sub->add_option(
+      sub.add_option("--backbone", args->backbone,
+                     "VGG16 as an .onnx file (default: pretrain a small one on synthetic data)");
+      sub.add_option(
           "--backbone-preprocess", args->backbone_preprocess,
           "preprocessing of --backbone: imagenet (model zoo, torchvision) or caffe (Keras)");
-      sub->add_option("--cut-at", args->cut_at,
-                      "node after which the backbone is cut (default from configs/transfer.toml)");
-      sub->add_option("--out", args->out, "output folder")->capture_default_str();
-      sub->add_option(
-          "--configs", args->configs,
-          "folder with baseline.toml, improved.toml, transfer.toml (default: configs/)");
-      sub->add_option("--backend", args->backend, "compute backend (onednn, reference, cudnn)");
-      sub->add_option("--threads", args->threads, "compute threads (0 = all cores)");
-      sub->add_option("--dtype", args->dtype,
-                      "convolutions and dense layers: fp32, bf16 or auto (default: auto, per "
-                      "layer bf16 where this CPU has it natively and it measures faster)");
-      sub->add_flag("--full-size", args->full_size,
-                    "synthetic data at the real datasets' sizes (11,135 / 1,279 / 27,167)");
-      sub->add_option("--epochs-scale", args->epochs_scale,
-                      "multiply every config's epochs (e.g. 0.25 for a quick look)");
-      sub->callback([args] { run_all(*args); });
+      sub.add_option("--cut-at", args->cut_at,
+                     "node after which the backbone is cut (default from configs/transfer.toml)");
+      sub.add_option("--out", args->out, "output folder")->capture_default_str();
+      sub.add_option("--configs", args->configs,
+                     "folder with baseline.toml, improved.toml, transfer.toml (default: configs/)");
+      add_compute_options(sub, args->backend, args->threads, &args->dtype);
+      sub.add_flag("--full-size", args->full_size,
+                   "synthetic data at the real datasets' sizes (11,135 / 1,279 / 27,167)");
+      sub.add_option("--epochs-scale", args->epochs_scale,
+                     "multiply every config's epochs (e.g. 0.25 for a quick look)");
+      sub.callback([args] { run_all(*args); });
     }};
 
 }  // namespace

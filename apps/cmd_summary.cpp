@@ -10,18 +10,17 @@ namespace onnxforge::cli {
 namespace {
 
 const Registration registration{
-    10, [](CLI::App& app) {
-      auto* sub = app.add_subcommand(
-          "summary",
-          "Print a Keras-like table of a model: layers, ops, output shapes, parameter counts and "
-          "which are trainable, with total / trainable / non-trainable parameters.");
+    10, "summary",
+    "Print a Keras-like table of a model: layers, ops, output shapes, parameter counts and "
+    "which are trainable, with total / trainable / non-trainable parameters.",
+    [](CLI::App& sub) {
       auto model = std::make_shared<std::string>();
       auto input = std::make_shared<std::string>("3x100x100");
       auto top = std::make_shared<bool>(false);
-      sub->add_option("model", *model, "a built-in model (baseline, vgg16)")->required();
-      sub->add_option("--input", *input, "input size as CxHxW")->capture_default_str();
-      sub->add_flag("--include-top", *top, "vgg16: keep the three fully connected layers");
-      sub->callback([=] {
+      sub.add_option("model", *model, "a built-in model (baseline, vgg16)")->required();
+      sub.add_option("--input", *input, "input size as CxHxW")->capture_default_str();
+      sub.add_flag("--include-top", *top, "vgg16: keep the three fully connected layers");
+      sub.callback([=] {
         ModelOptions options;
         options.input = parse_shape(*input, "--input");
         options.include_top = *top;

@@ -9,28 +9,27 @@
 
 namespace {
 
-const onnxforge::cli::Registration reg{
-    21, [](CLI::App& app) {
+const onnxforge::cli::Registration registration{
+    21, "synth",
+    "Generate synthetic face images (the default data) in the Kaggle layouts: "
+    "OUT/gender/{train,test}/{Female,Male} (100x100 JPEG) and OUT/faces/{man,woman} "
+    "(64-300 px, a shifted domain). Deterministic for a seed.",
+    [](CLI::App& sub) {
       auto options = std::make_shared<onnxforge::gender::SynthOptions>();
       auto full_size = std::make_shared<bool>(false);
-      auto* sub = app.add_subcommand(
-          "synth",
-          "Generate synthetic face images (the default data) in the Kaggle layouts: "
-          "OUT/gender/{train,test}/{Female,Male} (100x100 JPEG) and OUT/faces/{man,woman} "
-          "(64-300 px, a shifted domain). Deterministic for a seed.");
-      sub->add_option("--out", options->out, "output folder")->required();
-      sub->add_option("--seed", options->seed, "random seed (same seed, same bytes)")
+      sub.add_option("--out", options->out, "output folder")->required();
+      sub.add_option("--seed", options->seed, "random seed (same seed, same bytes)")
           ->capture_default_str();
-      sub->add_option("--train", options->train, "images in gender/train")->capture_default_str();
-      sub->add_option("--val", options->val, "images in gender/test (in-domain validation)")
+      sub.add_option("--train", options->train, "images in gender/train")->capture_default_str();
+      sub.add_option("--val", options->val, "images in gender/test (in-domain validation)")
           ->capture_default_str();
-      sub->add_option("--test", options->test, "images in faces/ (shifted-domain test)")
+      sub.add_option("--test", options->test, "images in faces/ (shifted-domain test)")
           ->capture_default_str();
-      sub->add_option("--threads", options->threads, "threads (0 = all cores)")
+      sub.add_option("--threads", options->threads, "threads (0 = all cores)")
           ->capture_default_str();
-      sub->add_flag("--full-size", *full_size,
-                    "the real datasets' sizes: 11,135 train / 1,279 val / 27,167 test");
-      sub->callback([options, full_size] {
+      sub.add_flag("--full-size", *full_size,
+                   "the real datasets' sizes: 11,135 train / 1,279 val / 27,167 test");
+      sub.callback([options, full_size] {
         auto run = *options;
         if (*full_size) run.use_full_size();
         const auto summary = onnxforge::gender::generate_synthetic_faces(run);

@@ -100,25 +100,20 @@ void run_train(const TrainArgs& args) {
 }
 
 const Registration registration{
-    30, [](CLI::App& app) {
-      auto* sub = app.add_subcommand(
-          "train",
-          "Train a model from a TOML config (configs/*.toml) and write its run folder: resolved "
-          "config, history.csv, checkpoints, metrics and plots for validation and test, "
-          "report.html.");
+    30, "train",
+    "Train a model from a TOML config (configs/*.toml) and write its run folder: resolved "
+    "config, history.csv, checkpoints, metrics and plots for validation and test, "
+    "report.html.",
+    [](CLI::App& sub) {
       auto args = std::make_shared<TrainArgs>();
-      sub->add_option("config", args->config, "the experiment config (TOML)");
-      sub->add_option("--set", args->overrides, "override a config key: section.key=value")
+      sub.add_option("config", args->config, "the experiment config (TOML)");
+      sub.add_option("--set", args->overrides, "override a config key: section.key=value")
           ->take_all();
-      sub->add_option("--out", args->out, "the run folder (default: runs/<config name>)");
-      sub->add_option("--backend", args->backend, "compute backend (onednn, reference, cudnn)");
-      sub->add_option("--threads", args->threads, "compute threads (0 = all cores)");
-      sub->add_option("--dtype", args->dtype,
-                      "convolutions and dense layers: fp32, bf16 or auto (train.dtype; default "
-                      "auto)");
-      sub->add_option("--resume", args->resume,
-                      "continue the run in this folder from its last checkpoint");
-      sub->callback([args] {
+      sub.add_option("--out", args->out, "the run folder (default: runs/<config name>)");
+      add_compute_options(sub, args->backend, args->threads, &args->dtype);
+      sub.add_option("--resume", args->resume,
+                     "continue the run in this folder from its last checkpoint");
+      sub.callback([args] {
         train::Communicator& comm = train::Communicator::world();
         if (!comm.distributed()) return run_train(*args);
         // A failure on one rank ends every rank at once (the others may be waiting for it in a

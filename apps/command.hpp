@@ -12,20 +12,29 @@ class App;
 
 namespace onnxforge::cli {
 
-// Adds a subcommand to `app`; its callback runs the command and throws on failure (main prints
-// the exception's message as one line and exits non-zero).
-using CommandSetup = std::function<void(CLI::App& app)>;
+// Adds the options and the callback to the subcommand `sub`; the callback runs the command and
+// throws on failure (main prints the exception's message as one line and exits non-zero).
+using CommandSetup = std::function<void(CLI::App& sub)>;
 
 struct Command {
   int order;  // position in --help
+  std::string name;
+  std::string description;
   CommandSetup setup;
 };
 
 std::vector<Command>& commands();
 
-// `static const onnxforge::cli::Registration reg{30, [](CLI::App& app) {...}};` in a cmd_*.cpp.
+// `const Registration registration{30, "train", "what it does", [](CLI::App& sub) {...}};` in a
+// cmd_*.cpp.
 struct Registration {
-  Registration(int order, CommandSetup setup);
+  Registration(int order, std::string name, std::string description, CommandSetup setup);
 };
+
+// --backend, --threads and, given `dtype`, --dtype, worded once for every command that computes.
+// An empty string or a negative thread count stands for "as the config says" and is not shown as
+// a default.
+void add_compute_options(CLI::App& sub, std::string& backend, int& threads,
+                         std::string* dtype = nullptr);
 
 }  // namespace onnxforge::cli

@@ -6,19 +6,6 @@
 
 #include "apps/command.hpp"
 
-namespace onnxforge::cli {
-
-std::vector<Command>& commands() {
-  static std::vector<Command> all;
-  return all;
-}
-
-Registration::Registration(int order, CommandSetup setup) {
-  commands().push_back({order, std::move(setup)});
-}
-
-}  // namespace onnxforge::cli
-
 int main(int argc, char** argv) {
   CLI::App app{
       "onnxforge: build or import (ONNX) neural networks, train and evaluate them on CPUs "
@@ -28,7 +15,8 @@ int main(int argc, char** argv) {
   auto& all = onnxforge::cli::commands();
   std::stable_sort(all.begin(), all.end(),
                    [](const auto& a, const auto& b) { return a.order < b.order; });
-  for (const auto& command : all) command.setup(app);
+  for (const auto& command : all)
+    command.setup(*app.add_subcommand(command.name, command.description));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cctype>
 #include <set>
-#include <stdexcept>
 #include <system_error>
 
 #include "core/error.hpp"
@@ -123,11 +122,11 @@ LabelMap parse_label_map(std::string_view text) {
     const std::string name = eq == std::string_view::npos ? "" : trim(entry.substr(eq + 1));
     if (eq == std::string_view::npos || folder.empty() || name.empty() ||
         name.find('=') != std::string::npos) {
-      throw std::invalid_argument(fmt::format(
+      throw Error(fmt::format(
           "label map entry '{}' is not folder=Class (example: man=Male,woman=Female)", entry));
     }
     if (map.contains(folder) && map[folder] != name) {
-      throw std::invalid_argument(
+      throw Error(
           fmt::format("label map maps folder '{}' twice ({} and {})", folder, map[folder], name));
     }
     map[folder] = name;
@@ -239,8 +238,7 @@ ImageFolder scan_image_folder(const fs::path& root, const ScanOptions& options) 
 
 Split split_validation(const ImageFolder& folder, double fraction, std::uint64_t seed) {
   if (!(fraction >= 0.0 && fraction < 1.0)) {
-    throw std::invalid_argument(
-        fmt::format("validation split {} is not a fraction in [0, 1)", fraction));
+    throw Error(fmt::format("validation split {} is not a fraction in [0, 1)", fraction));
   }
   Split split;
   split.train.root = split.validation.root = folder.root;

@@ -17,7 +17,7 @@ namespace onnxforge::data {
 // Folder name -> class name.
 using LabelMap = std::map<std::string, std::string>;
 
-// Parses "man=Male,woman=Female" (spaces around names ignored). Throws std::invalid_argument with
+// Parses "man=Male,woman=Female" (spaces around names ignored). Throws Error with
 // one line naming the bad entry.
 LabelMap parse_label_map(std::string_view text);
 

@@ -9,7 +9,6 @@
 #include <cstdio>
 #include <cstring>
 #include <future>
-#include <stdexcept>
 
 #include "core/error.hpp"
 #include "data/parallel.hpp"
@@ -54,8 +53,7 @@ std::vector<std::size_t> ImageCache::counts() const {
 
 ImageCache load_images(const ImageFolder& folder, const LoadOptions& options) {
   if (options.height <= 0 || options.width <= 0) {
-    throw std::invalid_argument(
-        fmt::format("image size {}x{} must be positive", options.width, options.height));
+    throw Error(fmt::format("image size {}x{} must be positive", options.width, options.height));
   }
   ImageCache cache;
   cache.height = options.height;
@@ -174,8 +172,7 @@ void fill_batch(const ImageCache& cache, std::span<const std::size_t> indices,
 struct BatchStream::Impl {
   Impl(const ImageCache& c, BatchOptions o) : cache(c), options(std::move(o)) {
     if (options.batch_size <= 0) {
-      throw std::invalid_argument(
-          fmt::format("batch size {} must be positive", options.batch_size));
+      throw Error(fmt::format("batch size {} must be positive", options.batch_size));
     }
     if (options.mode == Mode::evaluate) {
       options.shuffle = false;

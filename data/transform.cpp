@@ -5,13 +5,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <stdexcept>
 #include <vector>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
 
+#include "core/error.hpp"
 #include "data/rng.hpp"
 
 namespace onnxforge::data {
@@ -37,8 +37,7 @@ Preprocess Preprocess::named(const std::string& name) {
   if (name == "unit") return unit();
   if (name == "imagenet") return imagenet();
   if (name == "caffe") return caffe();
-  throw std::invalid_argument(
-      fmt::format("unknown preprocessing '{}' (expected unit, imagenet or caffe)", name));
+  throw Error(fmt::format("unknown preprocessing '{}' (expected unit, imagenet or caffe)", name));
 }
 
 bool Augment::geometric() const {

@@ -25,7 +25,7 @@ struct Preprocess {
   static Preprocess imagenet();
   // Caffe style (Keras VGG16 preprocess_input): BGR, 0..255, minus the ImageNet BGR mean.
   static Preprocess caffe();
-  // "unit", "imagenet" or "caffe"; throws std::invalid_argument otherwise.
+  // "unit", "imagenet" or "caffe"; throws Error otherwise.
   static Preprocess named(const std::string& name);
 };
 

@@ -3,8 +3,8 @@
 #include <fmt/format.h>
 
 #include <cmath>
-#include <stdexcept>
 
+#include "core/error.hpp"
 #include "eval/plots.hpp"
 
 namespace onnxforge::eval {
@@ -54,7 +54,7 @@ void write_unlabelled_predictions_csv(const fs::path& path, std::span<const std:
                                       std::span<const double> scores,
                                       const MetricsOptions& options) {
   if (paths.size() != scores.size())
-    throw std::invalid_argument(
+    throw Error(
         fmt::format("{} paths but {} scores for {}", paths.size(), scores.size(), path.string()));
   std::string out = "path,score,class\n";
   for (std::size_t i = 0; i < paths.size(); ++i) {

@@ -12,7 +12,6 @@
 #include <limits>
 #include <map>
 #include <sstream>
-#include <stdexcept>
 
 #include "core/error.hpp"
 

@@ -3,32 +3,16 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <limits>
 #include <numeric>
-#include <stdexcept>
+
+#include "core/error.hpp"
+#include "core/random.hpp"
 
 namespace onnxforge::eval {
 namespace {
-
-// SplitMix64: tiny, fast and trivially reproduced in Python (tests/eval/make_expected.py does).
-struct SplitMix64 {
-  std::uint64_t state;
-  std::uint64_t next() {
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
-  // Uniform in [0, n) without modulo bias (rejection sampling).
-  std::uint64_t below(std::uint64_t n) {
-    const std::uint64_t rejected = (0 - n) % n;  // 2^64 mod n
-    for (;;) {
-      const std::uint64_t z = next();
-      if (z >= rejected) return z % n;
-    }
-  }
-};
 
 // Indices of y_score in decreasing order (ties in any order: the curve only looks at the last
 // index of each run of equal scores).
@@ -47,8 +31,7 @@ double safe_divide(double num, double den) { return den == 0 ? 0.0 : num / den; 
 RocCurve roc_curve(std::span<const int> y_true, std::span<const double> y_score,
                    bool drop_intermediate) {
   if (y_true.size() != y_score.size())
-    throw std::invalid_argument(
-        fmt::format("roc_curve: {} labels but {} scores", y_true.size(), y_score.size()));
+    throw Error(fmt::format("roc_curve: {} labels but {} scores", y_true.size(), y_score.size()));
   RocCurve curve;
   if (y_true.empty()) return curve;
   const auto order = descending_order(y_score);
@@ -99,7 +82,7 @@ RocCurve roc_curve(std::span<const int> y_true, std::span<const double> y_score,
 }
 
 double trapezoid_area(std::span<const double> x, std::span<const double> y) {
-  if (x.size() != y.size()) throw std::invalid_argument("trapezoid_area: x and y differ in length");
+  if (x.size() != y.size()) throw Error("trapezoid_area: x and y differ in length");
   double area = 0;
   for (std::size_t i = 1; i < x.size(); ++i) area += (x[i] - x[i - 1]) * (y[i] + y[i - 1]) / 2.0;
   return area;
@@ -115,7 +98,7 @@ std::optional<double> roc_auc(std::span<const int> y_true, std::span<const doubl
 }
 
 double percentile(std::vector<double> values, double q) {
-  if (values.empty()) throw std::invalid_argument("percentile of an empty set");
+  if (values.empty()) throw Error("percentile of an empty set");
   std::sort(values.begin(), values.end());
   // numpy 'linear' method: virtual index q/100 * (n - 1), then numpy's two-sided lerp.
   const double virtual_index = (q / 100.0) * static_cast<double>(values.size() - 1);
@@ -135,16 +118,16 @@ struct Bootstrap {
   int auc_used = 0;
 };
 
-// Percentile bootstrap of accuracy and AUC. Resample r draws n indices with SplitMix64(seed)
-// (one generator for the whole run, resamples in order); the AUC of a resample is the trapezoid
-// over its ROC, computed from per-index counts on the presorted scores in O(n).
+// Percentile bootstrap of accuracy and AUC. Resample r draws n indices with core's Random(seed)
+// (splitmix64, one generator for the whole run, resamples in order); the AUC of a resample is the
+// trapezoid over its ROC, computed from per-index counts on the presorted scores in O(n).
 Bootstrap bootstrap(const std::vector<int>& y, const std::vector<double>& rank_score,
                     const std::vector<char>& correct, const MetricsOptions& options) {
   Bootstrap result;
   const std::size_t n = y.size();
   if (options.bootstrap_resamples <= 0 || n == 0) return result;
   const auto order = descending_order(rank_score);
-  SplitMix64 rng{options.seed};
+  Random rng(options.seed);
   std::vector<std::uint32_t> counts(n);
   std::vector<double> accuracies, aucs;
   accuracies.reserve(static_cast<std::size_t>(options.bootstrap_resamples));
@@ -182,17 +165,37 @@ Bootstrap bootstrap(const std::vector<int>& y, const std::vector<double>& rank_s
 
 }  // namespace
 
+int positive_label_of(std::string_view positive, std::span<const std::string> classes,
+                      std::string_view what) {
+  if (classes.size() != 2)
+    fail("{}: binary metrics need two classes, got {}", what, classes.size());
+  if (positive.empty() || positive == "1") return 1;
+  if (positive == "0") return 0;
+  for (int label = 0; label < 2; ++label) {
+    if (classes[static_cast<std::size_t>(label)] == positive) return label;
+  }
+  const auto lower = [](std::string_view text) {
+    std::string out(text);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+  };
+  for (int label = 0; label < 2; ++label) {
+    if (lower(classes[static_cast<std::size_t>(label)]) == lower(positive)) return label;
+  }
+  fail("{} '{}' is not a class of the data (its classes: '{}', '{}'; or 0/1)", what, positive,
+       classes[0], classes[1]);
+}
+
 Metrics compute_metrics(std::span<const Prediction> predictions, const MetricsOptions& options) {
   if (!std::isfinite(options.threshold))
-    throw std::invalid_argument(fmt::format("threshold must be finite, got {}", options.threshold));
+    throw Error(fmt::format("threshold must be finite, got {}", options.threshold));
   if (options.positive_label != 0 && options.positive_label != 1)
-    throw std::invalid_argument(
-        fmt::format("positive label must be 0 or 1, got {}", options.positive_label));
+    throw Error(fmt::format("positive label must be 0 or 1, got {}", options.positive_label));
   if (!(options.confidence_level > 0 && options.confidence_level < 1))
-    throw std::invalid_argument(
+    throw Error(
         fmt::format("confidence level must be in (0, 1), got {}", options.confidence_level));
   if (options.bootstrap_resamples < 0)
-    throw std::invalid_argument("the number of bootstrap resamples must be >= 0");
+    throw Error("the number of bootstrap resamples must be >= 0");
 
   Metrics m;
   m.options = options;
@@ -207,10 +210,9 @@ Metrics compute_metrics(std::span<const Prediction> predictions, const MetricsOp
   for (std::size_t i = 0; i < predictions.size(); ++i) {
     const Prediction& p = predictions[i];
     if (p.label != 0 && p.label != 1)
-      throw std::invalid_argument(
-          fmt::format("prediction {} ({}): label must be 0 ({}) or 1 ({}), got {}", i + 1,
-                      p.path.empty() ? "no path" : p.path, options.class_names[0],
-                      options.class_names[1], p.label));
+      throw Error(fmt::format("prediction {} ({}): label must be 0 ({}) or 1 ({}), got {}", i + 1,
+                              p.path.empty() ? "no path" : p.path, options.class_names[0],
+                              options.class_names[1], p.label));
     if (!std::isfinite(p.score)) {
       ++m.n_excluded;
       continue;

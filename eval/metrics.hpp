@@ -22,6 +22,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace onnxforge::eval {
@@ -93,8 +94,15 @@ std::optional<double> roc_auc(std::span<const int> y_true, std::span<const doubl
 // Linear-interpolation percentile (numpy.percentile's default); q in [0, 100]. values non-empty.
 double percentile(std::vector<double> values, double q);
 
+// The label of the class `positive` names among `classes` (label i is classes[i]): a class name
+// (exactly, else ignoring case), "0" or "1", or empty for label 1. Anything else throws Error
+// "<what> '<positive>' is not a class of the data (its classes: 'a', 'b'; or 0/1)", `what` saying
+// where it came from (e.g. "--positive").
+int positive_label_of(std::string_view positive, std::span<const std::string> classes,
+                      std::string_view what);
+
 // The whole set of metrics of one split. Never throws on degenerate data (see the conventions);
-// throws std::invalid_argument for a label other than 0/1 or a bad option.
+// throws Error for a label other than 0/1 or a bad option.
 Metrics compute_metrics(std::span<const Prediction> predictions,
                         const MetricsOptions& options = {});
 

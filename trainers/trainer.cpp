@@ -38,13 +38,8 @@ int positive_label(const TrainConfig& config, const std::vector<std::string>& cl
     fail("{}: binary training needs two classes, the data has {}", config.data.train,
          classes.size());
   }
-  const std::string& positive = config.train.positive_class;
-  if (positive.empty()) return 1;
-  for (int label = 0; label < 2; ++label) {
-    if (classes[static_cast<std::size_t>(label)] == positive) return label;
-  }
-  fail("{}: train.positive_class '{}' is not a class of the data (its classes: '{}', '{}')",
-       config.data.train, positive, classes[0], classes[1]);
+  return eval::positive_label_of(config.train.positive_class, classes,
+                                 config.data.train + ": train.positive_class");
 }
 
 }  // namespace

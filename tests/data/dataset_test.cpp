@@ -7,6 +7,7 @@
 
 #include <stdexcept>
 
+#include "core/error.hpp"
 #include "data/dataset.hpp"
 #include "test_util.hpp"
 
@@ -167,7 +168,7 @@ TEST(ValidationSplit, SeededStratifiedDisjointAndComplete) {
   for (const auto& p : paths(a.train)) all.insert(p);
   for (const auto& p : paths(a.validation)) EXPECT_TRUE(all.insert(p).second);
   EXPECT_EQ(all.size(), 32U);
-  EXPECT_THROW(split_validation(folder, 1.0, 7), std::invalid_argument);
+  EXPECT_THROW(split_validation(folder, 1.0, 7), onnxforge::Error);
 }
 
 }  // namespace

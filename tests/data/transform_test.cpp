@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "core/error.hpp"
 #include "data/rng.hpp"
 #include "data/transform.hpp"
 
@@ -67,7 +68,7 @@ TEST(Preprocess, CaffeIsBgrMinusMeanWithoutScaling) {
     EXPECT_EQ(out[H * W + p], static_cast<float>(img[3 * p + 1] - 116.779));  // G
     EXPECT_EQ(out[2 * H * W + p], static_cast<float>(img[3 * p] - 123.68));   // R
   }
-  EXPECT_THROW(Preprocess::named("tf"), std::invalid_argument);
+  EXPECT_THROW(Preprocess::named("tf"), onnxforge::Error);
   EXPECT_EQ(Preprocess::named("caffe").order, ChannelOrder::bgr);
 }
 

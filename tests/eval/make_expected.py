@@ -8,7 +8,8 @@ Run with Debian's Python and scikit-learn (apt-get install python3-sklearn):
 
 Every metric comes from scikit-learn (accuracy_score, recall_score, precision_score, f1_score,
 balanced_accuracy_score, matthews_corrcoef, confusion_matrix, roc_curve, roc_auc_score). The
-bootstrap intervals are recomputed here with the same SplitMix64 resampling as eval/metrics.cpp,
+bootstrap intervals are recomputed here with the same splitmix64 resampling as eval/metrics.cpp
+(core/random.hpp's Random),
 each resample scored by scikit-learn and the interval taken with numpy.percentile.
 """
 import sys
@@ -35,10 +36,11 @@ class SplitMix64:
         return z ^ (z >> 31)
 
     def below(self, n):
-        rejected = (1 << 64) % n
+        # core/random.hpp's Random::below: reject the top (2^64 - 1) % n + 1 values.
+        limit = MASK - (MASK % n)
         while True:
             z = self.next()
-            if z >= rejected:
+            if z < limit:
                 return z % n
 
 

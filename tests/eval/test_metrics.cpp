@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/error.hpp"
 #include "eval/io.hpp"
 #include "eval/metrics.hpp"
 #include "tests/eval/sklearn_expected.hpp"
@@ -200,15 +201,15 @@ TEST(Metrics, RejectsBadLabelsAndOptions) {
   try {
     (void)compute_metrics(bad);
     FAIL() << "label 2 accepted";
-  } catch (const std::invalid_argument& e) {
+  } catch (const onnxforge::Error& e) {
     EXPECT_NE(std::string(e.what()).find("x.png"), std::string::npos);
   }
   MetricsOptions options;
   options.threshold = std::numeric_limits<double>::quiet_NaN();
-  EXPECT_THROW((void)compute_metrics({}, options), std::invalid_argument);
+  EXPECT_THROW((void)compute_metrics({}, options), onnxforge::Error);
   options = {};
   options.positive_label = 3;
-  EXPECT_THROW((void)compute_metrics({}, options), std::invalid_argument);
+  EXPECT_THROW((void)compute_metrics({}, options), onnxforge::Error);
 }
 
 TEST(Metrics, JsonHasTheDocumentedKeys) {

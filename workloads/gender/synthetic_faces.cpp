@@ -15,7 +15,6 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
-#include <stdexcept>
 #include <string>
 
 #include "core/error.hpp"
@@ -624,9 +623,9 @@ std::string marker_text(const SynthOptions& options) {
 }  // namespace
 
 SynthSummary generate_synthetic_faces(const SynthOptions& options) {
-  if (options.out.empty()) throw std::invalid_argument("synth: no output folder given");
+  if (options.out.empty()) throw Error("synth: no output folder given");
   if (options.train < 2 || options.val < 2 || options.test < 2) {
-    throw std::invalid_argument(
+    throw Error(
         fmt::format("synth: --train, --val and --test must each be at least 2 (got {}, {}, {})",
                     options.train, options.val, options.test));
   }
