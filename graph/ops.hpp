@@ -11,6 +11,7 @@
 
 #include "graph/graph.hpp"
 #include "graph/op_id.hpp"
+#include "graph/window.hpp"
 
 namespace onnxforge {
 
@@ -79,18 +80,6 @@ std::vector<OutputInfo> infer_node(const Node& node, const std::vector<const Val
 bool is_known_op(const std::string& op);
 std::vector<std::string> known_ops();
 bool is_loss_op(const std::string& op);
-
-// Geometry of a 2-D sliding window (convolution or pooling) over an NCHW input.
-struct Window2d {
-  std::int64_t kernel_h = 1, kernel_w = 1;
-  std::int64_t stride_h = 1, stride_w = 1;
-  std::int64_t dilation_h = 1, dilation_w = 1;
-  std::int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
-  bool ceil_mode = false;
-
-  std::int64_t out_h(std::int64_t in_h) const;
-  std::int64_t out_w(std::int64_t in_w) const;
-};
 
 // The window of a Conv (kernel from the weight shape), MaxPool or AveragePool node.
 Window2d window_of(const Node& node, const Graph& graph);

@@ -175,7 +175,21 @@ __device__ Window window_of(const PoolGeometry& g, int64_t i) {
   const int64_t ow = i % g.out_w;
   const int64_t oh = (i / g.out_w) % g.out_h;
   const int64_t plane = i / (g.out_w * g.out_h);
-  return {plane, oh * g.stride_h - g.pad_top, ow * g.stride_w - g.pad_left};
+  return {plane, oh * g.win.stride_h - g.win.pad_top, ow * g.win.stride_w - g.win.pad_left};
+}
+
+// Calls tap(offset in the plane) for every tap of window w inside the input, in scan order.
+template <typename Tap>
+__device__ void for_each_tap(const PoolGeometry& g, const Window& w, Tap&& tap) {
+  for (int64_t kh = 0; kh < g.win.kernel_h; ++kh) {
+    const int64_t ih = w.h0 + kh * g.win.dilation_h;
+    if (ih < 0 || ih >= g.in_h) continue;
+    for (int64_t kw = 0; kw < g.win.kernel_w; ++kw) {
+      const int64_t iw = w.w0 + kw * g.win.dilation_w;
+      if (iw < 0 || iw >= g.in_w) continue;
+      tap(ih * g.in_w + iw);
+    }
+  }
 }
 
 __global__ void max_pool_forward_kernel(PoolGeometry g, const float* x, float* y,
@@ -185,19 +199,13 @@ __global__ void max_pool_forward_kernel(PoolGeometry g, const float* x, float* y
     const float* plane = x + w.plane * g.in_h * g.in_w;
     float best = -INFINITY;
     int64_t where = -1;
-    for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-      const int64_t ih = w.h0 + kh * g.dilation_h;
-      if (ih < 0 || ih >= g.in_h) continue;
-      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-        const int64_t iw = w.w0 + kw * g.dilation_w;
-        if (iw < 0 || iw >= g.in_w) continue;
-        const float v = plane[ih * g.in_w + iw];
-        if (v > best) {
-          best = v;
-          where = w.plane * g.in_h * g.in_w + ih * g.in_w + iw;
-        }
+    for_each_tap(g, w, [&](int64_t offset) {
+      const float v = plane[offset];
+      if (v > best) {
+        best = v;
+        where = w.plane * g.in_h * g.in_w + offset;
       }
-    }
+    });
     y[i] = best;
     if (argmax) argmax[i] = static_cast<std::int32_t>(where);
   }
@@ -216,11 +224,11 @@ __device__ void average_counts(const PoolGeometry& g, const Window& w, int64_t* 
                                int64_t* padded) {
   *taps = 0;
   *padded = 0;
-  for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-    const int64_t ih = w.h0 + kh * g.dilation_h;
-    for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-      const int64_t iw = w.w0 + kw * g.dilation_w;
-      if (ih < g.in_h + g.pad_bottom && iw < g.in_w + g.pad_right) ++*padded;
+  for (int64_t kh = 0; kh < g.win.kernel_h; ++kh) {
+    const int64_t ih = w.h0 + kh * g.win.dilation_h;
+    for (int64_t kw = 0; kw < g.win.kernel_w; ++kw) {
+      const int64_t iw = w.w0 + kw * g.win.dilation_w;
+      if (ih < g.in_h + g.win.pad_bottom && iw < g.in_w + g.win.pad_right) ++*padded;
       if (ih >= 0 && ih < g.in_h && iw >= 0 && iw < g.in_w) ++*taps;
     }
   }
@@ -234,15 +242,7 @@ __global__ void average_pool_forward_kernel(PoolGeometry g, bool include_pad, co
     int64_t taps = 0, padded = 0;
     average_counts(g, w, &taps, &padded);
     double sum = 0.0;
-    for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-      const int64_t ih = w.h0 + kh * g.dilation_h;
-      if (ih < 0 || ih >= g.in_h) continue;
-      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-        const int64_t iw = w.w0 + kw * g.dilation_w;
-        if (iw < 0 || iw >= g.in_w) continue;
-        sum += plane[ih * g.in_w + iw];
-      }
-    }
+    for_each_tap(g, w, [&](int64_t offset) { sum += plane[offset]; });
     const int64_t divisor = include_pad ? padded : taps;
     y[i] = taps == 0 ? 0.f : static_cast<float>(sum / static_cast<double>(divisor));
   }
@@ -257,15 +257,18 @@ __global__ void average_pool_backward_kernel(PoolGeometry g, bool include_pad, c
     average_counts(g, w, &taps, &padded);
     if (taps == 0) continue;
     const float share = dy[i] / static_cast<float>(include_pad ? padded : taps);
-    for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
-      const int64_t ih = w.h0 + kh * g.dilation_h;
-      if (ih < 0 || ih >= g.in_h) continue;
-      for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-        const int64_t iw = w.w0 + kw * g.dilation_w;
-        if (iw < 0 || iw >= g.in_w) continue;
-        atomicAdd(plane + ih * g.in_w + iw, share);
-      }
-    }
+    for_each_tap(g, w, [&](int64_t offset) { atomicAdd(plane + offset, share); });
+  }
+}
+
+// Tree sum of every thread's `value` over the block (blockDim.x a power of two, at most
+// kThreads): the total ends in partial[0], seen by every thread after the final barrier.
+__device__ void block_sum(double* partial, double value) {
+  partial[threadIdx.x] = value;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s /= 2) {
+    if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
+    __syncthreads();
   }
 }
 
@@ -275,12 +278,7 @@ __global__ void global_average_pool_forward_kernel(const float* x, float* y, int
   const float* plane = x + blockIdx.x * area;
   double sum = 0.0;
   for (int64_t i = threadIdx.x; i < area; i += blockDim.x) sum += plane[i];
-  partial[threadIdx.x] = sum;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s /= 2) {
-    if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
-    __syncthreads();
-  }
+  block_sum(partial, sum);
   if (threadIdx.x == 0) y[blockIdx.x] = static_cast<float>(partial[0] / static_cast<double>(area));
 }
 
@@ -352,12 +350,7 @@ __global__ void bce_forward_kernel(const float* z, const float* y, float* loss, 
     const double w = yi * wp + (1.0 - yi) * wn;
     sum += w * (fmax(zi, 0.0) - zi * yi + log1p(exp(-fabs(zi))));
   }
-  partial[threadIdx.x] = sum;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s /= 2) {
-    if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
-    __syncthreads();
-  }
+  block_sum(partial, sum);
   if (threadIdx.x == 0) *loss = static_cast<float>(partial[0] / static_cast<double>(n));
 }
 
@@ -393,12 +386,7 @@ __global__ void softmax_ce_forward_kernel(const float* z, const std::int64_t* la
     }
     sum += -(row[label] - top - log(total));
   }
-  partial[threadIdx.x] = sum;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s /= 2) {
-    if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
-    __syncthreads();
-  }
+  block_sum(partial, sum);
   if (threadIdx.x == 0) *loss = static_cast<float>(partial[0] / static_cast<double>(rows));
 }
 
@@ -442,12 +430,7 @@ __global__ void sum_of_squares_kernel(const float* x, int64_t n, double* sum) {
   __shared__ double partial[kThreads];
   double local = 0.0;
   GRID_LOOP(i, n) local += static_cast<double>(x[i]) * x[i];
-  partial[threadIdx.x] = local;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s /= 2) {
-    if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
-    __syncthreads();
-  }
+  block_sum(partial, local);
   if (threadIdx.x == 0) atomicAdd(sum, partial[0]);
 }
 

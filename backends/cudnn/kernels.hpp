@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "backends/cudnn/index_maps.hpp"
+#include "graph/window.hpp"
 
 namespace onnxforge::cudnn::kernels {
 
@@ -66,8 +67,7 @@ void concat_backward(const float* dy, float* dx, int64_t outer, int64_t slab, in
 // ---- pooling (any window: dilation, asymmetric pads, ceil_mode) -----------------------------
 struct PoolGeometry {
   int64_t batch = 0, channels = 0, in_h = 0, in_w = 0, out_h = 0, out_w = 0;
-  int64_t kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1;
-  int64_t dilation_h = 1, dilation_w = 1, pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  Window2d win;
 };
 // First maximum in scan order wins (as the reference); argmax: input offset or -1.
 void max_pool_forward(const PoolGeometry& g, const float* x, float* y, std::int32_t* argmax,

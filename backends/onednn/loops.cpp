@@ -86,6 +86,23 @@ typedef std::uint8_t v8b __attribute__((vector_size(8)));
 }
 [[gnu::always_inline]] inline void store8(float* p, const v8f& v) { std::memcpy(p, &v, sizeof v); }
 
+// Calls tap(offset of the input pixel in the plane, tap number kh * kernel_w + kw) for every tap
+// of output pixel (oh, ow) inside the input, in scan order.
+template <typename Tap>
+[[gnu::always_inline]] inline void for_each_tap(const PoolGeometry& g, std::int64_t oh,
+                                                std::int64_t ow, Tap&& tap) {
+  const Window2d& w = g.win;
+  for (std::int64_t kh = 0; kh < w.kernel_h; ++kh) {
+    const std::int64_t ih = oh * w.stride_h - w.pad_top + kh * w.dilation_h;
+    if (ih < 0 || ih >= g.in_h) continue;
+    for (std::int64_t kw = 0; kw < w.kernel_w; ++kw) {
+      const std::int64_t iw = ow * w.stride_w - w.pad_left + kw * w.dilation_w;
+      if (iw < 0 || iw >= g.in_w) continue;
+      tap(ih * g.src_h + iw * g.src_w, kh * w.kernel_w + kw);
+    }
+  }
+}
+
 // One output pixel (oh, ow) for Vectors x 8 consecutive channels of a block (x, y, argmax point
 // at the first of them, in the plane). Branch-free: the winner and its tap are selected per lane,
 // first maximum in scan order (strict >), as oneDNN's primitive does.
@@ -98,22 +115,17 @@ template <int Vectors>
     best[v] = v8f{} - INFINITY;
     tap[v] = v8f{} + 255.f;
   }
-  for (std::int64_t kh = 0; kh < g.kernel_h; ++kh) {
-    const std::int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-    if (ih < 0 || ih >= g.in_h) continue;
-    for (std::int64_t kw = 0; kw < g.kernel_w; ++kw) {
-      const std::int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
-      if (iw < 0 || iw >= g.in_w) continue;
-      const float* px = x + ih * g.src_h + iw * g.src_w;
-      const float t = static_cast<float>(kh * g.kernel_w + kw);
-      for (int v = 0; v < Vectors; ++v) {
-        const v8f value = load8(px + 8 * v);
-        const v8i better = value > best[v];
-        best[v] = better ? value : best[v];
-        tap[v] = better ? v8f{} + t : tap[v];
-      }
-    }
-  }
+  for_each_tap(
+      g, oh, ow, [&](std::int64_t offset, std::int64_t k) __attribute__((always_inline)) {
+        const float* px = x + offset;
+        const float t = static_cast<float>(k);
+        for (int v = 0; v < Vectors; ++v) {
+          const v8f value = load8(px + 8 * v);
+          const v8i better = value > best[v];
+          best[v] = better ? value : best[v];
+          tap[v] = better ? v8f{} + t : tap[v];
+        }
+      });
   const std::int64_t at = oh * g.dst_h + ow * g.dst_w;
   for (int v = 0; v < Vectors; ++v) {
     store8(y + at + 8 * v, best[v]);
@@ -130,18 +142,13 @@ template <int Vectors>
                                                          std::uint8_t* argmax) {
   float best = -INFINITY;
   std::uint8_t tap = 255;
-  for (std::int64_t kh = 0; kh < g.kernel_h; ++kh) {
-    const std::int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-    if (ih < 0 || ih >= g.in_h) continue;
-    for (std::int64_t kw = 0; kw < g.kernel_w; ++kw) {
-      const std::int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
-      if (iw < 0 || iw >= g.in_w) continue;
-      const float value = x[ih * g.src_h + iw * g.src_w];
-      const bool better = value > best;
-      best = better ? value : best;
-      tap = better ? static_cast<std::uint8_t>(kh * g.kernel_w + kw) : tap;
-    }
-  }
+  for_each_tap(
+      g, oh, ow, [&](std::int64_t offset, std::int64_t k) __attribute__((always_inline)) {
+        const float value = x[offset];
+        const bool better = value > best;
+        best = better ? value : best;
+        tap = better ? static_cast<std::uint8_t>(k) : tap;
+      });
   y[oh * g.dst_h + ow * g.dst_w] = best;
   if (argmax) argmax[oh * g.dst_h + ow * g.dst_w] = tap;
 }
@@ -163,20 +170,14 @@ template <int Vectors>
     std::memcpy(&bytes, argmax + at + 8 * v, sizeof bytes);
     tap[v] = __builtin_convertvector(bytes, v8i);
   }
-  for (std::int64_t kh = 0; kh < g.kernel_h; ++kh) {
-    const std::int64_t ih = oh * g.stride_h - g.pad_top + kh * g.dilation_h;
-    if (ih < 0 || ih >= g.in_h) continue;
-    for (std::int64_t kw = 0; kw < g.kernel_w; ++kw) {
-      const std::int64_t iw = ow * g.stride_w - g.pad_left + kw * g.dilation_w;
-      if (iw < 0 || iw >= g.in_w) continue;
-      float* q = dx + ih * g.src_h + iw * g.src_w;
-      const auto k = static_cast<std::int32_t>(kh * g.kernel_w + kw);
-      for (int v = 0; v < Vectors; ++v) {
-        const v8i hit = tap[v] == k;
-        store8(q + 8 * v, load8(q + 8 * v) + (hit ? grad[v] : v8f{}));
-      }
-    }
-  }
+  for_each_tap(
+      g, oh, ow, [&](std::int64_t offset, std::int64_t k) __attribute__((always_inline)) {
+        float* q = dx + offset;
+        for (int v = 0; v < Vectors; ++v) {
+          const v8i hit = tap[v] == static_cast<std::int32_t>(k);
+          store8(q + 8 * v, load8(q + 8 * v) + (hit ? grad[v] : v8f{}));
+        }
+      });
 }
 
 // The same for one channel.
@@ -188,8 +189,10 @@ template <int Vectors>
   const std::int64_t at = oh * g.dst_h + ow * g.dst_w;
   const std::uint8_t t = argmax[at];
   if (t == 255) return;
-  const std::int64_t ih = oh * g.stride_h - g.pad_top + (t / g.kernel_w) * g.dilation_h;
-  const std::int64_t iw = ow * g.stride_w - g.pad_left + (t % g.kernel_w) * g.dilation_w;
+  const std::int64_t ih =
+      oh * g.win.stride_h - g.win.pad_top + (t / g.win.kernel_w) * g.win.dilation_h;
+  const std::int64_t iw =
+      ow * g.win.stride_w - g.win.pad_left + (t % g.win.kernel_w) * g.win.dilation_w;
   dx[ih * g.src_h + iw * g.src_w] += dy[at];
 }
 
@@ -215,7 +218,7 @@ template <typename Sixteen, typename Eight, typename One>
   // Work items: one output row of one plane (an image's channel block).
   const std::int64_t planes = g.batch * g.channel_blocks;
   const std::int64_t rows = planes * g.out_h;
-  const std::int64_t work = planes * g.block * g.out_h * g.out_w * g.kernel_h * g.kernel_w;
+  const std::int64_t work = planes * g.block * g.out_h * g.out_w * g.win.kernel_h * g.win.kernel_w;
 #pragma omp parallel for schedule(static) if (rows > 1 && work > kParallelThreshold)
   for (std::int64_t row = 0; row < rows; ++row) {
     const std::int64_t p = row / g.out_h, oh = row % g.out_h;

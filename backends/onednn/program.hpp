@@ -365,8 +365,7 @@ void relu_backward_from_bf16(const std::uint16_t* y, float* dy, std::size_t n);
 struct PoolGeometry {
   std::int64_t batch = 0, channel_blocks = 0, block = 1;
   std::int64_t in_h = 0, in_w = 0, out_h = 0, out_w = 0;
-  std::int64_t kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1;
-  std::int64_t dilation_h = 1, dilation_w = 1, pad_top = 0, pad_left = 0;
+  Window2d win;
   std::int64_t src_n = 0, src_c = 0, src_h = 0, src_w = 0;  // strides of src
   std::int64_t dst_n = 0, dst_c = 0, dst_h = 0, dst_w = 0;  // strides of dst
 };

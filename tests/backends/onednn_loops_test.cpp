@@ -75,10 +75,10 @@ void check(const Layout& layout, std::int64_t channels, std::int64_t in, const W
   g.channel_blocks = src.blocks;
   g.in_h = g.in_w = in;
   g.out_h = g.out_w = out;
-  g.kernel_h = g.kernel_w = win.kernel;
-  g.stride_h = g.stride_w = win.stride;
-  g.dilation_h = g.dilation_w = win.dilation;
-  g.pad_top = g.pad_left = win.pad;
+  g.win.kernel_h = g.win.kernel_w = win.kernel;
+  g.win.stride_h = g.win.stride_w = win.stride;
+  g.win.dilation_h = g.win.dilation_w = win.dilation;
+  g.win.pad_top = g.win.pad_left = win.pad;
   g.src_n = src.sn, g.src_c = src.sc, g.src_h = src.sh, g.src_w = src.sw;
   g.dst_n = dst.sn, g.dst_c = dst.sc, g.dst_h = dst.sh, g.dst_w = dst.sw;
 

@@ -27,16 +27,7 @@ kernels::PoolGeometry pool_geometry(const Window2d& win, const Shape& xs, const 
   g.in_w = xs[3];
   g.out_h = ys[2];
   g.out_w = ys[3];
-  g.kernel_h = win.kernel_h;
-  g.kernel_w = win.kernel_w;
-  g.stride_h = win.stride_h;
-  g.stride_w = win.stride_w;
-  g.dilation_h = win.dilation_h;
-  g.dilation_w = win.dilation_w;
-  g.pad_top = win.pad_top;
-  g.pad_left = win.pad_left;
-  g.pad_bottom = win.pad_bottom;
-  g.pad_right = win.pad_right;
+  g.win = win;
   return g;
 }
 

@@ -73,8 +73,8 @@ void lower_max_pool_loops(OnednnProgram& p, const Node& n,
     argmax = std::make_shared<std::vector<std::uint8_t>>(pd.dst_desc().get_size() / sizeof(float));
   }
   p.add(plan,
-        fmt::format("{}: max pooling {}x{}/{} (loop) {}{}", n.name, g.kernel_h, g.kernel_w,
-                    g.stride_h, layout_name(pd.src_desc()), measured),
+        fmt::format("{}: max pooling {}x{}/{} (loop) {}{}", n.name, g.win.kernel_h, g.win.kernel_w,
+                    g.win.stride_h, layout_name(pd.src_desc()), measured),
         {xm, ym}, [g, xm, ym, argmax]() {
           max_pool_forward(g, floats(xm), floats(ym), argmax ? argmax->data() : nullptr);
         });
@@ -237,14 +237,7 @@ std::optional<PoolGeometry> pool_geometry(const Desc& src, const Desc& dst, cons
   g.in_w = sd[3];
   g.out_h = dd[2];
   g.out_w = dd[3];
-  g.kernel_h = win.kernel_h;
-  g.kernel_w = win.kernel_w;
-  g.stride_h = win.stride_h;
-  g.stride_w = win.stride_w;
-  g.dilation_h = win.dilation_h;
-  g.dilation_w = win.dilation_w;
-  g.pad_top = win.pad_top;
-  g.pad_left = win.pad_left;
+  g.win = win;
   g.src_n = ss[0];
   g.src_c = ss[1];
   g.src_h = ss[2];
