@@ -147,8 +147,6 @@ bool is_running_statistic(const std::string& name) {
   return name.ends_with("moving_mean") || name.ends_with("moving_variance");
 }
 
-Tensor rounded_to_bf16(const Tensor& t) { return t.to(DType::bf16).to(DType::f32); }
-
 // Under Precision::bf16, the layers a Program reports compute in bf16 where the op table says so
 // (`bf16_nodes`), and in fp32 everywhere when it says so for no node of the graph. (A layer
 // without bf16 of its own next to bf16 ones may keep a bf16 input in bf16 storage.)

@@ -25,6 +25,8 @@ Tensor random_tensor(const Shape& shape, Random& rng, double low, double high) {
   return t;
 }
 
+Tensor rounded_to_bf16(const Tensor& t) { return t.to(DType::bf16).to(DType::f32); }
+
 std::map<std::string, Tensor> random_feeds(const Graph& graph, Random& rng) {
   std::map<std::string, Tensor> feeds;
   for (const auto& in : graph.inputs) {

@@ -42,6 +42,9 @@ const std::vector<OpCase>& op_cases();
 // i64 class labels for SoftmaxCrossEntropy.
 Tensor random_tensor(const Shape& shape, Random& rng, double low = -1.0, double high = 1.0);
 std::map<std::string, Tensor> random_feeds(const Graph& graph, Random& rng);
+// An f32 tensor's values rounded to the nearest bf16 (so that a bf16 computation reads them
+// exactly), still f32.
+Tensor rounded_to_bf16(const Tensor& t);
 
 // |got - want|_2 / |want|_2 over every element (infinity when it is NaN).
 double relative_l2(const Tensor& got, const Tensor& want);
