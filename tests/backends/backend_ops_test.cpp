@@ -182,6 +182,8 @@ TEST_P(OpHarness, MatchesReference) {
   const bool bf16 = precision == Precision::bf16;
   p.options.precision = precision;
   const std::string label = bf16 ? backend_name + " bf16" : backend_name;
+  CompileOptions f32 = p.options;  // the reference's, whatever the instance's precision
+  f32.precision = Precision::f32;
   for (const auto& node : p.graph.nodes) {
     const Support s = backend->supports(p.graph, node, p.options);
     if (!s.ok) {
@@ -192,8 +194,6 @@ TEST_P(OpHarness, MatchesReference) {
         EXPECT_NE(std::string(e.what()).find(node.name), std::string::npos)
             << "the compile error must name the node: " << e.what();
       }
-      CompileOptions f32 = p.options;
-      f32.precision = Precision::f32;
       if (bf16 && backend->supports(p.graph, node, f32).ok) {
         // Refused under bf16 only.
         if (backend->coverage(op_of(node)).bf16) {
@@ -226,7 +226,7 @@ TEST_P(OpHarness, MatchesReference) {
   const double forward_tolerance = in_bf16 ? c.bf16_forward_tolerance : c.forward_tolerance;
   const double gradient_tolerance = in_bf16 ? c.bf16_gradient_tolerance : c.gradient_tolerance;
 
-  auto want = make_backend("reference")->compile(p.graph, p.options);
+  auto want = make_backend("reference")->compile(p.graph, f32);
   auto got = backend->compile(p.graph, p.options);
   if (bf16) expect_choices_follow_coverage(label, "training Program", *got, bf16_nodes);
   Random rng(hash_name(c.name, 3));
