@@ -1,10 +1,22 @@
 // The op harness (DESIGN.md): every op of the catalogue (op_cases.cpp) on every backend of this
-// build, forward and backward, compared with the reference backend.
+// build, in each precision (fp32, bf16), forward and backward, compared with the reference
+// backend's f32 result. Instances are named backend_precision_case: onednn_bf16_Conv_basic_3x3.
 //
 // Error measure: max_i |got_i - want_i| / max(max_i |want_i|, 1e-6), i.e. the worst element error
 // relative to the tensor's scale (per-element relative errors are meaningless next to zeros).
 // fp32 tolerances per case (OpCase: by default forward 1e-5, gradients 1e-4). The worst element of
 // every comparison is printed.
+//
+// bf16 instances compile the case with CompileOptions::precision = bf16 and feed bf16 values
+// (inputs, parameters and backward seeds rounded to bf16, the reference fed the same), so that
+// what is measured is the backend's bf16 computation (f32 accumulation, bf16 intermediates), not
+// the rounding of the data. What the backend must do comes from its op table
+// (Backend::coverage): where a node's op has bf16, the case is held to its bf16 tolerances
+// (OpCase::bf16_*) and every such node the Program reports in layer_choices() says bf16; where no
+// node has, the case must run exactly as in f32 (the f32 tolerances, every reported layer fp32)
+// or be refused by supports() and compile(). A refusal under bf16 alone of an op whose table
+// entry has bf16 is this machine's (e.g. oneDNN 2.6 runs no bf16 below AVX512_CORE): a skip
+// naming the reason.
 //
 // Guards: every fetched tensor must have exactly the graph's shape and byte size; parameters and
 // inputs must be bit-identical after forward and backward (a kernel writing out of bounds or
@@ -18,6 +30,7 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <ostream>
 #include <set>
 #include <string>
 
@@ -25,6 +38,11 @@
 #include "core/error.hpp"
 #include "graph/ops.hpp"
 #include "tests/support/op_cases.hpp"
+
+namespace onnxforge {
+// The harness's precision parameter as GoogleTest prints it ("bf16", not its bytes).
+void PrintTo(Precision precision, std::ostream* os) { *os << to_string(precision); }
+}  // namespace onnxforge
 
 namespace onnxforge::testing {
 namespace {
@@ -129,16 +147,43 @@ bool is_running_statistic(const std::string& name) {
   return name.ends_with("moving_mean") || name.ends_with("moving_variance");
 }
 
-class OpHarness : public ::testing::TestWithParam<std::tuple<std::string, std::size_t>> {};
+// Under Precision::bf16, the layers a Program reports compute in bf16 where the op table says so
+// (`bf16_nodes`), and in fp32 everywhere when it says so for no node of the graph. (A layer
+// without bf16 of its own next to bf16 ones may keep a bf16 input in bf16 storage.)
+void expect_choices_follow_coverage(const std::string& label, const std::string& what,
+                                    const Program& program,
+                                    const std::set<std::string>& bf16_nodes) {
+  for (const auto& choice : program.layer_choices()) {
+    if (bf16_nodes.count(choice.node)) {
+      EXPECT_EQ(choice.dtype, "bf16")
+          << label << " " << what << ": " << choice.op << " node '" << choice.node
+          << "' has bf16 in the op table but ran " << choice.dtype << " (" << choice.why << ")";
+    } else if (bf16_nodes.empty()) {
+      EXPECT_EQ(choice.dtype, "fp32") << label << " " << what << ": no op of the case has bf16 "
+                                      << "in the op table, but " << choice.op << " node '"
+                                      << choice.node << "' ran " << choice.dtype;
+    }
+  }
+}
+
+// An instance of the harness: a backend, the precision its Programs are compiled with, a case.
+using HarnessParam = std::tuple<std::string, Precision, std::size_t>;
+
+class OpHarness : public ::testing::TestWithParam<HarnessParam> {};
 
 TEST_P(OpHarness, MatchesReference) {
-  const auto& [backend_name, index] = GetParam();
+  const auto& [backend_name, precision, index] = GetParam();
   const OpCase& c = op_cases().at(index);
   auto backend = make_backend(backend_name);
   std::string why;
   if (!backend->available(&why)) GTEST_SKIP() << backend_name << " is not available here: " << why;
 
-  const Prepared p = prepare(c);
+  Prepared p = prepare(c);
+  const bool bf16 = precision == Precision::bf16;
+  p.options.precision = precision;
+  const std::string label = bf16 ? backend_name + " bf16" : backend_name;
+  CompileOptions f32 = p.options;  // the reference's, whatever the instance's precision
+  f32.precision = Precision::f32;
   for (const auto& node : p.graph.nodes) {
     const Support s = backend->supports(p.graph, node, p.options);
     if (!s.ok) {
@@ -149,15 +194,48 @@ TEST_P(OpHarness, MatchesReference) {
         EXPECT_NE(std::string(e.what()).find(node.name), std::string::npos)
             << "the compile error must name the node: " << e.what();
       }
+      if (bf16 && backend->supports(p.graph, node, f32).ok) {
+        // Refused under bf16 only.
+        if (backend->coverage(op_of(node)).bf16) {
+          GTEST_SKIP() << backend_name << " computes " << node.op
+                       << " in bf16 (its op table) but not on this machine (node '" << node.name
+                       << "': " << s.reason << ")";
+        }
+        // The op table has no bf16 for the op, and the backend refuses it under bf16: what the
+        // table allows, checked above (compile() fails naming the node).
+        std::printf(
+            "    [%s] refuses %s under bf16 (no bf16 in its op table), naming node '%s': "
+            "%s\n",
+            label.c_str(), node.op.c_str(), node.name.c_str(), s.reason.c_str());
+        return;
+      }
       GTEST_SKIP() << backend_name << " does not run " << c.name << " (node '" << node.name
                    << "': " << s.reason << "); compile() fails naming the node, as it must";
     }
   }
 
-  auto want = make_backend("reference")->compile(p.graph, p.options);
+  // The nodes the op table says compute in bf16; with none, the case runs as in f32.
+  std::set<std::string> bf16_nodes;
+  if (bf16) {
+    for (const auto& node : p.graph.nodes) {
+      if (backend->coverage(op_of(node)).bf16) bf16_nodes.insert(node.name);
+    }
+    for (auto& init : p.graph.initializers) init.value = rounded_to_bf16(init.value);
+  }
+  const bool in_bf16 = !bf16_nodes.empty();
+  const double forward_tolerance = in_bf16 ? c.bf16_forward_tolerance : c.forward_tolerance;
+  const double gradient_tolerance = in_bf16 ? c.bf16_gradient_tolerance : c.gradient_tolerance;
+
+  auto want = make_backend("reference")->compile(p.graph, f32);
   auto got = backend->compile(p.graph, p.options);
+  if (bf16) expect_choices_follow_coverage(label, "training Program", *got, bf16_nodes);
   Random rng(hash_name(c.name, 3));
   auto feeds = random_feeds(p.graph, rng);
+  if (bf16) {
+    for (auto& [name, t] : feeds) {
+      if (t.dtype() == DType::f32) t = rounded_to_bf16(t);
+    }
+  }
   if (!p.loss_case) feeds["harness_loss"] = Tensor(DType::f32, {});
   for (const auto& [name, t] : feeds) {
     want->set_input(name, t);
@@ -173,14 +251,13 @@ TEST_P(OpHarness, MatchesReference) {
     const Tensor y = got->fetch(out);
     expect_exact_size(out, y, p.graph.value(out).shape, p.graph.value(out).dtype);
     if (!c.random)
-      expect_close(backend_name, "forward(training) " + out, y, want->fetch(out),
-                   c.forward_tolerance);
+      expect_close(label, "forward(training) " + out, y, want->fetch(out), forward_tolerance);
   }
   for (const auto& init : p.graph.initializers) {
     const Tensor now = got->parameter(init.name);
     if (is_running_statistic(init.name)) {
-      expect_close(backend_name, "running statistic " + init.name, now, want->parameter(init.name),
-                   c.forward_tolerance);
+      expect_close(label, "running statistic " + init.name, now, want->parameter(init.name),
+                   forward_tolerance);
     } else {
       EXPECT_TRUE(bit_identical(now, initial[init.name]))
           << "forward changed parameter " << init.name;
@@ -191,6 +268,7 @@ TEST_P(OpHarness, MatchesReference) {
   std::map<std::string, Tensor> seeds;
   for (const auto& out : p.graph.outputs) {
     seeds[out] = random_tensor(p.graph.value(out).shape, rng);
+    if (bf16) seeds[out] = rounded_to_bf16(seeds[out]);
   }
   want->backward(seeds);
   got->backward(seeds);
@@ -199,8 +277,7 @@ TEST_P(OpHarness, MatchesReference) {
     const Tensor g = got->gradient(target);
     expect_exact_size("d" + target, g, p.graph.value(target).shape, DType::f32);
     if (!c.random) {
-      expect_close(backend_name, "gradient " + target, g, want->gradient(target),
-                   c.gradient_tolerance);
+      expect_close(label, "gradient " + target, g, want->gradient(target), gradient_tolerance);
     }
   }
   if (p.loss_case) {
@@ -211,8 +288,8 @@ TEST_P(OpHarness, MatchesReference) {
     want->backward();
     got->backward();
     for (const auto& target : targets) {
-      expect_close(backend_name, "gradient from the loss " + target, got->gradient(target),
-                   want->gradient(target), c.gradient_tolerance);
+      expect_close(label, "gradient from the loss " + target, got->gradient(target),
+                   want->gradient(target), gradient_tolerance);
     }
   }
   for (const auto& init : p.graph.initializers) {
@@ -234,8 +311,8 @@ TEST_P(OpHarness, MatchesReference) {
   want->forward(Mode::inference);
   got->forward(Mode::inference);
   for (const auto& out : p.graph.outputs) {
-    expect_close(backend_name, "forward(inference) " + out, got->fetch(out), want->fetch(out),
-                 c.forward_tolerance);
+    expect_close(label, "forward(inference) " + out, got->fetch(out), want->fetch(out),
+                 forward_tolerance);
   }
 
   // The same in a Program compiled for inference only, which a backend may lower differently
@@ -245,20 +322,21 @@ TEST_P(OpHarness, MatchesReference) {
   inference_only.training = false;
   inference_only.loss.clear();
   auto only = backend->compile(p.graph, inference_only);
+  if (bf16) expect_choices_follow_coverage(label, "inference-only Program", *only, bf16_nodes);
   for (const auto& [name, t] : feeds) only->set_input(name, t);
   for (const auto& init : p.graph.initializers) {
     only->set_parameter(init.name, want->parameter(init.name));
   }
   only->forward(Mode::inference);
   for (const auto& out : p.graph.outputs) {
-    expect_close(backend_name, "inference-only Program " + out, only->fetch(out), want->fetch(out),
-                 c.forward_tolerance);
+    expect_close(label, "inference-only Program " + out, only->fetch(out), want->fetch(out),
+                 forward_tolerance);
   }
 }
 
 std::string case_name(const ::testing::TestParamInfo<OpHarness::ParamType>& param_info) {
-  std::string name =
-      std::get<0>(param_info.param) + "_" + op_cases().at(std::get<1>(param_info.param)).name;
+  const auto& [backend_name, precision, index] = param_info.param;
+  std::string name = backend_name + "_" + to_string(precision) + "_" + op_cases().at(index).name;
   for (auto& ch : name) {
     if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
   }
@@ -273,6 +351,7 @@ std::vector<std::size_t> case_indices() {
 
 INSTANTIATE_TEST_SUITE_P(AllOps, OpHarness,
                          ::testing::Combine(::testing::ValuesIn(backends_under_test()),
+                                            ::testing::Values(Precision::f32, Precision::bf16),
                                             ::testing::ValuesIn(case_indices())),
                          case_name);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(OpHarness);
@@ -598,7 +677,8 @@ TEST_P(BackendBehaviour, UnknownSeedAndFusedFetchFailClearly) {
                kForwardTolerance);
 }
 
-// bf16 compute: tests/backends/mixed_precision_test.cpp.
+// bf16 compute: per op in the harness above (its bf16 instances), whole models in
+// tests/backends/mixed_precision_test.cpp.
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, BackendBehaviour, ::testing::ValuesIn(backends_under_test()),
                          [](const auto& param_info) { return param_info.param; });

@@ -52,8 +52,6 @@ void expect_close(const std::string& backend, const std::string& what, const Ten
   EXPECT_LE(e, tolerance) << what;
 }
 
-Tensor rounded_to_bf16(const Tensor& t) { return t.to(DType::bf16).to(DType::f32); }
-
 std::vector<std::string> backends_under_test() {
   std::vector<std::string> names;
   for (const auto& name : backend_names()) {
