@@ -61,7 +61,8 @@ struct ReportOutputs {
 // Writes out_dir/report.html, out_dir/report.md and the figures in out_dir/plots: per run loss,
 // accuracy, ROC (validation and test together) and one confusion matrix per split; with several
 // runs also one ROC figure per split overlaying every run. Throws Error only when a
-// file cannot be written.
+// file cannot be written. It draws the figures, builds the report's model and renders it twice
+// (eval/report_model.hpp: build_report_model, render_html, render_markdown).
 ReportOutputs write_report(std::span<const RunRecord> runs, const std::filesystem::path& out_dir,
                            const ReportOptions& options = {});
 

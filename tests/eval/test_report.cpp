@@ -12,6 +12,7 @@
 
 #include "eval/plots.hpp"
 #include "eval/report.hpp"
+#include "eval/report_model.hpp"
 #include "tests/eval/eval_fixtures.hpp"
 
 namespace onnxforge::eval {
@@ -140,6 +141,148 @@ TEST(Report, DegenerateMetricsStillMakeAReport) {
   if (find_gnuplot()) {
     const std::string svg = read_file(tmp.path() / "plots" / "degenerate-roc.svg");
     EXPECT_NE(svg.find("AUC undefined"), std::string::npos);
+  }
+}
+
+// ---- the model, apart from its rendering --------------------------------------------------
+
+// Two runs from metrics in memory: "weak" with a validation split only, "strong" with both.
+struct TwoRuns {
+  Metrics weak_val, strong_val, strong_test;
+  std::vector<RunRecord> runs;
+  TwoRuns() {
+    MetricsOptions options;
+    options.bootstrap_resamples = 50;
+    options.class_names = {"Female", "Male"};
+    weak_val = compute_metrics(testing::synthetic_predictions(60, 0.3), options);
+    strong_val = compute_metrics(testing::synthetic_predictions(60, 3.0), options);
+    strong_test = compute_metrics(testing::synthetic_predictions(40, 2.5), options);
+    runs.resize(2);
+    runs[0].name = "weak";
+    runs[0].splits.push_back(split_record("val", weak_val));
+    runs[1].name = "strong";
+    runs[1].splits.push_back(split_record("val", strong_val));
+    runs[1].splits.push_back(split_record("test", strong_test));
+  }
+};
+
+TEST(ReportModel, BuiltFromRecordsInMemory) {
+  const TwoRuns two;
+  const ReportModel model = build_report_model(two.runs, {});
+  EXPECT_EQ(model.title, "Model comparison: weak, strong");
+  ASSERT_EQ(model.facts.size(), 3u);
+  EXPECT_EQ(model.facts[0], "Binary classification: Female vs Male");
+  EXPECT_EQ(model.facts[1], "2 models");
+
+  ASSERT_EQ(model.metrics.size(), 2u);
+  const MetricSection& val = model.metrics[0];
+  EXPECT_EQ(val.title, "Validation split");
+  EXPECT_TRUE(val.best_marked);
+  EXPECT_NE(val.interval_note.find("95% percentile-bootstrap intervals (50 resamples)"),
+            std::string::npos);
+  ASSERT_EQ(val.tables.size(), 2u);  // the metrics, then threshold and counts
+  const ReportTable& metrics = val.tables[0];
+  ASSERT_EQ(metrics.header.size(), 10u);
+  EXPECT_EQ(metrics.header[2], "Accuracy");
+  EXPECT_EQ(metrics.header[3], "AUC");
+  ASSERT_EQ(metrics.rows.size(), 2u);
+  // The stronger model has the higher accuracy and AUC: only its cells are the best.
+  ASSERT_GT(*two.strong_val.accuracy, *two.weak_val.accuracy);
+  ASSERT_GT(*two.strong_val.auc, *two.weak_val.auc);
+  for (std::size_t c : {2u, 3u}) {
+    EXPECT_FALSE(metrics.rows[0][c].best) << metrics.header[c];
+    EXPECT_TRUE(metrics.rows[1][c].best) << metrics.header[c];
+  }
+  EXPECT_EQ(metrics.rows[1][0].text, "strong");
+  EXPECT_EQ(metrics.rows[1][2].text, fmt::format("{:.4f}", *two.strong_val.accuracy));
+  EXPECT_EQ(metrics.rows[1][2].interval,
+            fmt::format("[{:.4f}, {:.4f}]", two.strong_val.accuracy_interval->lo,
+                        two.strong_val.accuracy_interval->hi));
+  EXPECT_TRUE(metrics.rows[1][4].interval.empty());  // sensitivity has no interval
+  const ReportTable& counts = val.tables[1];
+  EXPECT_EQ(counts.header[0], "Model");
+  EXPECT_EQ(counts.header[1], "Threshold");
+  EXPECT_EQ(counts.rows[0][3].text, fmt::format("{}", two.weak_val.confusion.tp));
+
+  // The weak model has no test split: its row says so and nothing is best against it.
+  const ReportTable& test = model.metrics[1].tables[0];
+  EXPECT_EQ(model.metrics[1].title, "Test split");
+  EXPECT_EQ(test.rows[0][1].text, "not available");
+  EXPECT_EQ(test.rows[0][2].text, "");
+  EXPECT_TRUE(test.rows[1][2].best);
+
+  // No history, summary or configuration: each is "not available", never an error.
+  ASSERT_TRUE(model.training.has_value());
+  EXPECT_EQ(model.training->rows[1][1].text, "not available");
+  ASSERT_EQ(model.runs.size(), 2u);
+  EXPECT_FALSE(model.runs[0].summary.text.has_value());
+  EXPECT_EQ(model.runs[0].config.missing, "Configuration not available (config.toml).");
+  EXPECT_FALSE(model.runs[0].layers.has_value());
+  EXPECT_TRUE(model.figures.empty());
+  EXPECT_EQ(model.limitations.size(), 6u);
+
+  // As the `metrics` command: no training, models or configurations, nothing to rank.
+  ReportOptions lone;
+  lone.run_details = false;
+  const ReportModel one = build_report_model(std::span(two.runs).subspan(1), lone);
+  EXPECT_EQ(one.title, "Evaluation report: strong");
+  EXPECT_FALSE(one.training.has_value());
+  EXPECT_TRUE(one.runs.empty());
+  EXPECT_FALSE(one.metrics[0].best_marked);
+  EXPECT_FALSE(one.metrics[0].tables[0].rows[0][2].best);
+}
+
+TEST(ReportModel, HtmlAndMarkdownShowTheSameValues) {
+  const TwoRuns two;
+  std::vector<FigureSection> figures(1);
+  figures[0].title = "strong";
+  figures[0].figures.resize(2);
+  figures[0].figures[0].caption = "strong: ROC <curves>";
+  figures[0].figures[0].png = "\x89PNG";
+  figures[0].figures[0].link = "plots/strong-roc.png";
+  figures[0].figures[1].caption = "strong: loss";
+  figures[0].figures[1].missing = "plots disabled";
+  const std::vector<std::string> warnings{"gnuplot says <no>"};
+  const ReportModel model = build_report_model(two.runs, {}, figures, warnings);
+  EXPECT_EQ(model.figures[0].figures[1].number, 2);
+  const std::string html = render_html(model), md = render_markdown(model);
+
+  for (const auto& split : model.metrics)
+    for (const auto& table : split.tables)
+      for (const auto& row : table.rows)
+        for (const auto& cell : row) {
+          if (cell.text.empty()) continue;
+          const std::string text = html_escape(cell.text);
+          if (!cell.interval.empty()) {
+            EXPECT_NE(html.find(text + "<br><span class=\"ci\">" + cell.interval + "</span>"),
+                      std::string::npos)
+                << cell.text;
+            EXPECT_NE(md.find(cell.text + " " + cell.interval), std::string::npos) << cell.text;
+          } else {
+            EXPECT_NE(html.find(">" + text + "</td>"), std::string::npos) << cell.text;
+            const std::string bold = cell.best ? "**" : "";
+            EXPECT_NE(md.find(" " + bold + cell.text + bold + " |"), std::string::npos)
+                << cell.text;
+          }
+        }
+  const ReportCell& best = model.metrics[0].tables[0].rows[1][2];
+  ASSERT_TRUE(best.best);
+  EXPECT_NE(html.find("<td class=\"best\">" + best.text + "<br>"), std::string::npos);
+  EXPECT_NE(md.find("**" + best.text + " " + best.interval + "**"), std::string::npos);
+  EXPECT_EQ(count(html, "class=\"best\""), count(md, "**") / 2 - 6);  // 6: the concerns' leads
+
+  // Figures: inlined in HTML, linked in Markdown, numbered alike; notes and the missing alike.
+  EXPECT_NE(html.find("src=\"data:image/png;base64," + base64_encode("\x89PNG") + "\""),
+            std::string::npos);
+  EXPECT_NE(md.find("![Figure 1. strong: ROC <curves>](plots/strong-roc.png)"), std::string::npos);
+  EXPECT_NE(html.find("Figure 1. strong: ROC &lt;curves&gt;"), std::string::npos);
+  EXPECT_NE(html.find("Figure not available: plots disabled"), std::string::npos);
+  EXPECT_NE(md.find("*Figure 2 not available: plots disabled.*"), std::string::npos);
+  EXPECT_NE(html.find("<li>gnuplot says &lt;no&gt;</li>"), std::string::npos);
+  EXPECT_NE(md.find("- gnuplot says <no>"), std::string::npos);
+  for (const std::string& missing : {model.runs[0].summary.missing, model.runs[1].config.missing}) {
+    EXPECT_EQ(count(html, missing), 2u) << missing;
+    EXPECT_EQ(count(md, missing), 2u) << missing;
   }
 }
 
