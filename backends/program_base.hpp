@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "backends/backend.hpp"
+#include "core/error.hpp"
 
 namespace onnxforge {
 
@@ -55,6 +56,14 @@ class ProgramBase : public Program {
   ProgramBase(const Graph& graph, const CompileOptions& options, std::string backend);
 
   const std::string& backend_name() const { return backend_; }
+  // The entry of `name` in a backend's own value table (a map from value name to its Value type);
+  // throws "<backend> backend: '<name>' is not a value of the graph" otherwise.
+  template <typename Table>
+  auto& value_in(Table& values, const std::string& name) const {
+    auto it = values.find(name);
+    if (it == values.end()) fail("{} backend: '{}' is not a value of the graph", backend_, name);
+    return it->second;
+  }
   // Throws "<backend> backend: <what> needs a Program compiled for training" without training.
   void require_training(const char* what) const;
   // The initializer of a trainable parameter; throws naming it otherwise.

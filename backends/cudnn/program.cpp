@@ -200,17 +200,9 @@ void CudnnProgram::lower_all() {
   for (const auto& node : graph_.nodes) lower_node(*this, node);
 }
 
-Value& CudnnProgram::value(const std::string& name) {
-  auto it = values_.find(name);
-  if (it == values_.end()) fail("cudnn backend: '{}' is not a value of the graph", name);
-  return it->second;
-}
+Value& CudnnProgram::value(const std::string& name) { return value_in(values_, name); }
 
-const Value& CudnnProgram::value(const std::string& name) const {
-  auto it = values_.find(name);
-  if (it == values_.end()) fail("cudnn backend: '{}' is not a value of the graph", name);
-  return it->second;
-}
+const Value& CudnnProgram::value(const std::string& name) const { return value_in(values_, name); }
 
 float* CudnnProgram::input_gradient(const Node& node, std::size_t index) {
   if (!options_.training || index >= node.inputs.size()) return nullptr;

@@ -205,17 +205,9 @@ void OnednnProgram::record_choice(const Node& node, DataType type,
                       why.empty() && it != precision_.end() ? it->second.second : why});
 }
 
-Value& OnednnProgram::value(const std::string& name) {
-  auto it = values_.find(name);
-  if (it == values_.end()) fail("onednn backend: '{}' is not a value of the graph", name);
-  return it->second;
-}
+Value& OnednnProgram::value(const std::string& name) { return value_in(values_, name); }
 
-const Value& OnednnProgram::value(const std::string& name) const {
-  auto it = values_.find(name);
-  if (it == values_.end()) fail("onednn backend: '{}' is not a value of the graph", name);
-  return it->second;
-}
+const Value& OnednnProgram::value(const std::string& name) const { return value_in(values_, name); }
 
 memory OnednnProgram::allocate(const Desc& md) {
   const std::size_t size = md.get_size();

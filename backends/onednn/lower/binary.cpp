@@ -205,44 +205,39 @@ void lower_binary_forward(OnednnProgram& p, const Node& n, Plan plan) {
         });
 }
 
-void lower_add(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
-  const std::string a = n.inputs[0];
-  const std::string b = n.inputs[1];
-  const std::string y = n.outputs[0];
-  const Shape as = p.value(a).shape;
-  const Shape bs = p.value(b).shape;
-  const Shape ys = p.value(y).shape;
-  lower_binary_forward(p, n, plan);
-  if (plan != Plan::training) return;
-  p.add_backward_builder([&p, n, a, b, y, as, bs, ys]() {
-    if (!p.needs_gradient(y)) return;
-    const Desc dy_md = p.value(y).md;
-    memory dy = p.gradient_in(y, dy_md);
-    for (int k = 0; k < 2; ++k) {
-      const std::string& in = k == 0 ? a : b;
-      const Shape& s = k == 0 ? as : bs;
-      if (!p.needs_gradient(in)) continue;
-      if (s == ys) {
-        p.contribute(in, dy, n.name);
-        continue;
-      }
-      contribute_broadcast_sum(p, n, in, s, y, ys);
+// Add's backward: dy itself into an input of the output's shape, summed over the broadcast
+// dimensions into a smaller one.
+void add_backward(OnednnProgram& p, const Node& n, const std::string& a, const std::string& b,
+                  const std::string& y, const Shape& as, const Shape& bs, const Shape& ys) {
+  const Desc dy_md = p.value(y).md;
+  memory dy = p.gradient_in(y, dy_md);
+  for (int k = 0; k < 2; ++k) {
+    const std::string& in = k == 0 ? a : b;
+    const Shape& s = k == 0 ? as : bs;
+    if (!p.needs_gradient(in)) continue;
+    if (s == ys) {
+      p.contribute(in, dy, n.name);
+      continue;
     }
-  });
+    contribute_broadcast_sum(p, n, in, s, y, ys);
+  }
 }
 
-void lower_arithmetic(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
+// Add, Sub, Mul and Div: one forward (lower_binary_forward); backward as add_backward for Add,
+// else plain loops.
+void lower_binary(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
   const std::string a = n.inputs[0];
   const std::string b = n.inputs[1];
   const std::string y = n.outputs[0];
   const Shape as = p.value(a).shape;
   const Shape bs = p.value(b).shape;
   const Shape ys = p.value(y).shape;
-  const char op = n.is(OpId::Mul) ? '*' : n.is(OpId::Sub) ? '-' : '/';
+  const char op = n.is(OpId::Add) ? '+' : n.is(OpId::Mul) ? '*' : n.is(OpId::Sub) ? '-' : '/';
   lower_binary_forward(p, n, plan);
   if (plan != Plan::training) return;
   p.add_backward_builder([&p, n, a, b, y, as, bs, ys, op]() {
     if (!p.needs_gradient(y)) return;
+    if (op == '+') return add_backward(p, n, a, b, y, as, bs, ys);
     const bool need_a = p.needs_gradient(a);
     const bool need_b = p.needs_gradient(b);
     if (!need_a && !need_b) return;
@@ -285,18 +280,18 @@ void lower_arithmetic(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
 }  // namespace
 
 void add_binary_lowerings(LoweringTable& table) {
-  table.lower(OpId::Add, lower_add,
+  table.lower(OpId::Add, lower_binary,
               {.backward = true,
                .note = "broadcasting: oneDNN's binary where one operand has the output's shape "
                        "and oneDNN 2.6 has a kernel for the layouts, else a single-threaded loop "
                        "on plain layouts; backward sums over the broadcast dimensions with "
                        "oneDNN's reduction where they are the innermost (or all), else a loop"});
-  table.lower(OpId::Mul, lower_arithmetic,
+  table.lower(OpId::Mul, lower_binary,
               {.backward = true,
                .note = "broadcasting: oneDNN's binary where one operand has the output's shape "
                        "and oneDNN 2.6 has a kernel for the layouts, else a single-threaded loop "
                        "on plain layouts; backward, for every shape: such a loop"});
-  table.lower({OpId::Sub, OpId::Div}, lower_arithmetic,
+  table.lower({OpId::Sub, OpId::Div}, lower_binary,
               {.backward = true,
                .note = "broadcasting: oneDNN's binary where A has the output's shape and oneDNN "
                        "2.6 has a kernel for the layouts, else a single-threaded loop on plain "
