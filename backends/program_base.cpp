@@ -15,6 +15,13 @@ ProgramBase::ProgramBase(const Graph& graph, const CompileOptions& options, std:
   }
 }
 
+std::vector<std::string> ProgramBase::backward_roots() const {
+  std::vector<std::string> roots{options_.loss};
+  for (const auto& out : graph_.outputs) roots.push_back(out);
+  for (const auto& kept : options_.keep) roots.push_back(kept);
+  return roots;
+}
+
 void ProgramBase::require_training(const char* what) const {
   if (!options_.training) {
     fail("{} backend: {} needs a Program compiled for training", backend_, what);

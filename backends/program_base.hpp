@@ -64,6 +64,8 @@ class ProgramBase : public Program {
     if (it == values.end()) fail("{} backend: '{}' is not a value of the graph", backend_, name);
     return it->second;
   }
+  // Where backward can start: the loss, the graph outputs and the kept values (each can be seeded).
+  std::vector<std::string> backward_roots() const;
   // Throws "<backend> backend: <what> needs a Program compiled for training" without training.
   void require_training(const char* what) const;
   // The initializer of a trainable parameter; throws naming it otherwise.

@@ -84,11 +84,8 @@ OnednnProgram::OnednnProgram(const Graph& graph, const CompileOptions& options)
     v.dtype = info.dtype;
   }
 
-  // Backward roots: the loss, the graph outputs and the kept values (all can be seeded).
   if (options_.training) {
-    std::vector<std::string> roots{options_.loss};
-    for (const auto& out : graph_.outputs) roots.push_back(out);
-    for (const auto& kept : options_.keep) roots.push_back(kept);
+    const std::vector<std::string> roots = backward_roots();
     needs_grad_ = values_needing_gradient(graph_, roots, options_.input_gradients);
     for (const auto& root : roots) {
       if (needs_grad_.count(root)) value(root).seedable = true;

@@ -164,37 +164,48 @@ void contribute_broadcast_sum(OnednnProgram& p, const Node& n, const std::string
   p.contribute(in, reduced, n.name);
 }
 
+// The operands of a binary node, its output, their shapes and the op as '+', '-', '*' or '/'.
+struct Operands {
+  std::string a, b, y;
+  Shape as, bs, ys;
+  char op;
+  Operands(OnednnProgram& p, const Node& n)
+      : a(n.inputs[0]),
+        b(n.inputs[1]),
+        y(n.outputs[0]),
+        as(p.value(a).shape),
+        bs(p.value(b).shape),
+        ys(p.value(y).shape),
+        op(n.is(OpId::Add)   ? '+'
+           : n.is(OpId::Mul) ? '*'
+           : n.is(OpId::Sub) ? '-'
+                             : '/') {}
+};
+
 // The forward of Add, Sub, Mul, Div: oneDNN's binary primitive for equal shapes or a broadcast it
 // has a kernel for, else a loop over plain layouts (numpy broadcasting).
-void lower_binary_forward(OnednnProgram& p, const Node& n, Plan plan) {
-  const std::string a = n.inputs[0];
-  const std::string b = n.inputs[1];
-  const std::string y = n.outputs[0];
-  const Shape as = p.value(a).shape;
-  const Shape bs = p.value(b).shape;
-  const Shape ys = p.value(y).shape;
-  const char op = n.is(OpId::Add) ? '+' : n.is(OpId::Mul) ? '*' : n.is(OpId::Sub) ? '-' : '/';
+void lower_binary_forward(OnednnProgram& p, const Node& n, Plan plan, const Operands& o) {
   std::string name = n.op;  // "add", "mul", ...: the step labels
   for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (as == ys && bs == ys) {
-    const Desc md = p.value(a).md;
-    dnnl::binary::primitive_desc pd({binary_algorithm(n), md, md, p.output_desc(y)}, p.engine());
-    p.define(y, pd.dst_desc());
+  if (o.as == o.ys && o.bs == o.ys) {
+    const Desc md = p.value(o.a).md;
+    dnnl::binary::primitive_desc pd({binary_algorithm(n), md, md, p.output_desc(o.y)}, p.engine());
+    p.define(o.y, pd.dst_desc());
     p.add_primitive(plan, fmt::format("{}: binary {} ({})", n.name, name, pd.impl_info_str()),
                     dnnl::binary(pd),
-                    {{DNNL_ARG_SRC_0, p.use(a, pd.src0_desc(), plan)},
-                     {DNNL_ARG_SRC_1, p.use(b, pd.src1_desc(), plan)},
-                     {DNNL_ARG_DST, p.value(y).mem}});
+                    {{DNNL_ARG_SRC_0, p.use(o.a, pd.src0_desc(), plan)},
+                     {DNNL_ARG_SRC_1, p.use(o.b, pd.src1_desc(), plan)},
+                     {DNNL_ARG_DST, p.value(o.y).mem}});
     return;
   }
   if (lower_broadcast_binary(p, n, plan)) return;
-  memory am = p.use(a, plain_desc(as), plan);
-  memory bm = p.use(b, plain_desc(bs), plan);
-  memory ym = p.define(y, plain_desc(ys));
-  const auto sa = broadcast_strides(as, ys);
-  const auto sb = broadcast_strides(bs, ys);
+  memory am = p.use(o.a, plain_desc(o.as), plan);
+  memory bm = p.use(o.b, plain_desc(o.bs), plan);
+  memory ym = p.define(o.y, plain_desc(o.ys));
+  const auto sa = broadcast_strides(o.as, o.ys);
+  const auto sb = broadcast_strides(o.bs, o.ys);
   p.add(plan, fmt::format("{}: broadcast {} (loop)", n.name, name), {am, bm, ym},
-        [am, bm, ym, ys, sa, sb, op]() {
+        [am, bm, ym, ys = o.ys, sa, sb, op = o.op]() {
           const float* pa = floats(am);
           const float* pb = floats(bm);
           float* py = floats(ym);
@@ -226,14 +237,11 @@ void add_backward(OnednnProgram& p, const Node& n, const std::string& a, const s
 // Add, Sub, Mul and Div: one forward (lower_binary_forward); backward as add_backward for Add,
 // else plain loops.
 void lower_binary(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
-  const std::string a = n.inputs[0];
-  const std::string b = n.inputs[1];
-  const std::string y = n.outputs[0];
-  const Shape as = p.value(a).shape;
-  const Shape bs = p.value(b).shape;
-  const Shape ys = p.value(y).shape;
-  const char op = n.is(OpId::Add) ? '+' : n.is(OpId::Mul) ? '*' : n.is(OpId::Sub) ? '-' : '/';
-  lower_binary_forward(p, n, plan);
+  const Operands o(p, n);
+  const std::string &a = o.a, &b = o.b, &y = o.y;
+  const Shape &as = o.as, &bs = o.bs, &ys = o.ys;
+  const char op = o.op;
+  lower_binary_forward(p, n, plan, o);
   if (plan != Plan::training) return;
   p.add_backward_builder([&p, n, a, b, y, as, bs, ys, op]() {
     if (!p.needs_gradient(y)) return;
