@@ -46,12 +46,21 @@ void write_file_atomic(const fs::path& path, std::string_view content) {
   }
 }
 
-std::string read_file(const fs::path& path) {
+std::optional<std::string> try_read_file(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return std::nullopt;
   std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot read {}: no such file or not readable", path.string());
+  if (!in) return std::nullopt;
   std::ostringstream ss;
   ss << in.rdbuf();
+  if (in.bad()) return std::nullopt;
   return ss.str();
+}
+
+std::string read_file(const fs::path& path) {
+  auto bytes = try_read_file(path);
+  if (!bytes) fail("cannot read {}: no such file or not readable", path.string());
+  return std::move(*bytes);
 }
 
 }  // namespace onnxforge

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -14,5 +15,9 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view conte
 
 // Whole file as a string; throws Error naming the file when it cannot be read.
 std::string read_file(const std::filesystem::path& path);
+
+// The same, or nothing when `path` is not a regular file or cannot be read: for a caller that
+// words the error itself (a config, a checkpoint).
+std::optional<std::string> try_read_file(const std::filesystem::path& path);
 
 }  // namespace onnxforge

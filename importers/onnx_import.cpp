@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "importers/onnx_import/importer.hpp"
 #include "importers/onnx_proto.hpp"
 
@@ -64,7 +65,7 @@ Graph import_onnx(const std::string& path, const ImportOptions& options) {
   try {
     onnx::ModelProto model;
     {
-      const std::string bytes = onnx_import::read_file(path);  // released once parsed
+      const std::string bytes = read_file(path);  // released once parsed
       onnx_io::parse_model(bytes, model, "model");
     }
     const auto dir = fs::absolute(fs::path(path)).parent_path();
@@ -72,7 +73,7 @@ Graph import_onnx(const std::string& path, const ImportOptions& options) {
                                  options.constants, options.cut_at);
   } catch (const Error& e) {
     const std::string message = e.what();
-    if (message.rfind(path + ":", 0) == 0) throw;
+    if (message.find(path) != std::string::npos) throw;  // it names the file already
     fail("{}: {}", path, message);
   }
 }

@@ -7,28 +7,15 @@
 #include <regex>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "importers/onnx_proto.hpp"
 
 namespace onnxforge {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-std::string read_all(const std::string& path) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) fail("{}: no such file", path);
-  std::ifstream in(path, std::ios::binary);
-  std::string bytes(static_cast<std::size_t>(fs::file_size(path)), '\0');
-  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  if (!in) fail("{}: cannot read", path);
-  return bytes;
-}
-
-}  // namespace
-
 Tensor read_npy(const std::string& path) {
-  const std::string bytes = read_all(path);
+  const std::string bytes = read_file(path);
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) {
     fail("{}: not a .npy file (bad magic)", path);
   }
@@ -146,7 +133,7 @@ void write_npy(const std::string& path, const Tensor& tensor) {
 }
 
 Tensor read_tensor_pb(const std::string& path) {
-  const std::string bytes = read_all(path);
+  const std::string bytes = read_file(path);
   onnx::TensorProto proto;
   if (!proto.ParseFromString(bytes)) fail("{}: not a serialized onnx.TensorProto", path);
   try {

@@ -1,11 +1,10 @@
 #include "trainers/checkpoint.hpp"
 
 #include <cstring>
-#include <fstream>
 #include <limits>
-#include <sstream>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/hash.hpp"
 #include "eval/io.hpp"
 
@@ -85,11 +84,9 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& checkp
 }
 
 std::string read_checkpoint_bytes(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: checkpoint not found or unreadable", path.string());
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
+  auto bytes = try_read_file(path);
+  if (!bytes) fail("{}: checkpoint not found or unreadable", path.string());
+  return std::move(*bytes);
 }
 
 Checkpoint load_checkpoint(const std::filesystem::path& path) {

@@ -4,7 +4,6 @@
 
 #include <toml++/toml.h>
 #include <algorithm>
-#include <fstream>
 #include <iterator>
 #include <limits>
 #include <set>
@@ -13,6 +12,7 @@
 #include <utility>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 
 namespace onnxforge::train {
 
@@ -282,11 +282,9 @@ TrainConfig load_config(const std::filesystem::path& path,
   if (!std::filesystem::is_regular_file(path, ec)) {
     fail("{}: config file not found", path.string());
   }
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (!in && !in.eof()) fail("{}: cannot read the config file", path.string());
-  TrainConfig c = parse_config(text.str(), path.string(), overrides);
+  const auto text = try_read_file(path);
+  if (!text) fail("{}: cannot read the config file", path.string());
+  TrainConfig c = parse_config(*text, path.string(), overrides);
   if (c.name.empty()) c.name = path.stem().string();
   return c;
 }

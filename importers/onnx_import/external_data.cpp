@@ -1,6 +1,5 @@
 // External data: reading the model file, and checking every external location (relative, inside
 // the model's folder; onnx_io::external_file) before the checker or the tensor reader opens it.
-#include <fstream>
 
 #include "core/error.hpp"
 #include "importers/onnx_import/importer.hpp"
@@ -8,19 +7,6 @@
 namespace onnxforge::onnx_import {
 
 namespace fs = std::filesystem;
-
-std::string read_file(const std::string& path) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) fail("{}: no such file", path);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open", path);
-  std::string bytes;
-  const auto size = fs::file_size(path);
-  bytes.resize(static_cast<std::size_t>(size));
-  in.read(bytes.data(), static_cast<std::streamsize>(size));
-  if (!in) fail("{}: cannot read", path);
-  return bytes;
-}
 
 void check_external_locations(const onnx::ModelProto& model, const fs::path& dir) {
   auto check = [&](const onnx::TensorProto& t, const std::string& what) {

@@ -212,8 +212,6 @@ void lower_value(Importer& im, const std::string& name, const std::string& outpu
 
 // ---- external data (external_data.cpp) ---------------------------------------------------------
 
-// A whole file; throws "<path>: no such file" and the like.
-std::string read_file(const std::string& path);
 // External locations are checked before the checker touches them.
 void check_external_locations(const onnx::ModelProto& model, const std::filesystem::path& dir);
 bool has_external_data(const onnx::ModelProto& model);
