@@ -30,10 +30,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Fast noise with unit variance: the sum of two 16-bit uniforms (a triangular distribution).
-double quick_noise(std::uint32_t bits) {
-  const double sum = static_cast<double>(bits & 0xFFFF) + static_cast<double>(bits >> 16);
-  return (sum / 65535.0 - 1.0) * 2.449489742783178;  // var of the sum of 2 U(0,1) = 1/6
+// The wild domain's image size: 64..300 px, never square.
+cv::Size wild_image_size(Rng& rng) {
+  const int out_w = rng.range(64, 300);
+  double aspect = rng.uniform(0.72, 1.35);
+  if (std::abs(aspect - 1.0) < 0.05) aspect = aspect < 1.0 ? 0.93 : 1.07;
+  int out_h = std::clamp(static_cast<int>(std::lround(out_w * aspect)), 64, 300);
+  if (out_h == out_w) out_h = out_w < 300 ? out_w + 1 : out_w - 1;
+  return {out_w, out_h};
 }
 
 // Light, colour temperature and exposure; stronger in the wild domain.
@@ -58,27 +62,14 @@ void apply_lighting(cv::Mat& img, Rng& rng, SynthDomain domain) {
   }
 }
 
-}  // namespace
+// Fast noise with unit variance: the sum of two 16-bit uniforms (a triangular distribution).
+double quick_noise(std::uint32_t bits) {
+  const double sum = static_cast<double>(bits & 0xFFFF) + static_cast<double>(bits >> 16);
+  return (sum / 65535.0 - 1.0) * 2.449489742783178;  // var of the sum of 2 U(0,1) = 1/6
+}
 
-std::vector<std::uint8_t> render_synthetic_face(std::uint64_t image_seed, int label,
-                                                SynthDomain domain) {
-  Rng rng(image_seed);
-  const bool wild = domain == SynthDomain::wild;
-  int out_w = 100, out_h = 100;
-  if (wild) {
-    out_w = rng.range(64, 300);
-    double aspect = rng.uniform(0.72, 1.35);
-    if (std::abs(aspect - 1.0) < 0.05) aspect = aspect < 1.0 ? 0.93 : 1.07;
-    out_h = std::clamp(static_cast<int>(std::lround(out_w * aspect)), 64, 300);
-    if (out_h == out_w) out_h = out_w < 300 ? out_w + 1 : out_w - 1;
-  }
-  cv::Mat canvas = detail::draw_face(rng, label, domain, out_w, out_h);
-  apply_lighting(canvas, rng, domain);
-  cv::Mat out;
-  cv::resize(canvas, out, cv::Size(out_w, out_h), 0, 0, cv::INTER_AREA);
-  const double blur = wild ? rng.uniform(0.0, 1.8) : rng.uniform(0.0, 0.9);
-  if (blur > 0.3) cv::GaussianBlur(out, out, cv::Size(0, 0), blur);
-  const double noise = wild ? rng.uniform(2.0, 12.0) : rng.uniform(0.0, 5.0);
+// Sensor noise of standard deviation `noise` on every channel value.
+void add_noise(cv::Mat& out, Rng& rng, double noise) {
   for (int y = 0; y < out.rows; ++y) {
     auto* row = out.ptr<std::uint8_t>(y);
     for (int x = 0; x < out.cols * 3; x += 2) {
@@ -91,11 +82,34 @@ std::vector<std::uint8_t> render_synthetic_face(std::uint64_t image_seed, int la
       }
     }
   }
+}
+
+// The camera on the final-size image: blur, noise, sometimes greyscale.
+void apply_camera(cv::Mat& out, Rng& rng, SynthDomain domain) {
+  const bool wild = domain == SynthDomain::wild;
+  const double blur = wild ? rng.uniform(0.0, 1.8) : rng.uniform(0.0, 0.9);
+  if (blur > 0.3) cv::GaussianBlur(out, out, cv::Size(0, 0), blur);
+  const double noise = wild ? rng.uniform(2.0, 12.0) : rng.uniform(0.0, 5.0);
+  add_noise(out, rng, noise);
   if (rng.chance(wild ? 0.06 : 0.02)) {
     cv::Mat grey;
     cv::cvtColor(out, grey, cv::COLOR_BGR2GRAY);
     cv::cvtColor(grey, out, cv::COLOR_GRAY2BGR);
   }
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> render_synthetic_face(std::uint64_t image_seed, int label,
+                                                SynthDomain domain) {
+  Rng rng(image_seed);
+  const bool wild = domain == SynthDomain::wild;
+  const cv::Size size = wild ? wild_image_size(rng) : cv::Size(100, 100);
+  cv::Mat canvas = detail::draw_face(rng, label, domain, size.width, size.height);
+  apply_lighting(canvas, rng, domain);
+  cv::Mat out;
+  cv::resize(canvas, out, size, 0, 0, cv::INTER_AREA);
+  apply_camera(out, rng, domain);
   const int quality = wild ? rng.range(30, 90) : rng.range(70, 95);
   std::vector<std::uint8_t> bytes;
   cv::imencode(".jpg", out, bytes, {cv::IMWRITE_JPEG_QUALITY, quality});
@@ -110,15 +124,8 @@ std::string marker_text(const SynthOptions& options) {
                      options.seed, options.train, options.val, options.test, options.label_noise);
 }
 
-}  // namespace
-
-SynthSummary generate_synthetic_faces(const SynthOptions& options) {
-  if (options.out.empty()) throw Error("synth: no output folder given");
-  if (options.train < 2 || options.val < 2 || options.test < 2) {
-    throw Error(
-        fmt::format("synth: --train, --val and --test must each be at least 2 (got {}, {}, {})",
-                    options.train, options.val, options.test));
-  }
+// Refuses a non-empty OUT not written by synth; removes what an earlier run wrote, marker first.
+void clear_out_folder(const SynthOptions& options) {
   const fs::path marker = options.out / "onnxforge-synth.txt";
   const bool ours = fs::exists(marker);
   if (!ours && fs::exists(options.out) && !fs::is_empty(options.out)) {
@@ -137,13 +144,17 @@ SynthSummary generate_synthetic_faces(const SynthOptions& options) {
   }
   // The marker is written last: a run that stops half-way leaves no marker of a complete set.
   fs::remove(marker);
+}
 
-  struct Job {
-    fs::path dir;
-    int label;
-    SynthDomain domain;
-    std::uint64_t seed;
-  };
+struct Job {
+  fs::path file;
+  int label;
+  SynthDomain domain;
+  std::uint64_t seed;
+};
+
+// One job per image, in the three splits' folders (created here).
+std::vector<Job> list_jobs(const SynthOptions& options) {
   std::vector<Job> jobs;
   auto add = [&](const fs::path& root, const char* female, const char* male, int count,
                  SynthDomain domain, std::uint64_t split) {
@@ -158,11 +169,13 @@ SynthSummary generate_synthetic_faces(const SynthOptions& options) {
   add(options.out / "gender" / "train", "Female", "Male", options.train, SynthDomain::studio, 1);
   add(options.out / "gender" / "test", "Female", "Male", options.val, SynthDomain::studio, 2);
   add(options.out / "faces", "woman", "man", options.test, SynthDomain::wild, 3);
+  return jobs;
+}
 
+// Renders and writes every job on `threads` threads; returns the bytes written.
+std::size_t write_images(const std::vector<Job>& jobs, double label_noise, int threads) {
   std::atomic<std::size_t> bytes{0};
   std::vector<std::string> errors(jobs.size());
-  const auto start = std::chrono::steady_clock::now();
-  const int threads = options.threads > 0 ? options.threads : tbb::info::default_concurrency();
   tbb::task_arena arena(threads);
   arena.execute([&] {
     data::detail::parallel_for(jobs.size(), 8, [&](std::size_t begin, std::size_t end) {
@@ -170,12 +183,12 @@ SynthSummary generate_synthetic_faces(const SynthOptions& options) {
         const Job& job = jobs[i];
         // The drawn gender; about 2% of the labels are wrong on purpose.
         Rng flip(derive_seed(job.seed, 0xf11b));
-        const int drawn = flip.chance(options.label_noise) ? 1 - job.label : job.label;
+        const int drawn = flip.chance(label_noise) ? 1 - job.label : job.label;
         const auto data = render_synthetic_face(job.seed, drawn, job.domain);
-        std::ofstream file(job.dir, std::ios::binary);
+        std::ofstream file(job.file, std::ios::binary);
         file.write(reinterpret_cast<const char*>(data.data()),
                    static_cast<std::streamsize>(data.size()));
-        if (!file) errors[i] = "cannot write " + job.dir.string();
+        if (!file) errors[i] = "cannot write " + job.file.string();
         bytes += data.size();
       }
     });
@@ -183,11 +196,27 @@ SynthSummary generate_synthetic_faces(const SynthOptions& options) {
   for (const auto& error : errors) {
     if (!error.empty()) throw Error("synth: " + error);
   }
+  return bytes.load();
+}
+
+}  // namespace
+
+SynthSummary generate_synthetic_faces(const SynthOptions& options) {
+  if (options.out.empty()) throw Error("synth: no output folder given");
+  if (options.train < 2 || options.val < 2 || options.test < 2) {
+    throw Error(
+        fmt::format("synth: --train, --val and --test must each be at least 2 (got {}, {}, {})",
+                    options.train, options.val, options.test));
+  }
+  clear_out_folder(options);
+  const std::vector<Job> jobs = list_jobs(options);
+  const auto start = std::chrono::steady_clock::now();
+  const int threads = options.threads > 0 ? options.threads : tbb::info::default_concurrency();
   SynthSummary summary;
   summary.images = jobs.size();
-  summary.bytes = bytes.load();
+  summary.bytes = write_images(jobs, options.label_noise, threads);
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::ofstream(marker) << marker_text(options);
+  std::ofstream(options.out / "onnxforge-synth.txt") << marker_text(options);
   return summary;
 }
 
