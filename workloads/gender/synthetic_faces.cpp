@@ -10,13 +10,13 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
-#include <iterator>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <string>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "data/parallel.hpp"
 #include "data/rng.hpp"
 #include "workloads/gender/face_drawing.hpp"
@@ -216,15 +216,15 @@ SynthSummary generate_synthetic_faces(const SynthOptions& options) {
   summary.images = jobs.size();
   summary.bytes = write_images(jobs, options.label_noise, threads);
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::ofstream(options.out / "onnxforge-synth.txt") << marker_text(options);
+  // Written last, atomically: a killed run leaves no marker and is made again.
+  write_file_atomic(options.out / "onnxforge-synth.txt", marker_text(options));
   return summary;
 }
 
 bool synthetic_faces_ready(const SynthOptions& options) {
-  std::ifstream file(options.out / "onnxforge-synth.txt");
-  if (!file) return false;
-  const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-  return text == marker_text(options) && fs::is_directory(options.out / "gender" / "train") &&
+  const auto text = try_read_file(options.out / "onnxforge-synth.txt");
+  return text && *text == marker_text(options) &&
+         fs::is_directory(options.out / "gender" / "train") &&
          fs::is_directory(options.out / "gender" / "test") &&
          fs::is_directory(options.out / "faces");
 }
