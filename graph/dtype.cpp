@@ -1,52 +1,57 @@
 #include "graph/dtype.hpp"
 
+#include <algorithm>
+#include <array>
+
 #include "core/error.hpp"
 
 namespace onnxforge {
 
-std::size_t size_of(DType dtype) {
-  switch (dtype) {
-    case DType::f32:
-      return 4;
-    case DType::f64:
-      return 8;
-    case DType::bf16:
-      return 2;
-    case DType::i64:
-      return 8;
-    case DType::u8:
-      return 1;
-    case DType::boolean:
-      return 1;
+namespace {
+
+// Every dtype once: its name, its size and the other names parse_dtype accepts.
+struct DTypeInfo {
+  DType dtype;
+  std::string_view name;
+  std::size_t size;
+  std::array<std::string_view, 3> aliases;
+};
+constexpr DTypeInfo kDTypes[] = {
+    {DType::f32, "f32", 4, {"fp32", "float32", "float"}},
+    {DType::f64, "f64", 8, {"fp64", "float64", "double"}},
+    {DType::bf16, "bf16", 2, {"bfloat16"}},
+    {DType::i64, "i64", 8, {"int64"}},
+    {DType::u8, "u8", 1, {"uint8"}},
+    {DType::boolean, "bool", 1, {}},
+};
+
+const DTypeInfo* info_of(DType dtype) {
+  for (const auto& info : kDTypes) {
+    if (info.dtype == dtype) return &info;
   }
-  return 0;
+  return nullptr;
+}
+
+}  // namespace
+
+std::size_t size_of(DType dtype) {
+  const DTypeInfo* info = info_of(dtype);
+  return info ? info->size : 0;
 }
 
 std::string_view to_string(DType dtype) {
-  switch (dtype) {
-    case DType::f32:
-      return "f32";
-    case DType::f64:
-      return "f64";
-    case DType::bf16:
-      return "bf16";
-    case DType::i64:
-      return "i64";
-    case DType::u8:
-      return "u8";
-    case DType::boolean:
-      return "bool";
-  }
-  return "?";
+  const DTypeInfo* info = info_of(dtype);
+  return info ? info->name : "?";
 }
 
 DType parse_dtype(std::string_view name) {
-  if (name == "f32" || name == "fp32" || name == "float32" || name == "float") return DType::f32;
-  if (name == "f64" || name == "fp64" || name == "float64" || name == "double") return DType::f64;
-  if (name == "bf16" || name == "bfloat16") return DType::bf16;
-  if (name == "i64" || name == "int64") return DType::i64;
-  if (name == "u8" || name == "uint8") return DType::u8;
-  if (name == "bool") return DType::boolean;
+  for (const auto& info : kDTypes) {
+    if (name.empty()) break;  // the unused alias slots are empty
+    if (name == info.name ||
+        std::find(info.aliases.begin(), info.aliases.end(), name) != info.aliases.end()) {
+      return info.dtype;
+    }
+  }
   fail("unknown dtype '{}' (expected f32, f64, bf16, i64, u8 or bool)", name);
 }
 

@@ -42,9 +42,9 @@ enum class ExportRule { same_name, rewritten, ir_only };
 // Everything the IR knows about one op. Backends, importer and exporter key on `id`.
 struct OpDef {
   OpId id;
-  OpFamily family;
-  std::string_view summary;  // one line, for docs/OPS.md
-  int onnx_since = 0;        // the first ONNX opset whose form the importer reads (0: IR-only)
+  OpFamily family = OpFamily::elementwise;  // set by the registry from the file that defines it
+  std::string_view summary;                 // one line, for docs/OPS.md
+  int onnx_since = 0;  // the first ONNX opset whose form the importer reads (0: IR-only)
   std::size_t min_inputs = 1;
   std::size_t max_inputs = 1;
   std::vector<AttrDef> attributes;

@@ -44,7 +44,6 @@ std::vector<OutputInfo> infer_arithmetic(const Node& node, const Inputs& in, con
 
 OpDef arithmetic(OpId id, std::string_view summary) {
   return {.id = id,
-          .family = OpFamily::binary,
           .summary = summary,
           .onnx_since = 6,
           .min_inputs = 2,
@@ -57,7 +56,6 @@ OpDef arithmetic(OpId id, std::string_view summary) {
 std::vector<OpDef> binary_ops() {
   return {
       {.id = OpId::Add,
-       .family = OpFamily::binary,
        .summary = "A + B, numpy broadcasting",
        .onnx_since = 6,
        .min_inputs = 2,

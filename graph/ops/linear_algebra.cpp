@@ -101,7 +101,6 @@ std::vector<OpDef> linear_algebra_ops() {
   conv_attributes.push_back({"group", std::int64_t{1}});
   return {
       {.id = OpId::Conv,
-       .family = OpFamily::linear_algebra,
        .summary = "(X, W, [B]) 2-D convolution, grouped; pads [top,left,bottom,right]",
        .onnx_since = 1,
        .min_inputs = 2,
@@ -109,7 +108,6 @@ std::vector<OpDef> linear_algebra_ops() {
        .attributes = conv_attributes,
        .infer = infer_conv},
       {.id = OpId::Dense,
-       .family = OpFamily::linear_algebra,
        .summary = "(X[N,K], W[M,K], [B[M]]) Y = X W^T + B; imported from and exported as Gemm",
        .onnx_since = 0,
        .min_inputs = 2,
@@ -117,7 +115,6 @@ std::vector<OpDef> linear_algebra_ops() {
        .infer = infer_dense,
        .export_rule = ExportRule::rewritten},
       {.id = OpId::MatMul,
-       .family = OpFamily::linear_algebra,
        .summary = "A[..., M, K] x B[..., K, N], batch dimensions broadcast; rank >= 2 (the "
                   "importer reshapes 1-D operands)",
        .onnx_since = 1,

@@ -34,7 +34,6 @@ std::vector<OutputInfo> infer_softmax_ce(const Node& node, const Inputs& in, con
 std::vector<OpDef> loss_ops() {
   return {
       {.id = OpId::BinaryCrossEntropyWithLogits,
-       .family = OpFamily::loss,
        .summary = "(logits, labels) -> scalar mean of the sigmoid cross-entropy; class weights "
                   "weight_positive, weight_negative",
        .min_inputs = 2,
@@ -44,7 +43,6 @@ std::vector<OpDef> loss_ops() {
        .non_differentiable = {1},
        .export_rule = ExportRule::ir_only},
       {.id = OpId::SoftmaxCrossEntropy,
-       .family = OpFamily::loss,
        .summary = "(logits[N,K], labels[N] i64) -> scalar mean of the softmax cross-entropy",
        .min_inputs = 2,
        .max_inputs = 2,

@@ -38,7 +38,6 @@ std::vector<OutputInfo> infer_log_softmax(const Node& node, const Inputs& in, co
 std::vector<OpDef> normalization_ops() {
   return {
       {.id = OpId::BatchNormalization,
-       .family = OpFamily::normalization,
        .summary = "(X, scale, B, mean, var); batch statistics in training, running ones at "
                   "inference; running = momentum * running + (1 - momentum) * batch (ONNX)",
        .onnx_since = 6,
@@ -48,13 +47,11 @@ std::vector<OpDef> normalization_ops() {
        .infer = infer_batch_norm,
        .non_differentiable = {3, 4}},
       {.id = OpId::Softmax,
-       .family = OpFamily::normalization,
        .summary = "exp(x) / sum(exp(x)) along one axis",
        .onnx_since = 1,
        .attributes = {{"axis", std::int64_t{-1}}},
        .infer = infer_softmax},
       {.id = OpId::LogSoftmax,
-       .family = OpFamily::normalization,
        .summary = "x - log(sum(exp(x))) along one axis",
        .onnx_since = 1,
        .attributes = {{"axis", std::int64_t{-1}}},

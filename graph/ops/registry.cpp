@@ -11,13 +11,28 @@ namespace {
 
 using Table = std::array<std::unique_ptr<const OpDef>, kOpCount>;
 
+// Each family's file defines its ops; the family is stamped on them here.
+struct Family {
+  OpFamily id;
+  std::string_view name;
+  std::vector<OpDef> (*defs)();
+};
+constexpr Family kFamilies[] = {
+    {OpFamily::elementwise, "elementwise", ops::elementwise_ops},
+    {OpFamily::binary, "binary", ops::binary_ops},
+    {OpFamily::pooling, "pooling", ops::pooling_ops},
+    {OpFamily::normalization, "normalization", ops::normalization_ops},
+    {OpFamily::linear_algebra, "linear algebra", ops::linear_algebra_ops},
+    {OpFamily::shape, "shape", ops::shape_ops},
+    {OpFamily::loss, "loss", ops::loss_ops},
+};
+
 const Table& table() {
   static const Table all = [] {
     Table t;
-    for (auto family :
-         {ops::elementwise_ops, ops::binary_ops, ops::pooling_ops, ops::normalization_ops,
-          ops::linear_algebra_ops, ops::shape_ops, ops::loss_ops}) {
-      for (auto& def : family()) {
+    for (const auto& family : kFamilies) {
+      for (auto& def : family.defs()) {
+        def.family = family.id;
         auto& slot = t[op_index(def.id)];
         if (slot) fail("op registry: op '{}' is defined twice", def.name());
         slot = std::make_unique<const OpDef>(std::move(def));
@@ -48,21 +63,8 @@ T fallback_of(const Node& node, std::string_view attribute) {
 }  // namespace
 
 std::string_view family_name(OpFamily family) {
-  switch (family) {
-    case OpFamily::elementwise:
-      return "elementwise";
-    case OpFamily::binary:
-      return "binary";
-    case OpFamily::pooling:
-      return "pooling";
-    case OpFamily::normalization:
-      return "normalization";
-    case OpFamily::linear_algebra:
-      return "linear algebra";
-    case OpFamily::shape:
-      return "shape";
-    case OpFamily::loss:
-      return "loss";
+  for (const auto& f : kFamilies) {
+    if (f.id == family) return f.name;
   }
   return "?";
 }

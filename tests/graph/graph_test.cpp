@@ -27,6 +27,25 @@ namespace {
     }                                                                      \
   } while (0)
 
+TEST(DTypes, NamesSizesAndAliasesRoundTrip) {
+  const std::pair<DType, std::size_t> all[] = {{DType::f32, 4},  {DType::f64, 8},
+                                               {DType::bf16, 2}, {DType::i64, 8},
+                                               {DType::u8, 1},   {DType::boolean, 1}};
+  for (const auto& [dtype, size] : all) {
+    EXPECT_EQ(size_of(dtype), size) << to_string(dtype);
+    EXPECT_EQ(parse_dtype(to_string(dtype)), dtype) << to_string(dtype);
+  }
+  EXPECT_EQ(to_string(DType::boolean), "bool");
+  EXPECT_EQ(parse_dtype("float"), DType::f32);
+  EXPECT_EQ(parse_dtype("fp32"), DType::f32);
+  EXPECT_EQ(parse_dtype("double"), DType::f64);
+  EXPECT_EQ(parse_dtype("bfloat16"), DType::bf16);
+  EXPECT_EQ(parse_dtype("int64"), DType::i64);
+  EXPECT_EQ(parse_dtype("uint8"), DType::u8);
+  EXPECT_THROW(parse_dtype(""), Error);
+  EXPECT_THROW(parse_dtype("f16"), Error);
+}
+
 TEST(Models, BaselineHasExactlyTheSpecifiedParameters) {
   const Graph g = build_model("baseline");
   // conv 3*3*3*16+16 = 448; conv 3*3*16*16+16 = 2,320; dense 94*94*16*64+64 = 9,048,128; 65.
