@@ -17,6 +17,7 @@
 
 #include "core/error.hpp"
 #include "graph/builder.hpp"
+#include "tests/support/child_process.hpp"
 #include "trainers/checkpoint.hpp"
 #include "trainers/config.hpp"
 #include "trainers/trainer.hpp"
@@ -453,12 +454,7 @@ TEST(TrainLoop, FullDiskStopsWithOneLineAndKeepsTheLastCheckpoint) {
   const pid_t child = spawn_child("ResumeOnAFullDisk", dir, fds[1]);
   ASSERT_GT(child, 0);
   ::close(fds[1]);
-  std::string message;
-  char buffer[512];
-  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;) message.append(buffer, n);
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(child, &status, 0);
+  const auto [message, status] = onnxforge::testing::finish_child(child, fds[0]);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_EQ(message.find('\n'), std::string::npos) << message;
   EXPECT_NE(message.find("cannot write"), std::string::npos) << message;
