@@ -16,10 +16,13 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include "data/dataset.hpp"
 #include "data/loader.hpp"
@@ -62,29 +65,25 @@ int run(int argc, char** argv) {
   int count = 2000, side = 180, size = 100, repeat = 3, epochs = 3, batch = 64;
   std::uint64_t seed = 1;
   bool do_prepare = false;
+  // The options that take a whole number.
+  const std::pair<std::string_view, int*> int_options[] = {
+      {"--count", &count},   {"--side", &side},     {"--size", &size},
+      {"--repeat", &repeat}, {"--epochs", &epochs}, {"--batch", &batch}};
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> std::string {
       if (i + 1 >= argc) throw std::runtime_error(arg + " needs a value");
       return argv[++i];
     };
-    if (arg == "--prepare") {
+    const auto* int_option = std::find_if(std::begin(int_options), std::end(int_options),
+                                          [&](const auto& option) { return option.first == arg; });
+    if (int_option != std::end(int_options)) {
+      *int_option->second = std::stoi(value());
+    } else if (arg == "--prepare") {
       do_prepare = true;
       dir = value();
-    } else if (arg == "--count") {
-      count = std::stoi(value());
-    } else if (arg == "--side") {
-      side = std::stoi(value());
     } else if (arg == "--seed") {
       seed = std::stoull(value());
-    } else if (arg == "--size") {
-      size = std::stoi(value());
-    } else if (arg == "--repeat") {
-      repeat = std::stoi(value());
-    } else if (arg == "--epochs") {
-      epochs = std::stoi(value());
-    } else if (arg == "--batch") {
-      batch = std::stoi(value());
     } else if (arg == "--help" || arg == "-h") {
       std::puts(
           "usage: onnxforge-data-bench --prepare DIR [--count N] [--side PX] [--seed S]\n"

@@ -28,27 +28,17 @@
 # ONNX Runtime (its own thread pool: spinning on and off) and OpenVINO (TBB) run once.
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-build_dir="$root/build"
+# shellcheck source=SCRIPTDIR/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 min_time=3
 min_iterations=3
 threads="$(nproc)"
 policies="active passive"
 rss=1
 keep=""
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --build-dir) build_dir="$2"; shift 2 ;;
-    --min-time) min_time="$2"; shift 2 ;;
-    --min-iterations) min_iterations="$2"; shift 2 ;;
-    --threads) threads="$2"; shift 2 ;;
-    --policies) policies="$2"; shift 2 ;;
-    --no-rss) rss=0; shift ;;
-    --out) keep="$2"; shift 2 ;;
-    *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
-  esac
-done
+parse_options "compare.sh: unknown argument %s" --build-dir build_dir --min-time min_time \
+  --min-iterations min_iterations --threads threads --policies policies --no-rss rss=0 \
+  --out keep -- "$@"
 
 bench="$build_dir/bin/onnxforge-bench"
 cli="$build_dir/bin/onnxforge"

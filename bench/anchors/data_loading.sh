@@ -6,24 +6,15 @@
 # image of each process (all its threads) with its ratio, which a busy machine disturbs less.
 #   bench/anchors/data_loading.sh [--build-dir DIR] [--count N] [--repeat R] [--epochs E]
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-build_dir="$here/build"
+# shellcheck source=SCRIPTDIR/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 count=2000
 repeat=3
 epochs=3
-while (($#)); do
-  case "$1" in
-    --build-dir) build_dir="$2"; shift 2 ;;
-    --count) count="$2"; shift 2 ;;
-    --repeat) repeat="$2"; shift 2 ;;
-    --epochs) epochs="$2"; shift 2 ;;
-    *) echo "usage: $0 [--build-dir DIR] [--count N] [--repeat R] [--epochs E]" >&2; exit 2 ;;
-  esac
-done
+parse_options "usage: $0 [--build-dir DIR] [--count N] [--repeat R] [--epochs E]" \
+  --build-dir build_dir --count count --repeat repeat --epochs epochs -- "$@"
 bench="$build_dir/bin/onnxforge-data-bench"
-if [[ ! -x "$bench" ]]; then
-  cmake --build "$build_dir" --target onnxforge-data-bench >/dev/null
-fi
+build_missing onnxforge-data-bench
 if ! /usr/bin/python3 -c 'import cv2, numpy' 2>/dev/null; then
   echo "data_loading: installing python3-opencv for the anchor" >&2
   sudo_cmd=()
@@ -38,7 +29,7 @@ cat "$work"/faces180/*/*.jpg >/dev/null  # both sides read from the page cache
 
 echo "data loading: $count 180x180 JPEGs -> 100x100, $(nproc) cores, $(date -u +%FT%TZ)"
 ours="$("$bench" "$work/faces180" --repeat "$repeat" --epochs "$epochs" --batch 64)"
-theirs="$(/usr/bin/python3 "$here/bench/anchors/data_loading.py" "$work/faces180" \
+theirs="$(/usr/bin/python3 "$here/data_loading.py" "$work/faces180" \
           --repeat "$repeat" --epochs "$epochs" --batch 64)"
 
 # ours:   "first epoch (...), threads=T: R images/s" / "cached epochs (...), loader threads=T: R images/s"

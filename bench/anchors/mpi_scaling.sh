@@ -18,33 +18,21 @@
 # The load average is printed beside the numbers: compare ratios from one run.
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-build_dir="$root/build"
+# shellcheck source=SCRIPTDIR/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 train=640
 epochs=2
 only=""
 alpha_us=25
 rounds=2
 config="$root/configs/baseline.toml"
-while (($#)); do
-  case "$1" in
-    --build-dir) build_dir="$2"; shift 2 ;;
-    --train) train="$2"; shift 2 ;;
-    --epochs) epochs="$2"; shift 2 ;;
-    --only) only="$2"; shift 2 ;;
-    --rounds) rounds="$2"; shift 2 ;;
-    --config) config="$(realpath "$2")"; shift 2 ;;
-    --alpha-us) alpha_us="$2"; shift 2 ;;
-    *) echo "usage: $0 [--build-dir DIR] [--train N] [--epochs N] [--only ranks|model]" >&2
-       exit 2 ;;
-  esac
-done
+parse_options "usage: $0 [--build-dir DIR] [--train N] [--epochs N] [--only ranks|model]" \
+  --build-dir build_dir --train train --epochs epochs --only only --rounds rounds \
+  --config config --alpha-us alpha_us -- "$@"
+config="$(realpath "$config")"  # a relative --config: from the folder it was given in
 onnxforge="$build_dir/bin/onnxforge"
 bench="$build_dir/bin/onnxforge-mpi-bench"
-for t in onnxforge onnxforge-mpi-bench; do
-  [[ -x "$build_dir/bin/$t" ]] || cmake --build "$build_dir" -j2 --target "$t" > /dev/null
-done
+build_missing onnxforge onnxforge-mpi-bench
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_pml=ob1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 work="$(mktemp -d)"

@@ -26,26 +26,8 @@ import time
 import torch
 import torch.nn as nn
 
-
-def log(*args):
-    print(*args, file=sys.stderr, flush=True)
-
-
-def baseline():
-    return nn.Sequential(
-        nn.Conv2d(3, 16, 3), nn.ReLU(), nn.MaxPool2d(2, stride=1),
-        nn.Conv2d(16, 16, 3), nn.ReLU(), nn.MaxPool2d(2, stride=1),
-        nn.Flatten(), nn.Linear(16 * 94 * 94, 64), nn.ReLU(), nn.Linear(64, 1))
-
-
-def vgg16_features():
-    layers, channels = [], 3
-    for filters, convs in [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]:
-        for _ in range(convs):
-            layers += [nn.Conv2d(channels, filters, 3, padding=1), nn.ReLU(inplace=True)]
-            channels = filters
-        layers.append(nn.MaxPool2d(2))
-    return nn.Sequential(*layers)
+# The same layers as the CPU anchors (and graph/models.cpp): one definition of each network.
+from torch_models import baseline, log, vgg16_features
 
 
 def head():

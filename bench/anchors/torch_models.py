@@ -27,6 +27,7 @@ Other modes, used by bench/anchors/compare.sh:
                  separate process, whose peak RSS compare.sh reads)
 
 Run through compare.sh, which sets the environment (OPENBLAS_CORETYPE, threads, OpenMP policy).
+torch_cuda.py imports its networks (baseline, vgg16_features) and log from here.
 """
 import argparse
 import json

@@ -23,29 +23,18 @@
 # PyTorch in each DataLoader/memory-format variant; each side keeps its best per row.
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-build_dir="$root/build"
+# shellcheck source=SCRIPTDIR/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 data=""
 policies="passive active"
 variants="workers0-channels_last,workers2-channels_last,workers2-contiguous"
 threads="$(nproc)"
-while (($#)); do
-  case "$1" in
-    --data) data="$2"; shift 2 ;;
-    --build-dir) build_dir="$2"; shift 2 ;;
-    --policies) policies="$2"; shift 2 ;;
-    --variants) variants="$2"; shift 2 ;;
-    --threads) threads="$2"; shift 2 ;;
-    *) echo "usage: $0 [--data DIR] [--build-dir DIR] [--policies \"passive active\"]" \
-            "[--variants V1,V2] [--threads N]" >&2; exit 2 ;;
-  esac
-done
+usage="usage: $0 [--data DIR] [--build-dir DIR] [--policies \"passive active\"]"
+parse_options "$usage [--variants V1,V2] [--threads N]" --data data --build-dir build_dir \
+  --policies policies --variants variants --threads threads -- "$@"
 
 onnxforge="$build_dir/bin/onnxforge"
-if [[ ! -x "$onnxforge" ]]; then
-  cmake --build "$build_dir" -j2 --target onnxforge >/dev/null
-fi
+build_missing onnxforge
 if ! /usr/bin/python3 -c 'import torch, torchvision' 2>/dev/null; then
   if [[ $(id -u) -eq 0 ]]; then
     echo "train_epoch: installing python3-torch python3-torchvision libopenblas0-pthread" >&2

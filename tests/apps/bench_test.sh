@@ -4,10 +4,8 @@
 # Bad arguments and an unavailable backend fail with one clear line.
 set -euo pipefail
 onnxforge="$1"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-fail() { echo "bench_test: $*"; exit 1; }
+# shellcheck source=SCRIPTDIR/../support/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../support/common.sh" bench_test
 
 check_json() {  # FILE BACKEND MODE BATCH
   /usr/bin/python3 - "$@" <<'PY'

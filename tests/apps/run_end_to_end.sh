@@ -4,15 +4,14 @@
 set -euo pipefail
 onnxforge="$1"
 configs="$2"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-cd "$work"
+# shellcheck source=SCRIPTDIR/../support/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../support/common.sh" run_end_to_end
 "$onnxforge" synth --out data --train 64 --val 32 --test 32 --seed 3 > synth.log
 "$onnxforge" run --data-root data --configs "$configs" --out out > run.log 2>&1 || {
   cat run.log
   exit 1
 }
-fail() { echo "run_end_to_end: $*"; cat run.log; exit 1; }
+fail_details() { cat run.log; }
 grep -q "^Report: .*out/report.html" run.log || fail "no report path printed"
 grep -q "pretraining a width-0.25 VGG16" run.log || fail "backbone not pretrained"
 grep -q "computed once" run.log || fail "feature cache not used"

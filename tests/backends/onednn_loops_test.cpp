@@ -59,6 +59,20 @@ std::int64_t offset(const Placed& p, std::int64_t n, std::int64_t c, std::int64_
   return n * p.sn + (c / p.block) * p.sc + h * p.sh + w * p.sw + c % p.block;
 }
 
+// A batch x channels x side x side tensor placed as `p`, its values uniform in [-1, 1) from `rng`
+// (distinct: no ties), its padding lanes zero as oneDNN keeps them.
+std::vector<float> random_placed(const Placed& p, std::int64_t batch, std::int64_t channels,
+                                 std::int64_t side, Random& rng) {
+  std::vector<float> t(static_cast<std::size_t>(p.size), 0.f);
+  for (std::int64_t n = 0; n < batch; ++n)
+    for (std::int64_t c = 0; c < channels; ++c)
+      for (std::int64_t h = 0; h < side; ++h)
+        for (std::int64_t w = 0; w < side; ++w)
+          t[static_cast<std::size_t>(offset(p, n, c, h, w))] =
+              static_cast<float>(rng.uniform() * 2 - 1);
+  return t;
+}
+
 void check(const Layout& layout, std::int64_t channels, std::int64_t in, const Window& win) {
   SCOPED_TRACE(layout.name + " C=" + std::to_string(channels) + " " + std::to_string(in) + "x" +
                std::to_string(in) + " k" + std::to_string(win.kernel) + " s" +
@@ -82,22 +96,9 @@ void check(const Layout& layout, std::int64_t channels, std::int64_t in, const W
   g.src_n = src.sn, g.src_c = src.sc, g.src_h = src.sh, g.src_w = src.sw;
   g.dst_n = dst.sn, g.dst_c = dst.sc, g.dst_h = dst.sh, g.dst_w = dst.sw;
 
-  // Distinct values (no ties), padding lanes zero as oneDNN keeps them.
   Random rng(7);
-  std::vector<float> x(static_cast<std::size_t>(src.size), 0.f);
-  std::vector<float> dy(static_cast<std::size_t>(dst.size), 0.f);
-  for (std::int64_t n = 0; n < batch; ++n)
-    for (std::int64_t c = 0; c < channels; ++c)
-      for (std::int64_t h = 0; h < in; ++h)
-        for (std::int64_t w = 0; w < in; ++w)
-          x[static_cast<std::size_t>(offset(src, n, c, h, w))] =
-              static_cast<float>(rng.uniform() * 2 - 1);
-  for (std::int64_t n = 0; n < batch; ++n)
-    for (std::int64_t c = 0; c < channels; ++c)
-      for (std::int64_t h = 0; h < out; ++h)
-        for (std::int64_t w = 0; w < out; ++w)
-          dy[static_cast<std::size_t>(offset(dst, n, c, h, w))] =
-              static_cast<float>(rng.uniform() * 2 - 1);
+  const std::vector<float> x = random_placed(src, batch, channels, in, rng);
+  const std::vector<float> dy = random_placed(dst, batch, channels, out, rng);
 
   std::vector<float> y(static_cast<std::size_t>(dst.size), 0.f);
   std::vector<float> y_inference(static_cast<std::size_t>(dst.size), 0.f);

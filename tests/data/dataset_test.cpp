@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 #include <algorithm>
+#include <initializer_list>
 #include <set>
 
 #include <stdexcept>
@@ -31,6 +32,12 @@ void expect_one_line_error(Fn fn, const std::string& needle) {
   }
 }
 
+// Writes a distinct 8x8 image (pattern seeds 1, 2, ...) at each of `names` under `root`.
+void write_images(const fs::path& root, std::initializer_list<const char*> names) {
+  int seed = 0;
+  for (const char* name : names) write_image(root / name, pattern(8, 8, ++seed));
+}
+
 TEST(LabelMap, ParsesPairsAndTrimsSpaces) {
   const auto map = parse_label_map(" man=Male , woman = Female,");
   ASSERT_EQ(map.size(), 2U);
@@ -48,11 +55,8 @@ TEST(LabelMap, RejectsMalformedEntriesNamingThem) {
 
 TEST(ImageFolder, SortedClassesRecursionAnyCaseExtensionsAndCounts) {
   TempDir dir;
-  write_image(dir / "Male/a.jpg", pattern(8, 8, 1));
-  write_image(dir / "Male/sub/deeper/b.PNG", pattern(8, 8, 2));
-  write_image(dir / "Male/sub/c.Jpeg", pattern(8, 8, 3));
-  write_image(dir / "Female/d.bmp", pattern(8, 8, 4));
-  write_image(dir / "Female/e.JPG", pattern(8, 8, 5));
+  write_images(dir.path(), {"Male/a.jpg", "Male/sub/deeper/b.PNG", "Male/sub/c.Jpeg",
+                            "Female/d.bmp", "Female/e.JPG"});
   testing::write_bytes(dir / "Female/notes.txt", {'h', 'i'});
   testing::write_bytes(dir / "README.md", {'x'});
   write_image(dir / ".ipynb_checkpoints/x.jpg", pattern(8, 8, 6));  // not a third class
@@ -73,9 +77,7 @@ TEST(ImageFolder, SortedClassesRecursionAnyCaseExtensionsAndCounts) {
 
 TEST(ImageFolder, LabelMapMakesManWomanReadAsMaleFemale) {
   TempDir dir;
-  write_image(dir / "man/1.jpg", pattern(8, 8, 1));
-  write_image(dir / "man/2.jpg", pattern(8, 8, 2));
-  write_image(dir / "woman/3.jpg", pattern(8, 8, 3));
+  write_images(dir.path(), {"man/1.jpg", "man/2.jpg", "woman/3.jpg"});
   ScanOptions options;
   options.label_map = parse_label_map("man=Male,woman=Female");
   const auto folder = scan_image_folder(dir.path(), options);
@@ -88,9 +90,7 @@ TEST(ImageFolder, LabelMapMakesManWomanReadAsMaleFemale) {
 
 TEST(ImageFolder, ExplicitClassListSetsLabelsAndIgnoresOtherFolders) {
   TempDir dir;
-  write_image(dir / "Male/1.jpg", pattern(8, 8, 1));
-  write_image(dir / "Female/2.jpg", pattern(8, 8, 2));
-  write_image(dir / "Other/3.jpg", pattern(8, 8, 3));
+  write_images(dir.path(), {"Male/1.jpg", "Female/2.jpg", "Other/3.jpg"});
   ScanOptions options;
   options.classes = {"Male", "Female"};
   const auto folder = scan_image_folder(dir.path(), options);
@@ -125,8 +125,7 @@ TEST(ImageFolder, ErrorsAreOneLineNamingThePath) {
 
 TEST(ImageFolder, SymlinkLoopsAreSkippedNotFollowedForever) {
   TempDir dir;
-  write_image(dir / "Male/a.jpg", pattern(8, 8, 1));
-  write_image(dir / "Female/b.jpg", pattern(8, 8, 2));
+  write_images(dir.path(), {"Male/a.jpg", "Female/b.jpg"});
   fs::create_directory_symlink(dir / "Male", dir / "Male/loop");  // points at its own parent
   fs::create_symlink("self.jpg", dir / "Female/self.jpg");        // points at itself
   fs::create_symlink(dir / "gone.jpg", dir / "Female/dangling.jpg");

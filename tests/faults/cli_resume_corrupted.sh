@@ -4,19 +4,9 @@
 # leaves the run folder exactly as it was (nothing overwritten).
 set -euo pipefail
 onnxforge="$1"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-fail() { echo "cli_resume_corrupted: $*"; exit 1; }
-"$onnxforge" synth --out data --train 16 --val 8 --test 8 --seed 5 > synth.log
-cat > tiny.toml << 'TOML'
-name = "tiny"
-[model]
-name = "baseline"
-input = [3, 20, 20]
-[data]
-train = "data/gender/train"
-val = "data/gender/test"
+# shellcheck source=SCRIPTDIR/../support/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../support/common.sh" cli_resume_corrupted
+tiny_run 16 8 8 "3, 20, 20" << 'TOML'
 [train]
 epochs = 1
 batch_size = 8

@@ -21,6 +21,7 @@
 #include "graph/builder.hpp"
 #include "importers/onnx_export.hpp"
 #include "importers/onnx_import.hpp"
+#include "tests/support/child_process.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "trainers/checkpoint.hpp"
 
@@ -29,6 +30,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
+using onnxforge::testing::ChildResult;
+using onnxforge::testing::finish_child;
 using onnxforge::testing::TempDir;
 
 // A model with one 2048x1024 dense layer (8 MiB of weights, long enough to be killed while
@@ -94,14 +97,10 @@ std::string with_file_size_limit(rlim_t limit, Body body) {
     ::_exit(written == static_cast<ssize_t>(message.size()) ? 0 : 1);
   }
   ::close(fds[1]);
-  std::string message;
-  char buffer[512];
-  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;) message.append(buffer, n);
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
-  return message;
+  const ChildResult result = finish_child(child, fds[0]);
+  EXPECT_TRUE(WIFEXITED(result.status) && WEXITSTATUS(result.status) == 0)
+      << "child status " << result.status;
+  return result.output;
 }
 
 TEST(Faults, KillDuringOnnxExportLeavesThePreviousModel) {

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <utility>
 
 #include "backends/backend.hpp"
 #include "core/error.hpp"
@@ -466,25 +467,17 @@ TEST(OnnxBadInput, NegativeZeroAndHugeDims) {
     m.graph->mutable_initializer(0)->set_dims(0, -3);
     EXPECT_THAT(import_error(dir, m.bytes(), false), HasSubstr("negative dimension"));
   }
-  {
+  // The input's second dimension zero, then 2^40.
+  for (const auto& [dim, expected] : {std::pair<std::int64_t, const char*>{0, "must be positive"},
+                                      {std::int64_t{1} << 40, "huge dimension"}}) {
     Model m = tiny();
     m.graph->mutable_input(0)
         ->mutable_type()
         ->mutable_tensor_type()
         ->mutable_shape()
         ->mutable_dim(1)
-        ->set_dim_value(0);
-    EXPECT_THAT(import_error(dir, m.bytes(), false), HasSubstr("must be positive"));
-  }
-  {
-    Model m = tiny();
-    m.graph->mutable_input(0)
-        ->mutable_type()
-        ->mutable_tensor_type()
-        ->mutable_shape()
-        ->mutable_dim(1)
-        ->set_dim_value(std::int64_t{1} << 40);
-    EXPECT_THAT(import_error(dir, m.bytes(), false), HasSubstr("huge dimension"));
+        ->set_dim_value(dim);
+    EXPECT_THAT(import_error(dir, m.bytes(), false), HasSubstr(expected));
   }
   {
     Model m = tiny();

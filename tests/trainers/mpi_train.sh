@@ -16,9 +16,10 @@ set -euo pipefail
 onnxforge="$1"
 mpirun="$2"
 compare="$3"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-cd "$work"
+# shellcheck source=SCRIPTDIR/../support/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../support/common.sh" mpi_train
+# On a failure, the end of every log too.
+fail_details() { for f in *.log; do echo "== $f"; tail -n 30 "$f"; done; }
 
 # CI runs as root on 2 cores: allow both (../shared/DEPENDENCIES.md).
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -27,21 +28,8 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 # forbid the ptrace it needs) and TCP, no InfiniBand/UCX probing.
 export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader,tcp OMPI_MCA_btl_vader_single_copy_mechanism=none
 mpi2=("$mpirun" -np 2 --oversubscribe --bind-to none)
-fail() {
-  echo "mpi_train: $*"
-  for f in *.log; do echo "== $f"; tail -n 30 "$f"; done
-  exit 1
-}
 
-"$onnxforge" synth --out data --train 40 --val 21 --test 12 --seed 5 > synth.log
-cat > tiny.toml <<'TOML'
-name = "tiny"
-[model]
-name = "baseline"
-input = [3, 24, 24]
-[data]
-train = "data/gender/train"
-val = "data/gender/test"
+tiny_run 40 21 12 "3, 24, 24" <<'TOML'
 test = "data/faces"
 label_map = "man=Male,woman=Female"
 [train]

@@ -14,9 +14,12 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <string>
+#include <vector>
 
 #include "core/error.hpp"
 #include "graph/builder.hpp"
+#include "tests/support/child_process.hpp"
 #include "trainers/checkpoint.hpp"
 #include "trainers/config.hpp"
 #include "trainers/trainer.hpp"
@@ -43,7 +46,7 @@ fs::path temp_dir(const std::string& name) {
     } catch (const std::exception& e) {                                                \
       const std::string message = e.what();                                            \
       EXPECT_EQ(message.find('\n'), std::string::npos) << "not one line: " << message; \
-      for (const char* fragment : {__VA_ARGS__}) {                                     \
+      for (const char* fragment : std::vector<const char*>{__VA_ARGS__}) {             \
         EXPECT_NE(message.find(fragment), std::string::npos)                           \
             << "message '" << message << "' lacks '" << fragment << "'";               \
       }                                                                                \
@@ -170,6 +173,19 @@ TrainOptions quiet(const fs::path& dir) {
   return o;
 }
 
+// quiet(dir), resuming the run in `dir`.
+TrainOptions resuming(const fs::path& dir) {
+  TrainOptions o = quiet(dir);
+  o.resume = true;
+  return o;
+}
+
+// Trains tiny_config(1) in `dir`; returns its checkpoints/last.ckpt.
+fs::path train_one_epoch(const fs::path& dir) {
+  train_model(tiny_config(1), tiny_model(3), tiny_data(), quiet(dir));
+  return dir / "checkpoints" / "last.ckpt";
+}
+
 TEST(TrainLoop, TinyModelOverfitsTinyDataset) {
   const auto dir = temp_dir("overfit");
   const auto result = train_model(tiny_config(25), tiny_model(3), tiny_data(), quiet(dir));
@@ -200,9 +216,7 @@ TEST(TrainLoop, ResumeEndsAtTheWeightsOfAnUninterruptedRun) {
   TrainConfig first_half = config;
   first_half.train.epochs = 2;
   train_model(first_half, model, tiny_data(), quiet(split));
-  TrainOptions resume = quiet(split);
-  resume.resume = true;
-  const auto b = train_model(config, model, tiny_data(), resume);
+  const auto b = train_model(config, model, tiny_data(), resuming(split));
 
   ASSERT_EQ(b.history.size(), 4u);
   for (const auto& init : a.training_graph.graph.initializers) {
@@ -291,15 +305,11 @@ TEST(TrainLoop, TrainingAccuracyUsesTheConfiguredThreshold) {
 
 TEST(TrainLoop, NanLossStopsWithEpochAndStepAndKeepsTheLastCheckpoint) {
   const auto dir = temp_dir("nan");
-  TrainConfig config = tiny_config(1);
-  train_model(config, tiny_model(3), tiny_data(), quiet(dir));
-  const auto before = load_checkpoint(dir / "checkpoints" / "last.ckpt");
-  config.train.epochs = 3;
+  const auto before = load_checkpoint(train_one_epoch(dir));
+  TrainConfig config = tiny_config(3);
   config.optimizer.kind = OptimizerSpec::Kind::sgd;
   config.optimizer.learning_rate = 1e30;  // the weights overflow within a step or two
-  TrainOptions resume = quiet(dir);
-  resume.resume = true;
-  EXPECT_ERROR(train_model(config, tiny_model(3), tiny_data(), resume), "loss is", "epoch 2",
+  EXPECT_ERROR(train_model(config, tiny_model(3), tiny_data(), resuming(dir)), "loss is", "epoch 2",
                "step", "last.ckpt");
   const auto after = load_checkpoint(dir / "checkpoints" / "last.ckpt");
   EXPECT_EQ(after.state.at("next_epoch"), 1);
@@ -310,6 +320,15 @@ TEST(TrainLoop, NanLossStopsWithEpochAndStepAndKeepsTheLastCheckpoint) {
 std::string file_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Every file below `dir` with its bytes.
+std::map<fs::path, std::string> folder_bytes(const fs::path& dir) {
+  std::map<fs::path, std::string> files;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) files[e.path()] = file_bytes(e.path());
+  }
+  return files;
 }
 
 // Runs this test binary again as a fresh process running only the hidden test Child.DISABLED_<name>
@@ -355,9 +374,7 @@ TEST(Child, DISABLED_ResumeOnAFullDisk) {
   ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
   std::string message = "no error";
   try {
-    TrainOptions resume = quiet(dir);
-    resume.resume = true;
-    train_model(tiny_config(3), tiny_model(3), tiny_data(), resume);
+    train_model(tiny_config(3), tiny_model(3), tiny_data(), resuming(dir));
   } catch (const std::exception& e) {
     message = e.what();
   }
@@ -379,9 +396,7 @@ TEST(TrainLoop, KilledRunResumesFromItsLastCheckpoint) {
   const int next_epoch = load_checkpoint(last).state.at("next_epoch");
   ASSERT_GE(next_epoch, 1);
   TrainConfig more = tiny_config(next_epoch + 1);
-  TrainOptions resume = quiet(dir);
-  resume.resume = true;
-  const auto result = train_model(more, tiny_model(3), tiny_data(), resume);
+  const auto result = train_model(more, tiny_model(3), tiny_data(), resuming(dir));
   EXPECT_EQ(result.history.size(), static_cast<std::size_t>(next_epoch + 1));
   EXPECT_EQ(load_checkpoint(last).state.at("next_epoch"), next_epoch + 1);
   fs::remove_all(dir);
@@ -389,9 +404,7 @@ TEST(TrainLoop, KilledRunResumesFromItsLastCheckpoint) {
 
 TEST(TrainLoop, ResumeFromACorruptedCheckpointIsRefusedAndChangesNothing) {
   const auto dir = temp_dir("corrupted_resume");
-  TrainConfig config = tiny_config(1);
-  train_model(config, tiny_model(3), tiny_data(), quiet(dir));
-  const fs::path last = dir / "checkpoints" / "last.ckpt";
+  const fs::path last = train_one_epoch(dir);
   {
     std::fstream f(last, std::ios::in | std::ios::out | std::ios::binary);
     f.seekg(static_cast<std::streamoff>(fs::file_size(last) / 2));
@@ -399,32 +412,22 @@ TEST(TrainLoop, ResumeFromACorruptedCheckpointIsRefusedAndChangesNothing) {
     f.seekp(static_cast<std::streamoff>(fs::file_size(last) / 2));
     f.put(static_cast<char>(~byte));
   }
-  std::map<fs::path, std::string> before;
-  for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) before[e.path()] = file_bytes(e.path());
-  }
-  config.train.epochs = 2;
-  TrainOptions resume = quiet(dir);
-  resume.resume = true;
-  EXPECT_ERROR(train_model(config, tiny_model(3), tiny_data(), resume), "last.ckpt", "corrupted");
-  std::map<fs::path, std::string> after;
-  for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) after[e.path()] = file_bytes(e.path());
-  }
+  const auto before = folder_bytes(dir);
+  EXPECT_ERROR(train_model(tiny_config(2), tiny_model(3), tiny_data(), resuming(dir)), "last.ckpt",
+               "corrupted");
+  const auto after = folder_bytes(dir);
   EXPECT_TRUE(before == after) << "the refused resume changed the run folder";
   fs::remove_all(dir);
 }
 
 TEST(TrainLoop, ResumeFromACheckpointWithAMalformedStateNamesTheFile) {
   const auto dir = temp_dir("malformed_state");
-  TrainConfig config = tiny_config(1);
-  train_model(config, tiny_model(3), tiny_data(), quiet(dir));
-  const fs::path last = dir / "checkpoints" / "last.ckpt";
+  const fs::path last = train_one_epoch(dir);
+  const TrainConfig config = tiny_config(1);
+  const TrainOptions resume = resuming(dir);
   Checkpoint c = load_checkpoint(last);
   c.state.erase("next_epoch");
   save_checkpoint(last, c);  // a valid file whose trainer state lacks a key
-  TrainOptions resume = quiet(dir);
-  resume.resume = true;
   EXPECT_ERROR(train_model(config, tiny_model(3), tiny_data(), resume), "last.ckpt",
                "trainer state", "next_epoch");
   c.state["next_epoch"] = 1e30;  // a float where a count belongs: refused, not cast
@@ -445,20 +448,14 @@ TEST(TrainLoop, ResumeFromACheckpointWithAMalformedStateNamesTheFile) {
 
 TEST(TrainLoop, FullDiskStopsWithOneLineAndKeepsTheLastCheckpoint) {
   const auto dir = temp_dir("full_disk");
-  train_model(tiny_config(1), tiny_model(3), tiny_data(), quiet(dir));
-  const fs::path last = dir / "checkpoints" / "last.ckpt";
+  const fs::path last = train_one_epoch(dir);
   const std::string before = file_bytes(last);
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
   const pid_t child = spawn_child("ResumeOnAFullDisk", dir, fds[1]);
   ASSERT_GT(child, 0);
   ::close(fds[1]);
-  std::string message;
-  char buffer[512];
-  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;) message.append(buffer, n);
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(child, &status, 0);
+  const auto [message, status] = onnxforge::testing::finish_child(child, fds[0]);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_EQ(message.find('\n'), std::string::npos) << message;
   EXPECT_NE(message.find("cannot write"), std::string::npos) << message;
@@ -485,11 +482,18 @@ Graph tiny_backbone() {
   return b.build();
 }
 
-TEST(Transfer, CutFreezeAttachHeadCachedEqualsUncachedAndFrozenStayIdentical) {
+// tiny_config(1) for transfer learning from tiny_backbone() cut at pool1, with a head of one
+// hidden dense layer of `head_units`.
+TrainConfig tiny_transfer_config(std::int64_t head_units) {
   TrainConfig config = tiny_config(1);
   config.transfer.backbone = "tiny";
   config.transfer.cut_at = "pool1";
-  config.transfer.head_units = {6};
+  config.transfer.head_units = {head_units};
+  return config;
+}
+
+TEST(Transfer, CutFreezeAttachHeadCachedEqualsUncachedAndFrozenStayIdentical) {
+  TrainConfig config = tiny_transfer_config(6);
   config.transfer.head_dropout = 0.25;
   const Graph backbone = prepare_backbone(tiny_backbone(), "pool1", {3, 8, 8});
   EXPECT_EQ(backbone.value(backbone.outputs.at(0)).shape, (Shape{kDynamic, 4, 3, 3}));
@@ -526,10 +530,7 @@ TEST(Transfer, CutFreezeAttachHeadCachedEqualsUncachedAndFrozenStayIdentical) {
 }
 
 TEST(Transfer, FineTunePhaseUnfreezesOnlyThePrefixAndTrainsIt) {
-  TrainConfig config = tiny_config(1);
-  config.transfer.backbone = "tiny";
-  config.transfer.cut_at = "pool1";
-  config.transfer.head_units = {4};
+  TrainConfig config = tiny_transfer_config(4);
   config.transfer.fine_tune_epochs = 2;
   config.transfer.fine_tune_lr = 0.01;
   config.transfer.unfreeze = "conv1";
@@ -671,39 +672,51 @@ TEST(Checkpoints, HeaderClaimingAHugeOrNegativeTensorIsRefusedBeforeAllocating) 
 
 // ---- configs ------------------------------------------------------------------------------------
 
+// The smallest valid config, the base of those below: the two data folders.
+const std::string kBase = "[data]\ntrain = \"t\"\nval = \"v\"\n";
+
+// A config (TOML text, read as x.toml, with --set overrides) and the words of its one-line error.
+struct RefusedConfig {
+  std::string text;
+  std::vector<const char*> fragments;
+  std::vector<std::string> overrides = {};
+};
+
+void expect_refused(const std::vector<RefusedConfig>& configs) {
+  for (const auto& config : configs) {
+    SCOPED_TRACE(config.text);
+    EXPECT_ERROR(parse_config(config.text, "x.toml", config.overrides), config.fragments);
+  }
+}
+
 TEST(Configs, IntegersOutOfRangeAndEmptySizesAreRefused) {
-  const std::string base = "[data]\ntrain = \"t\"\nval = \"v\"\n";
-  // 2^32 + 1 would wrap to 1 epoch in an int.
-  EXPECT_ERROR(parse_config(base + "[train]\nepochs = 4294967297\n", "x.toml"), "'train.epochs'",
-               "too large");
-  EXPECT_ERROR(parse_config(base + "[model]\ninput = [3, 0, 8]\n", "x.toml"), "'model.input'",
-               "positive");
-  EXPECT_ERROR(parse_config(base + "[transfer]\nhead_units = [-4]\n", "x.toml"),
-               "'transfer.head_units'", "positive");
-  EXPECT_EQ(parse_config(base + "[train]\nseed = 9223372036854775807\n", "x.toml").train.seed,
+  expect_refused({
+      // 2^32 + 1 would wrap to 1 epoch in an int.
+      {kBase + "[train]\nepochs = 4294967297\n", {"'train.epochs'", "too large"}},
+      {kBase + "[model]\ninput = [3, 0, 8]\n", {"'model.input'", "positive"}},
+      {kBase + "[transfer]\nhead_units = [-4]\n", {"'transfer.head_units'", "positive"}},
+  });
+  EXPECT_EQ(parse_config(kBase + "[train]\nseed = 9223372036854775807\n", "x.toml").train.seed,
             9223372036854775807ull);
 }
 
 TEST(Configs, ErrorsAreOneLineNamingTheKeyOrPath) {
-  const std::string base = "[data]\ntrain = \"t\"\nval = \"v\"\n";
-  EXPECT_ERROR(parse_config(base + "[train]\nepochz = 3\n", "x.toml"), "x.toml",
-               "unknown key 'train.epochz'");
-  EXPECT_ERROR(parse_config(base + "[train]\nepochs = \"ten\"\n", "x.toml"), "'train.epochs'",
-               "an integer");
-  EXPECT_ERROR(parse_config(base + "[optimizer]\nname = \"adagrad\"\n", "x.toml"),
-               "'optimizer.name'", "adagrad");
-  EXPECT_ERROR(parse_config(base + "[train]\ndtype = \"fp16\"\n", "x.toml"), "'train.dtype'",
-               "fp16");
-  EXPECT_EQ(parse_config(base, "x.toml").train.dtype, "auto");
-  EXPECT_EQ(parse_config(base + "[train]\ndtype = \"fp32\"\n", "x.toml").train.dtype, "fp32");
-  EXPECT_ERROR(parse_config("[data]\nval = \"v\"\n", "x.toml"), "'data.train' is required");
-  EXPECT_ERROR(parse_config(base + "[train\n", "x.toml"), "x.toml:4");
-  EXPECT_ERROR(parse_config(base, "x.toml", {"train.batch_size=big"}), "'train.batch_size'");
-  EXPECT_ERROR(parse_config(base, "x.toml", {"nonsense"}), "--set 'nonsense'");
+  expect_refused({
+      {kBase + "[train]\nepochz = 3\n", {"x.toml", "unknown key 'train.epochz'"}},
+      {kBase + "[train]\nepochs = \"ten\"\n", {"'train.epochs'", "an integer"}},
+      {kBase + "[optimizer]\nname = \"adagrad\"\n", {"'optimizer.name'", "adagrad"}},
+      {kBase + "[train]\ndtype = \"fp16\"\n", {"'train.dtype'", "fp16"}},
+      {"[data]\nval = \"v\"\n", {"'data.train' is required"}},
+      {kBase + "[train\n", {"x.toml:4"}},
+      {kBase, {"'train.batch_size'"}, {"train.batch_size=big"}},
+      {kBase, {"--set 'nonsense'"}, {"nonsense"}},
+  });
+  EXPECT_EQ(parse_config(kBase, "x.toml").train.dtype, "auto");
+  EXPECT_EQ(parse_config(kBase + "[train]\ndtype = \"fp32\"\n", "x.toml").train.dtype, "fp32");
   EXPECT_ERROR(load_config("/nonexistent/config.toml"), "/nonexistent/config.toml", "not found");
 
   const TrainConfig c = parse_config(
-      base, "x.toml",
+      kBase, "x.toml",
       {"train.epochs=3", "optimizer.lr=0.5", "train.backend=reference", "augment.flip=0.5"});
   EXPECT_EQ(c.train.epochs, 3);
   EXPECT_EQ(c.optimizer.learning_rate, 0.5);
