@@ -9,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "core/strides.hpp"
+#include "graph/node_lookup.hpp"
 #include "graph/ops.hpp"
 
 namespace onnxforge {
@@ -243,19 +244,12 @@ Graph prune(Graph graph, bool drop_inputs) {
 }
 
 Graph cut_at(const Graph& graph, const std::string& node_or_value) {
-  const Node* target = nullptr;
-  for (const auto& node : graph.nodes) {
-    if (node.name == node_or_value) target = &node;
-  }
-  if (!target) target = graph.producer(node_or_value);
-  if (!target) {
-    std::vector<std::string> names;
-    for (const auto& node : graph.nodes) names.push_back(node.name);
-    fail("cut: graph '{}' has no node or node output named '{}' (nodes: {})", graph.name,
-         node_or_value, fmt::join(names, ", "));
-  }
+  std::vector<NodeRef> refs;
+  for (const auto& node : graph.nodes) refs.push_back({node.name, node.op, node.outputs});
+  const auto target =
+      find_node_for_cut(refs, node_or_value, fmt::format("cut: graph '{}'", graph.name));
   Graph out = graph;
-  out.outputs = {target->outputs.at(0)};
+  out.outputs = {graph.nodes[target].outputs.at(0)};
   return prune(std::move(out), true);
 }
 

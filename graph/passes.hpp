@@ -11,7 +11,8 @@
 
 namespace onnxforge {
 
-// Keeps the node named `node_or_value` (or the node producing the value of that name) and
+// Keeps the node `node_or_value` names (graph/node_lookup.hpp: a node or value name, a layer
+// name such as block5_pool or features.30, or last-pool) and
 // everything it depends on; its first output becomes the graph's only output. Inputs, nodes and
 // initializers nothing depends on any more are dropped.
 Graph cut_at(const Graph& graph, const std::string& node_or_value);

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "graph/node_lookup.hpp"
 #include "graph/ops.hpp"
 #include "graph/passes.hpp"
 
@@ -328,17 +329,17 @@ void Importer::topological_order() {
   if (cut_at_.empty()) {
     for (int i = 0; i < graph.node_size(); ++i) visit(i);
   } else {
-    // Only the node named cut_at (or producing that value) and what it depends on.
-    int target = -1;
-    for (int i = 0; i < graph.node_size(); ++i) {
-      if (graph.node(i).name() == cut_at_) target = i;
+    // Only the node the cut names (graph/node_lookup.hpp) and what it depends on: the nodes
+    // after it are never read, so their ops need no support.
+    for (int i = 0; i < graph.node_size(); ++i) visit(i);
+    std::vector<NodeRef> refs;
+    for (const int i : order_) {
+      const auto& node = graph.node(i);
+      refs.push_back({node.name(), node.op_type(), {node.output().begin(), node.output().end()}});
     }
-    if (target < 0) {
-      if (auto it = producer.find(cut_at_); it != producer.end()) target = it->second;
-    }
-    if (target < 0) {
-      fail("cut: the model has no node or node output named '{}'", cut_at_);
-    }
+    const int target = order_[find_node_for_cut(refs, cut_at_, "cut")];
+    order_.clear();
+    std::fill(state.begin(), state.end(), 0);
     visit(target);
     cut_output_ = graph.node(target).output(0);
   }
