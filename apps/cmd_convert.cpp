@@ -71,8 +71,7 @@ const Registration registration{
         if (in->find(".onnx") != std::string::npos) {
           graph = import_onnx(*in, options);
         } else {
-          graph = load_model(*in);
-          if (!cut->empty()) graph = cut_at(graph, *cut);
+          graph = load_model(*in, {}, {.cut_at = options.cut_at});
           for (const auto& [name, shape] : options.input_shapes) {
             graph = with_input_shape(std::move(graph), name, shape);
           }

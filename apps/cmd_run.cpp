@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "apps/backbone.hpp"
 #include "apps/command.hpp"
 #include "backends/backend.hpp"
 #include "core/error.hpp"
@@ -103,14 +104,35 @@ void run_all(const RunArgs& args) {
 
   // 1. Data: the user's folders, or the synthetic faces (generated once, then reused).
   fs::path root = args.data_root;
+  gender::SynthOptions synth;
   if (root.empty()) {
-    gender::SynthOptions synth;
     synth.out = "datasets/synthetic";
     if (args.full_size) {
       synth.use_full_size();
       synth.out = "datasets/synthetic-full";
     }
     root = synth.out;
+  }
+  const fs::path gender = root / "gender";
+  const fs::path faces = root / "faces";
+
+  // Every config and a given backbone are checked before any data is made or anything trains:
+  // a wrong key, file, cut node or input size fails in seconds.
+  const auto baseline_config = load(args, "baseline", gender, faces);
+  const auto improved_config = load(args, "improved", gender, faces);
+  auto config = load(args, "transfer", gender, faces);
+  if (!args.cut_at.empty()) config.transfer.cut_at = args.cut_at;
+  if (!args.backbone_preprocess.empty()) config.data.preprocess = args.backbone_preprocess;
+  std::optional<Graph> backbone;
+  if (!args.backbone.empty()) {
+    config.transfer.backbone = args.backbone;
+    backbone = load_backbone(config);
+    say(fmt::format("[0/5] Backbone {} cut at '{}': features {}", args.backbone,
+                    config.transfer.cut_at,
+                    to_string(backbone->value(backbone->outputs[0]).shape)));
+  }
+
+  if (args.data_root.empty()) {
     if (gender::synthetic_faces_ready(synth)) {
       say("[1/5] Synthetic faces already in " + root.string());
     } else {
@@ -121,8 +143,6 @@ void run_all(const RunArgs& args) {
   } else {
     say("[1/5] Data from " + root.string());
   }
-  const fs::path gender = root / "gender";
-  const fs::path faces = root / "faces";
   for (const auto& need : {gender / "train", gender / "test", faces}) {
     if (!fs::is_directory(need)) {
       fail(
@@ -139,26 +159,24 @@ void run_all(const RunArgs& args) {
   // 2, 3. The baseline and the improved CNN.
   const char* steps[] = {"[2/5] Baseline CNN", "[3/5] Improved CNN with augmentation"};
   int step = 0;
-  for (const std::string name : {"baseline", "improved"}) {
+  for (const auto* cnn : {&baseline_config, &improved_config}) {
+    const std::string name = step == 0 ? "baseline" : "improved";
     say(steps[step++]);
-    const auto config = load(args, name, gender, faces);
-    const auto& data = data_for(config);
+    const auto& cnn_data = data_for(*cnn);
     options.run_dir = out / name;
     fs::remove_all(options.run_dir);
-    Graph trained = train::build_configured_model(config);
-    const auto result = train::train_model(config, trained, data, options);
+    Graph trained = train::build_configured_model(*cnn);
+    const auto result = train::train_model(*cnn, trained, cnn_data, options);
     train::store_parameters(trained, *result.program);
     export_model(trained, options.run_dir / "model.onnx");
     runs.push_back(options.run_dir);
   }
 
   // 4. Transfer learning from an ONNX VGG16.
-  auto config = load(args, "transfer", gender, faces);
   const auto& data = data_for(config);
   std::string backbone_note;
-  fs::path backbone_path = args.backbone;
-  if (backbone_path.empty()) {
-    backbone_path = root / "backbone" / "vgg16-w0.25-orientation.onnx";
+  if (!backbone) {
+    const fs::path backbone_path = root / "backbone" / "vgg16-w0.25-orientation.onnx";
     if (fs::exists(backbone_path)) {
       say("[4/5] Reusing the synthetic pretrained backbone " + backbone_path.string());
     } else {
@@ -177,22 +195,17 @@ void run_all(const RunArgs& args) {
         " - a width-0.25 VGG16 pretrained by onnxforge on a synthetic source task (upright vs "
         "upside-down faces), NOT ImageNet weights: no pretrained VGG16 can be downloaded on this "
         "machine. Give a real one with --backbone (see README).";
+    config.transfer.backbone = backbone_path.string();
+    backbone = load_backbone(config);
   } else {
-    say("[4/5] Transfer learning from " + backbone_path.string());
-    if (!args.backbone_preprocess.empty()) config.data.preprocess = args.backbone_preprocess;
-    backbone_note = "Backbone: " + backbone_path.string() + " (given with --backbone), " +
-                    "preprocessing '" + config.data.preprocess + "'.";
+    say("[4/5] Transfer learning from " + args.backbone);
+    backbone_note = "Backbone: " + args.backbone + " (given with --backbone), cut at '" +
+                    config.transfer.cut_at + "', preprocessing '" + config.data.preprocess + "'.";
   }
-  if (!args.cut_at.empty()) config.transfer.cut_at = args.cut_at;
-  config.transfer.backbone = backbone_path.string();
-  const Graph imported = import_onnx(backbone_path.string());
-  const Graph backbone =
-      train::prepare_backbone(imported, config.transfer.cut_at,
-                              Shape(config.model.input.begin(), config.model.input.end()));
   options.run_dir = out / "transfer";
   fs::remove_all(options.run_dir);
   fs::create_directories(options.run_dir);
-  auto transfer = train::train_transfer(config, backbone, data, options);
+  auto transfer = train::train_transfer(config, *backbone, data, options);
   eval::write_file_atomic(options.run_dir / "summary.txt",
                           backbone_note + "\n\n" + summary(transfer.model));
   export_model(transfer.model, options.run_dir / "model.onnx");
@@ -234,8 +247,10 @@ const Registration registration{
       sub.add_option(
           "--backbone-preprocess", args->backbone_preprocess,
           "preprocessing of --backbone: imagenet (model zoo, torchvision) or caffe (Keras)");
-      sub.add_option("--cut-at", args->cut_at,
-                     "node after which the backbone is cut (default from configs/transfer.toml)");
+      sub.add_option(
+          "--cut-at", args->cut_at,
+          "where the backbone is cut: a node or layer name (block5_pool, features.30) or "
+          "last-pool (default from configs/transfer.toml)");
       sub.add_option("--out", args->out, "output folder")->capture_default_str();
       sub.add_option("--configs", args->configs,
                      "folder with baseline.toml, improved.toml, transfer.toml (default: configs/)");

@@ -7,7 +7,9 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
+#include "apps/backbone.hpp"
 #include "apps/command.hpp"
 #include "core/error.hpp"
 #include "eval/io.hpp"
@@ -73,6 +75,9 @@ void run_train(const TrainArgs& args) {
            run_dir.string(), run_dir.string());
     }
   }
+  // The backbone is checked before any image is read (a wrong file or cut fails in seconds).
+  std::optional<Graph> backbone;
+  if (!config.transfer.backbone.empty()) backbone = load_backbone(config);
   // Every rank decodes every image (it draws its shards from all of them); rank 0 warns.
   const train::TrainData data =
       train::load_data(config, root ? data::stderr_warnings() : data::WarningSink{});
@@ -87,10 +92,7 @@ void run_train(const TrainArgs& args) {
     const auto result = train::train_model(config, trained, data, options);
     train::store_parameters(trained, *result.program);
   } else {
-    const Graph backbone =
-        train::prepare_backbone(load_model(config.transfer.backbone), config.transfer.cut_at,
-                                Shape(config.model.input.begin(), config.model.input.end()));
-    trained = train::train_transfer(config, backbone, data, options).model;
+    trained = train::train_transfer(config, *backbone, data, options).model;
   }
   if (!root) return;
   // The trained model (the best epoch's weights when early stopping restored them) as ONNX.

@@ -9,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "core/files.hpp"
+#include "graph/passes.hpp"
 #include "importers/onnx_import/importer.hpp"
 #include "importers/onnx_proto.hpp"
 
@@ -91,7 +92,8 @@ Graph load_model(const std::string& name_or_path, const ModelOptions& builtin,
   const bool looks_like_file =
       name_or_path.find('/') != std::string::npos || name_or_path.find('.') != std::string::npos;
   if (looks_like_file || fs::exists(name_or_path)) return import_onnx(name_or_path, onnx);
-  return build_model(name_or_path, builtin);
+  Graph model = build_model(name_or_path, builtin);
+  return onnx.cut_at.empty() ? model : cut_at(model, onnx.cut_at);
 }
 
 }  // namespace onnxforge

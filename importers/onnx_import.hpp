@@ -46,7 +46,7 @@ Graph import_onnx_bytes(const std::string& bytes, const std::string& model_dir =
                         const ImportOptions& options = {});
 
 // A built-in model by name (graph/models.hpp) or an .onnx file by path: what every CLI command
-// taking a MODEL argument calls.
+// taking a MODEL argument calls. `onnx.cut_at` cuts a built-in model too (graph/passes.hpp).
 Graph load_model(const std::string& name_or_path, const ModelOptions& builtin = {},
                  const ImportOptions& onnx = {});
 

@@ -20,7 +20,7 @@ Graph prepare_backbone(const Graph& backbone, const std::string& cut_at, const S
     fail("backbone '{}' must have one image input, it has {}", backbone.name,
          backbone.inputs.size());
   }
-  Graph g = cut_at.empty() ? backbone : onnxforge::cut_at(backbone, cut_at);
+  Graph g = absorb_input_transpose(cut_at.empty() ? backbone : onnxforge::cut_at(backbone, cut_at));
   g = with_input_shape(std::move(g), g.inputs[0].name, {kDynamic, chw.at(0), chw.at(1), chw.at(2)});
   for (auto& init : g.initializers) init.trainable = false;
   return g;

@@ -12,8 +12,10 @@
 
 namespace onnxforge::train {
 
-// Cuts `backbone` at `cut_at`, gives its single image input the shape [N, C, H, W] of `chw`,
-// and freezes every parameter. Throws naming the node the new size does not fit.
+// Cuts `backbone` at `cut_at` (none when empty), makes an NHWC input read only through a
+// Transpose NCHW (absorb_input_transpose: tf2onnx's Keras exports), gives its single image input
+// the shape [N, C, H, W] of `chw`, and freezes every parameter. Throws naming the node the new size
+// does not fit.
 Graph prepare_backbone(const Graph& backbone, const std::string& cut_at, const Shape& chw);
 
 // The head of `transfer` on an input "features" of `feature_shape` (without the batch):

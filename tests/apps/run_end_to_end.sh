@@ -47,4 +47,17 @@ if command -v gnuplot > /dev/null; then
   ((pngs >= 12)) || fail "only $pngs figures"
   grep -q "data:image/png;base64" out/report.html || fail "figures not inlined in the report"
 fi
+# Pre-flight: a wrong cut node or backbone file fails before anything trains, naming the
+# closest nodes.
+preflight() {
+  if "$onnxforge" run --data-root data --configs "$configs" --out out2 "$@" > pre.log 2>&1; then
+    fail "run $* succeeded"
+  fi
+  ! grep -q "\[2/5\]" pre.log || fail "run $* trained before failing: $(cat pre.log)"
+}
+preflight --backbone out/transfer/model.onnx --cut-at block5_pol
+grep -q "no node named 'block5_pol'; did you mean .*block5_pool" pre.log ||
+  fail "no 'did you mean': $(cat pre.log)"
+preflight --backbone missing.onnx
+grep -q "missing.onnx" pre.log || fail "missing backbone not named: $(cat pre.log)"
 echo "run_end_to_end: 1 passed, 0 failed"

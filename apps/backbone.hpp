@@ -1,0 +1,17 @@
+// The transfer backbone of a config, ready to train on: what `run` and `train` both check before
+// anything trains (a wrong file, cut node or input size fails in seconds, not after the CNNs).
+#pragma once
+
+#include "graph/graph.hpp"
+#include "trainers/config.hpp"
+
+namespace onnxforge::cli {
+
+// config.transfer.backbone (an .onnx file or a built-in model) imported up to
+// config.transfer.cut_at (graph/node_lookup.hpp names: block5_pool, features.30, last-pool, ...;
+// the nodes after the cut are never imported, so their ops need no support), an NHWC input read
+// only through a Transpose made NCHW, given the config's input size and frozen
+// (train::prepare_backbone).
+Graph load_backbone(const train::TrainConfig& config);
+
+}  // namespace onnxforge::cli
