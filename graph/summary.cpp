@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <set>
 
 namespace onnxforge {
 
@@ -16,15 +17,33 @@ std::string with_thousands(std::int64_t value) {
   return value < 0 ? "-" + out : out;
 }
 
-std::string summary(const Graph& graph) {
+std::string summary(const Graph& graph) { return summary(graph, {}); }
+
+std::string summary(const Graph& graph, const std::vector<UnsupportedNode>& unsupported) {
   struct Row {
     std::string layer, op, shape, params, trainable;
   };
+  std::set<std::string> placeholders;
+  for (const auto& u : unsupported) placeholders.insert(u.outputs.begin(), u.outputs.end());
   std::vector<Row> rows;
   for (const auto& in : graph.inputs) {
-    rows.push_back({in.name, "Input", to_string(in.shape), "0", ""});
+    if (!placeholders.count(in.name)) {
+      rows.push_back({in.name, "Input", to_string(in.shape), "0", ""});
+    }
   }
-  for (const auto& node : graph.nodes) {
+  auto next = unsupported.begin();
+  auto add_unsupported = [&](std::size_t position) {
+    for (; next != unsupported.end() && next->position <= position; ++next) {
+      const auto it =
+          next->outputs.empty() ? graph.values.end() : graph.values.find(next->outputs[0]);
+      rows.push_back({next->name, next->op,
+                      it == graph.values.end() ? "?" : to_string(it->second.shape),
+                      with_thousands(next->params), "not supported: " + next->reason});
+    }
+  };
+  for (std::size_t index = 0; index < graph.nodes.size(); ++index) {
+    add_unsupported(index);
+    const auto& node = graph.nodes[index];
     std::int64_t params = 0, trainable = 0;
     for (const auto& in : node.inputs) {
       if (const auto* init = graph.find_initializer(in)) {
@@ -41,6 +60,7 @@ std::string summary(const Graph& graph) {
                                                    : "partly";
     rows.push_back({node.name, node.op, shape, with_thousands(params), flag});
   }
+  add_unsupported(graph.nodes.size());
   std::size_t w_layer = 5, w_op = 2, w_shape = 12, w_params = 7, w_train = 9;
   for (const auto& r : rows) {
     w_layer = std::max(w_layer, r.layer.size());
@@ -68,6 +88,12 @@ std::string summary(const Graph& graph) {
   out += fmt::format("Trainable params: {}\n", with_thousands(trainable));
   out += fmt::format("Non-trainable params: {}\n", with_thousands(total - trainable));
   out += light + "\n";
+  if (!unsupported.empty()) {
+    out += fmt::format(
+        "{} node{} not supported (the counts above leave out their parameters): the model cannot "
+        "run as it is; a cut before the first (--cut-at) keeps what is supported.\n",
+        unsupported.size(), unsupported.size() == 1 ? " is" : "s are");
+  }
   return out;
 }
 

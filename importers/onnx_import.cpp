@@ -20,9 +20,7 @@ namespace fs = std::filesystem;
 namespace onnx_io {
 
 Graph import_model(onnx::ModelProto& model, const fs::path& model_dir,
-                   const std::string& model_path, bool check,
-                   const std::map<std::string, Shape>& input_shapes,
-                   const std::map<std::string, Tensor>& constants, const std::string& cut_at) {
+                   const std::string& model_path, const ImportOptions& options) {
   int opset = -1;
   for (const auto& o : model.opset_import()) {
     if (o.domain().empty() || o.domain() == "ai.onnx") opset = static_cast<int>(o.version());
@@ -30,7 +28,7 @@ Graph import_model(onnx::ModelProto& model, const fs::path& model_dir,
   if (!model.has_graph()) fail("the model has no graph");
   if (opset < 0) fail("the model imports no opset of the default ONNX domain");
   onnx_import::check_external_locations(model, model_dir);
-  if (check) {
+  if (options.check) {
     try {
       if (onnx_import::has_external_data(model) && !model_path.empty()) {
         onnx::checker::check_model(model_path);
@@ -46,8 +44,8 @@ Graph import_model(onnx::ModelProto& model, const fs::path& model_dir,
   if (opset < kMinOpset || opset > kMaxOpset) {
     fail("opset {} is not supported (supported: {} to {})", opset, kMinOpset, kMaxOpset);
   }
-  onnx_import::Importer importer(model, model_dir, opset, cut_at);
-  return importer.run(input_shapes, constants);
+  onnx_import::Importer importer(model, model_dir, opset, options.cut_at, options.unsupported);
+  return importer.run(options.input_shapes, options.constants);
 }
 
 }  // namespace onnx_io
@@ -70,8 +68,7 @@ Graph import_onnx(const std::string& path, const ImportOptions& options) {
       onnx_io::parse_model(bytes, model, "model");
     }
     const auto dir = fs::absolute(fs::path(path)).parent_path();
-    return onnx_io::import_model(model, dir, path, options.check, options.input_shapes,
-                                 options.constants, options.cut_at);
+    return onnx_io::import_model(model, dir, path, options);
   } catch (const Error& e) {
     const std::string message = e.what();
     if (message.find(path) != std::string::npos) throw;  // it names the file already
@@ -83,8 +80,7 @@ Graph import_onnx_bytes(const std::string& bytes, const std::string& model_dir,
                         const ImportOptions& options) {
   onnx::ModelProto model;
   onnx_io::parse_model(bytes, model, "model");
-  return onnx_io::import_model(model, model_dir, "", options.check, options.input_shapes,
-                               options.constants, options.cut_at);
+  return onnx_io::import_model(model, model_dir, "", options);
 }
 
 Graph load_model(const std::string& name_or_path, const ModelOptions& builtin,

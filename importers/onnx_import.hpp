@@ -19,6 +19,7 @@
 
 #include "graph/graph.hpp"
 #include "graph/models.hpp"
+#include "graph/summary.hpp"
 
 namespace onnxforge {
 
@@ -36,6 +37,11 @@ struct ImportOptions {
   std::string cut_at;
   // Runs onnx::checker::check_model first.
   bool check = true;
+  // When set, a node the importer cannot map (no rule for its op and opset, or an attribute or
+  // input it cannot read) does not fail the import: it is recorded here with the reason, its
+  // outputs become placeholder inputs where ONNX shape inference knows their shapes, and the rest
+  // is imported. For `summary`; such a graph is not meant to be compiled.
+  std::vector<UnsupportedNode>* unsupported = nullptr;
 };
 
 // Reads an .onnx file. Errors start with the path and name the node, op, opset and attribute.

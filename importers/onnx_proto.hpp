@@ -9,6 +9,7 @@
 #include <string>
 
 #include "graph/graph.hpp"
+#include "importers/onnx_import.hpp"
 
 namespace onnxforge::onnx_io {
 
@@ -37,9 +38,6 @@ void parse_model(const std::string& bytes, onnx::ModelProto& model, const std::s
 
 // Imports a parsed model (its raw data is released as it is read).
 Graph import_model(onnx::ModelProto& model, const std::filesystem::path& model_dir,
-                   const std::string& model_path, bool check,
-                   const std::map<std::string, Shape>& input_shapes,
-                   const std::map<std::string, Tensor>& constants = {},
-                   const std::string& cut_at = "");
+                   const std::string& model_path, const ImportOptions& options);
 
 }  // namespace onnxforge::onnx_io

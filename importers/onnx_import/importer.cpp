@@ -7,6 +7,8 @@
 #include <cmath>
 #include <sstream>
 
+#include <onnx/shape_inference/implementation.h>
+
 #include "core/error.hpp"
 #include "graph/node_lookup.hpp"
 #include "graph/ops.hpp"
@@ -106,8 +108,13 @@ const onnx::AttributeProto* Attrs::get(const std::string& name, int type, const 
 
 // ---- values --------------------------------------------------------------------------------
 
-Importer::Importer(onnx::ModelProto& model, fs::path model_dir, int opset, std::string cut_at)
-    : cut_at_(std::move(cut_at)), model_(model), dir_(std::move(model_dir)), opset_(opset) {}
+Importer::Importer(onnx::ModelProto& model, fs::path model_dir, int opset, std::string cut_at,
+                   std::vector<UnsupportedNode>* unsupported)
+    : unsupported_(unsupported),
+      cut_at_(std::move(cut_at)),
+      model_(model),
+      dir_(std::move(model_dir)),
+      opset_(opset) {}
 
 std::string Importer::resolve(const std::string& name) const {
   auto it = alias_.find(name);
@@ -355,6 +362,7 @@ Graph Importer::run(const std::map<std::string, Shape>& input_shapes,
   auto& g = *model_.mutable_graph();
   graph_.name = g.name().empty() ? "model" : g.name();
   topological_order();
+  if (unsupported_) infer_onnx_shapes();
   for (const auto& node : g.node()) {
     consumed_.insert(node.input().begin(), node.input().end());
     if (!node.domain().empty() && node.domain() != "ai.onnx") {
@@ -430,30 +438,29 @@ Graph Importer::run(const std::map<std::string, Shape>& input_shapes,
     const auto& node = g.node(index);
     node_name_ = node.name().empty() ? node.op_type() + "_" + std::to_string(index) : node.name();
     where_ = fmt::format("node '{}' ({}, opset {})", node_name_, node.op_type(), opset_);
-    const OpRule* rule = find_rule(node.op_type(), opset_);
-    if (!rule) {
-      fail("{}: op '{}' is not supported at opset {} (supported: {})", where_, node.op_type(),
-           opset_, fmt::join(supported_onnx_ops(), ", "));
+    if (!unsupported_) {
+      import_node(node);
+      continue;
     }
-    // Arity first: handlers index inputs and outputs directly.
-    const int needed = rule->min_inputs;
-    if (node.input_size() < needed) {
-      fail("{}: needs at least {} inputs, has {}", where_, needed, node.input_size());
+    std::string after;
+    for (const auto& in : node.input()) {
+      if (auto it = unmapped_.find(in); it != unmapped_.end() && after.empty()) after = it->second;
     }
-    if (node.output_size() < 1 || node.output(0).empty()) fail("{}: has no output", where_);
-    for (int i = 0; i < needed; ++i) {
-      if (node.input(i).empty()) fail("{}: required input {} is empty", where_, i);
+    if (!after.empty()) {
+      record_unsupported(node, "reads an output of '" + after + "', which is not supported");
+      continue;
     }
-    for (int i = 0; i < node.output_size(); ++i) {
-      if (!node.output(i).empty()) taken_.insert(node.output(i));
+    if (!find_rule(node.op_type(), opset_)) {
+      record_unsupported(
+          node, fmt::format("op '{}' is not supported at opset {}", node.op_type(), opset_));
+      continue;
     }
-    Attrs attrs(node, where_);
     try {
-      rule->handler(*this, node, attrs);
+      import_node(node);
     } catch (const Error& e) {
-      const std::string message = e.what();
-      if (message.rfind("node '", 0) == 0) throw;
-      fail("{}: {}", where_, message);
+      std::string reason = e.what();
+      if (reason.rfind(where_ + ": ", 0) == 0) reason = reason.substr(where_.size() + 2);
+      record_unsupported(node, reason);
     }
   }
 
@@ -464,6 +471,7 @@ Graph Importer::run(const std::map<std::string, Shape>& input_shapes,
   if (!cut_output_.empty()) output_names = {cut_output_};
   for (const auto& name : output_names) {
     const auto r = resolve(name);
+    if (unsupported_ && !graph_.values.count(r) && !is_const(r)) continue;  // after unsupported
     if (r == name) {
       graph_.outputs.push_back(use(r));
       continue;
@@ -485,6 +493,85 @@ Graph Importer::run(const std::map<std::string, Shape>& input_shapes,
   graph_.validate();
   // MatMul + Add exports (tf2onnx, Keras) become Dense layers with a bias.
   return fuse_dense_bias(std::move(graph_));
+}
+
+void Importer::import_node(const onnx::NodeProto& node) {
+  const OpRule* rule = find_rule(node.op_type(), opset_);
+  if (!rule) {
+    fail("{}: op '{}' is not supported at opset {} (supported: {})", where_, node.op_type(), opset_,
+         fmt::join(supported_onnx_ops(), ", "));
+  }
+  // Arity first: handlers index inputs and outputs directly.
+  const int needed = rule->min_inputs;
+  if (node.input_size() < needed) {
+    fail("{}: needs at least {} inputs, has {}", where_, needed, node.input_size());
+  }
+  if (node.output_size() < 1 || node.output(0).empty()) fail("{}: has no output", where_);
+  for (int i = 0; i < needed; ++i) {
+    if (node.input(i).empty()) fail("{}: required input {} is empty", where_, i);
+  }
+  for (int i = 0; i < node.output_size(); ++i) {
+    if (!node.output(i).empty()) taken_.insert(node.output(i));
+  }
+  Attrs attrs(node, where_);
+  try {
+    rule->handler(*this, node, attrs);
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    if (message.rfind("node '", 0) == 0) throw;
+    fail("{}: {}", where_, message);
+  }
+}
+
+void Importer::infer_onnx_shapes() {
+  onnx::ModelProto copy = model_;
+  try {
+    onnx::shape_inference::InferShapes(copy);
+  } catch (const std::exception&) {
+    return;  // the placeholders then have no shapes: the nodes after them are marked too
+  }
+  auto add = [&](const onnx::ValueInfoProto& v) {
+    if (!v.type().has_tensor_type() || !v.type().tensor_type().has_shape()) return;
+    const auto dtype = onnx_io::ir_dtype_of(v.type().tensor_type().elem_type());
+    if (!dtype) return;
+    Shape shape;
+    const auto& dims = v.type().tensor_type().shape();
+    for (int d = 0; d < dims.dim_size(); ++d) {
+      if (dims.dim(d).has_dim_value() && dims.dim(d).dim_value() > 0) {
+        shape.push_back(dims.dim(d).dim_value());
+      } else if (d == 0) {
+        shape.push_back(kDynamic);
+      } else {
+        return;
+      }
+    }
+    onnx_shapes_[v.name()] = ValueInfo{v.name(), *dtype, shape};
+  };
+  for (const auto& v : copy.graph().value_info()) add(v);
+  for (const auto& v : copy.graph().output()) add(v);
+}
+
+void Importer::record_unsupported(const onnx::NodeProto& node, std::string reason) {
+  UnsupportedNode u{node_name_, node.op_type(), std::move(reason), {}, graph_.nodes.size(), 0};
+  for (const auto& in : node.input()) {
+    const auto r = resolve(in);
+    if (onnx_initializers_.count(r) && consts_.count(r) && is_floating(consts_.at(r).dtype())) {
+      u.params += consts_.at(r).size();
+    }
+  }
+  for (const auto& out : node.output()) {
+    if (out.empty()) continue;
+    auto it = onnx_shapes_.find(out);
+    if (it == onnx_shapes_.end() || graph_.values.count(out) || syms_.count(out) ||
+        consts_.count(out)) {
+      if (!graph_.values.count(out)) unmapped_[out] = node_name_;
+      continue;
+    }
+    graph_.inputs.push_back(it->second);
+    graph_.values[out] = it->second;
+    u.outputs.push_back(out);
+  }
+  unsupported_->push_back(std::move(u));
 }
 
 // ---- the rule table ------------------------------------------------------------------------

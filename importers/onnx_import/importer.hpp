@@ -74,7 +74,8 @@ class Attrs {
 // value with a dynamic batch, and what Gather/Concat/... make of it) or aliases of another value.
 class Importer {
  public:
-  Importer(onnx::ModelProto& model, std::filesystem::path model_dir, int opset, std::string cut_at);
+  Importer(onnx::ModelProto& model, std::filesystem::path model_dir, int opset, std::string cut_at,
+           std::vector<UnsupportedNode>* unsupported = nullptr);
 
   int opset() const { return opset_; }
   const std::string& where() const { return where_; }
@@ -125,6 +126,14 @@ class Importer {
   bool all_known(const std::string& r) const;
   static Tensor sym_to_tensor(const SymVec& s);
   void topological_order();
+  void import_node(const onnx::NodeProto& node);
+  // Lenient import (ImportOptions::unsupported): shapes from ONNX shape inference, and a node
+  // that cannot be mapped recorded with placeholders for its outputs.
+  void infer_onnx_shapes();
+  void record_unsupported(const onnx::NodeProto& node, std::string reason);
+  std::vector<UnsupportedNode>* unsupported_ = nullptr;
+  std::map<std::string, ValueInfo> onnx_shapes_;
+  std::map<std::string, std::string> unmapped_;  // an output without a placeholder -> its node
 
   std::string cut_at_;
   std::string cut_output_;

@@ -17,6 +17,7 @@
 #include "graph/builder.hpp"
 #include "graph/models.hpp"
 #include "graph/passes.hpp"
+#include "graph/summary.hpp"
 #include "importers/onnx_export.hpp"
 #include "importers/onnx_import.hpp"
 #include "importers/tensor_io.hpp"
@@ -343,6 +344,54 @@ TEST(OnnxImport, MatMulAddBecomesDenseWithBias) {
   const Tensor y =
       run(with_batch(g, 1), "reference", Tensor::from<float>({1, 3}, std::vector<float>{1, 1, 1}));
   EXPECT_EQ(y.to_doubles(), (std::vector<double>{9.5, 11.5}));
+}
+
+// A file with an op onnxforge cannot map: `summary` still prints the table, the node in its
+// place with the reason, and the nodes after it mapped on a placeholder of its inferred shape; a
+// cut before it imports without it.
+Model with_unsupported_op() {
+  Model m(13);
+  m.input("x", {-1, 4}).output("y", {-1, 4});
+  m.floats("b", {4}, {1, 2, 3, 4});
+  m.node("Relu", {"x"}, {"r"}, "first_relu");
+  m.node("Erf", {"r"}, {"e"}, "the_erf");
+  m.node("Add", {"e", "b"}, {"a"}, "after_add");
+  m.node("Relu", {"a"}, {"y"}, "last_relu");
+  return m;
+}
+
+TEST(OnnxImport, UnsupportedNodesAreMarkedInTheSummary) {
+  const Model m = with_unsupported_op();
+  EXPECT_THAT([&] { import_onnx_bytes(m.bytes()); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr(
+                  "node 'the_erf' (Erf, opset 13): op 'Erf' is not supported at opset 13")));
+  std::vector<UnsupportedNode> unsupported;
+  ImportOptions options;
+  options.unsupported = &unsupported;
+  const Graph g = import_onnx_bytes(m.bytes(), "", options);
+  ASSERT_EQ(unsupported.size(), 1u);
+  EXPECT_EQ(unsupported[0].name, "the_erf");
+  EXPECT_EQ(unsupported[0].reason, "op 'Erf' is not supported at opset 13");
+  EXPECT_EQ(unsupported[0].position, 1u);
+  EXPECT_EQ(g.nodes.size(), 3u);  // first_relu, after_add, last_relu
+  const std::string table = summary(g, unsupported);
+  const auto erf = table.find("the_erf");
+  ASSERT_NE(erf, std::string::npos) << table;
+  EXPECT_LT(table.find("first_relu"), erf) << table;
+  EXPECT_GT(table.find("after_add"), erf) << table;
+  EXPECT_NE(table.find("Erf    [N,4]               0  not supported: op 'Erf' is not supported "
+                       "at opset 13"),
+            std::string::npos)
+      << table;
+  EXPECT_NE(table.find("1 node is not supported"), std::string::npos) << table;
+  EXPECT_EQ(table.find("e           Input"), std::string::npos) << table;  // no placeholder row
+
+  // Cut before it: the ops after the cut are never read.
+  ImportOptions cut;
+  cut.cut_at = "first_relu";
+  const Graph head = import_onnx_bytes(m.bytes(), "", cut);
+  EXPECT_EQ(head.nodes.size(), 1u);
+  EXPECT_EQ(head.outputs, std::vector<std::string>{"r"});
 }
 
 TEST(OnnxImport, LegacySoftmaxFlattensTrailingAxes) {
