@@ -2,6 +2,8 @@
 // anything trains (a wrong file, cut node or input size fails in seconds, not after the CNNs).
 #pragma once
 
+#include <string>
+
 #include "graph/graph.hpp"
 #include "trainers/config.hpp"
 
@@ -12,6 +14,11 @@ namespace onnxforge::cli {
 // the nodes after the cut are never imported, so their ops need no support), an NHWC input read
 // only through a Transpose made NCHW, given the config's input size and frozen
 // (train::prepare_backbone).
-Graph load_backbone(const train::TrainConfig& config);
+// data.preprocess "auto" becomes the backbone's own (its "onnxforge.preprocess" metadata, which
+// onnxforge's exports write); a backbone without it is refused, asking for one.
+Graph load_backbone(train::TrainConfig& config);
+
+// What --preprocess auto means for a model: its metadata's, else unit ([0, 1] RGB).
+std::string preprocessing_of(const Graph& model, const std::string& requested);
 
 }  // namespace onnxforge::cli

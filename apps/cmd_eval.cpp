@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "apps/backbone.hpp"
 #include "apps/command.hpp"
 #include "backends/backend.hpp"
 #include "core/error.hpp"
@@ -25,7 +26,7 @@ struct ScoreArgs {
   std::string label_map;
   std::string out;
   std::string backend = "onednn";
-  std::string preprocess = "unit";
+  std::string preprocess = "auto";
   std::string positive;  // empty: label 1
   double threshold = 0.5;
   int batch = 32;
@@ -58,7 +59,7 @@ std::vector<double> score_images(const ScoreArgs& args, const Graph& model,
   data::BatchOptions options;
   options.batch_size = args.batch;
   options.mode = data::Mode::evaluate;
-  options.preprocess = data::Preprocess::named(args.preprocess);
+  options.preprocess = data::Preprocess::parse(preprocessing_of(model, args.preprocess));
   data::BatchStream stream(images, options);
   stream.start_epoch(0);
   Tensor tensor(DType::f32, graph.value(input).shape);
@@ -88,7 +89,8 @@ data::LoadOptions load_options(const Graph& model) {
 void add_common(CLI::App& sub, ScoreArgs& args) {
   sub.add_option("model", args.model, "the model (.onnx, e.g. RUN/model.onnx)")->required();
   sub.add_option("--preprocess", args.preprocess,
-                 "unit ([0,1] RGB), imagenet or caffe: as the model was trained")
+                 "auto (the model's own, from its metadata; else unit), unit ([0,1] RGB), "
+                 "imagenet, caffe, tf or explicit 'order=rgb scale=1/255 mean=M,M,M std=S,S,S'")
       ->capture_default_str();
   sub.add_option("--threshold", args.threshold, "a score >= threshold predicts the positive class")
       ->capture_default_str();

@@ -83,9 +83,10 @@ const train::TrainData& data_for(const train::TrainConfig& config) {
   return *loaded;
 }
 
-void export_model(const Graph& model, const fs::path& path) {
+void export_model(const Graph& model, const train::TrainConfig& config, const fs::path& path) {
   Graph clean = model;
   clean.name = path.parent_path().filename().string();
+  train::record_preprocessing(clean, config);
   export_onnx(clean, path.string());
 }
 
@@ -168,7 +169,7 @@ void run_all(const RunArgs& args) {
     Graph trained = train::build_configured_model(*cnn);
     const auto result = train::train_model(*cnn, trained, cnn_data, options);
     train::store_parameters(trained, *result.program);
-    export_model(trained, options.run_dir / "model.onnx");
+    export_model(trained, *cnn, options.run_dir / "model.onnx");
     runs.push_back(options.run_dir);
   }
 
@@ -176,6 +177,8 @@ void run_all(const RunArgs& args) {
   const auto& data = data_for(config);
   std::string backbone_note;
   if (!backbone) {
+    // The synthetic backbone is trained on [0, 1] RGB pixels (older cached ones lack metadata).
+    if (config.data.preprocess == "auto") config.data.preprocess = "unit";
     const fs::path backbone_path = root / "backbone" / "vgg16-w0.25-orientation.onnx";
     if (fs::exists(backbone_path)) {
       say("[4/5] Reusing the synthetic pretrained backbone " + backbone_path.string());
@@ -187,7 +190,7 @@ void run_all(const RunArgs& args) {
       fs::remove_all(pretrain.run_dir);
       const Graph trained = gender::pretrain_orientation_backbone(config, data, 0.25, 1, pretrain);
       fs::create_directories(backbone_path.parent_path());
-      export_model(trained, backbone_path.string());
+      export_model(trained, config, backbone_path.string());
       say("      exported to " + backbone_path.string());
     }
     backbone_note =
@@ -208,7 +211,7 @@ void run_all(const RunArgs& args) {
   auto transfer = train::train_transfer(config, *backbone, data, options);
   eval::write_file_atomic(options.run_dir / "summary.txt",
                           backbone_note + "\n\n" + summary(transfer.model));
-  export_model(transfer.model, options.run_dir / "model.onnx");
+  export_model(transfer.model, config, options.run_dir / "model.onnx");
   // The run report already drawn by the loop is redrawn with the backbone note in its summary.
   eval::write_report(std::vector<eval::RunRecord>{eval::load_run(options.run_dir)},
                      options.run_dir);
@@ -246,7 +249,9 @@ const Registration registration{
                      "VGG16 as an .onnx file (default: pretrain a small one on synthetic data)");
       sub.add_option(
           "--backbone-preprocess", args->backbone_preprocess,
-          "preprocessing of --backbone: imagenet (model zoo, torchvision) or caffe (Keras)");
+          "preprocessing of --backbone (default: its metadata's): unit, imagenet (model zoo, "
+          "torchvision), caffe (Keras VGG16/ResNet50), tf (Keras MobileNetV2) or explicit "
+          "'order=rgb scale=1/255 mean=M,M,M std=S,S,S'");
       sub.add_option(
           "--cut-at", args->cut_at,
           "where the backbone is cut: a node or layer name (block5_pool, features.30) or "

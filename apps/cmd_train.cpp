@@ -95,6 +95,7 @@ void run_train(const TrainArgs& args) {
     trained = train::train_transfer(config, *backbone, data, options).model;
   }
   if (!root) return;
+  train::record_preprocessing(trained, config);
   // The trained model (the best epoch's weights when early stopping restored them) as ONNX.
   export_onnx(trained, (run_dir / "model.onnx").string());
   std::printf("Model: %s\nRun folder: %s\n", (run_dir / "model.onnx").string().c_str(),

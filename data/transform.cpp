@@ -33,11 +33,102 @@ Preprocess Preprocess::caffe() {
   return p;
 }
 
+Preprocess Preprocess::tf() {
+  Preprocess p;
+  p.scale = 2.0 / 255.0;
+  p.mean = {1.0, 1.0, 1.0};
+  return p;
+}
+
 Preprocess Preprocess::named(const std::string& name) {
   if (name == "unit") return unit();
   if (name == "imagenet") return imagenet();
   if (name == "caffe") return caffe();
-  throw Error(fmt::format("unknown preprocessing '{}' (expected unit, imagenet or caffe)", name));
+  if (name == "tf") return tf();
+  throw Error(
+      fmt::format("unknown preprocessing '{}' (expected unit, imagenet, caffe, tf, or explicit "
+                  "'order=rgb|bgr scale=S mean=M,M,M std=S,S,S')",
+                  name));
+}
+
+namespace {
+
+double number_in(const std::string& text, const std::string& part) {
+  std::size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(part, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  // A fraction such as 1/255 is read as one.
+  if (used > 0 && used < part.size() && part[used] == '/') {
+    const double denominator = number_in(text, part.substr(used + 1));
+    if (denominator == 0) throw Error(fmt::format("preprocessing '{}': division by 0", text));
+    return value / denominator;
+  }
+  if (used == 0 || used != part.size() || !std::isfinite(value)) {
+    throw Error(fmt::format("preprocessing '{}': '{}' is not a number", text, part));
+  }
+  return value;
+}
+
+std::array<double, 3> triple_in(const std::string& text, const std::string& key,
+                                const std::string& value) {
+  std::array<double, 3> out{};
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < 3; ++i) {
+    const auto comma = value.find(',', start);
+    if ((i < 2) != (comma != std::string::npos)) {
+      throw Error(fmt::format("preprocessing '{}': {} needs 3 comma-separated values", text, key));
+    }
+    out[i] = number_in(text, value.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+Preprocess Preprocess::parse(const std::string& text) {
+  if (text.find('=') == std::string::npos) return named(text);
+  Preprocess p;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    auto end = text.find(' ', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string part = text.substr(start, end - start);
+    start = end + 1;
+    if (part.empty()) continue;
+    const auto eq = part.find('=');
+    const std::string key = part.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : part.substr(eq + 1);
+    if (key == "order" && (value == "rgb" || value == "bgr")) {
+      p.order = value == "rgb" ? ChannelOrder::rgb : ChannelOrder::bgr;
+    } else if (key == "scale") {
+      p.scale = number_in(text, value);
+    } else if (key == "mean") {
+      p.mean = triple_in(text, key, value);
+    } else if (key == "std") {
+      p.std = triple_in(text, key, value);
+      for (double d : p.std) {
+        if (d <= 0) throw Error(fmt::format("preprocessing '{}': std must be positive", text));
+      }
+    } else {
+      throw Error(
+          fmt::format("preprocessing '{}': cannot read '{}' (expected order=rgb|bgr, scale=S, "
+                      "mean=M,M,M, std=S,S,S)",
+                      text, part));
+    }
+  }
+  return p;
+}
+
+std::string Preprocess::describe() const {
+  return fmt::format(
+      "order={} scale={:.17g} mean={:.17g},{:.17g},{:.17g} std={:.17g},{:.17g},{:.17g}",
+      order == ChannelOrder::rgb ? "rgb" : "bgr", scale, mean[0], mean[1], mean[2], std[0], std[1],
+      std[2]);
 }
 
 bool Augment::geometric() const {

@@ -25,8 +25,18 @@ struct Preprocess {
   static Preprocess imagenet();
   // Caffe style (Keras VGG16 preprocess_input): BGR, 0..255, minus the ImageNet BGR mean.
   static Preprocess caffe();
-  // "unit", "imagenet" or "caffe"; throws Error otherwise.
+  // [-1, 1], RGB (Keras MobileNetV2/ResNetV2 "tf" preprocess_input).
+  static Preprocess tf();
+  // "unit", "imagenet", "caffe" or "tf"; throws Error otherwise.
   static Preprocess named(const std::string& name);
+  // A name, or the explicit form describe() writes: "order=rgb scale=0.00392157 mean=0,0,0
+  // std=1,1,1" (keys in any order, each optional: absent ones keep unit()'s). Throws Error
+  // naming the part it cannot read.
+  static Preprocess parse(const std::string& text);
+  // The explicit form, which parse() reads back exactly (17 significant digits); what exported
+  // models carry in their metadata ("onnxforge.preprocess").
+  std::string describe() const;
+  bool operator==(const Preprocess&) const = default;
 };
 
 // Random augmentation, each with its range; all zero means none. Applied per sample with a seed

@@ -62,6 +62,11 @@ class Graph {
   std::vector<Initializer> initializers;
   std::vector<Node> nodes;  // kept in topological order by validate()
 
+  // Key-value notes carried through import and export (ONNX metadata_props), such as
+  // "onnxforge.preprocess": the input preprocessing the model was trained with
+  // (data::Preprocess::describe()).
+  std::map<std::string, std::string> metadata;
+
   // Shapes and dtypes of every value, filled by infer_shapes().
   std::map<std::string, ValueInfo> values;
 

@@ -98,6 +98,12 @@ class Exporter {
     auto* opset = model.add_opset_import();
     opset->set_domain("");
     opset->set_version(opset_);
+    for (const auto& [key, value] : graph_.metadata) {
+      if (key == "onnxforge.frozen") continue;
+      auto* meta = model.add_metadata_props();
+      meta->set_key(key);
+      meta->set_value(value);
+    }
     if (!frozen.empty()) {
       auto* meta = model.add_metadata_props();
       meta->set_key("onnxforge.frozen");

@@ -9,7 +9,8 @@
 //   Pad pads/value      -> Pad(X, pads initializer, value initializer)
 //   loss nodes          -> dropped (with the inputs only they read), unless keep_losses is set,
 //                          which fails since ONNX has no such ops
-// Frozen floating initializers are listed in metadata "onnxforge.frozen" (comma separated).
+// Frozen floating initializers are listed in metadata "onnxforge.frozen" (comma separated); the
+// graph's own metadata (Graph::metadata: "onnxforge.preprocess", ...) is written as it is.
 #pragma once
 
 #include <string>

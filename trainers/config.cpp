@@ -13,6 +13,7 @@
 
 #include "core/error.hpp"
 #include "core/files.hpp"
+#include "data/transform.hpp"
 
 namespace onnxforge::train {
 
@@ -259,9 +260,17 @@ TrainConfig parse_config(const std::string& text, const std::string& where,
     check(monitors.count(*m) != 0, where,
           "monitors must be val_loss, val_accuracy, val_auc, loss or accuracy, got '" + *m + "'");
   }
-  const std::set<std::string> preprocess{"unit", "imagenet", "caffe"};
-  check(preprocess.count(c.data.preprocess) != 0, where,
-        "'data.preprocess' must be unit, imagenet or caffe, got '" + c.data.preprocess + "'");
+  if (c.data.preprocess == "auto") {
+    check(!c.transfer.backbone.empty() || !c.transfer.cut_at.empty(), where,
+          "'data.preprocess' = \"auto\" takes the backbone's own (its metadata): it needs "
+          "'transfer.backbone'");
+  } else {
+    try {
+      data::Preprocess::parse(c.data.preprocess);
+    } catch (const Error& e) {
+      check(false, where, std::string("'data.preprocess': ") + e.what());
+    }
+  }
   const std::set<std::string> activations{"relu", "tanh", "sigmoid", "leaky_relu"};
   check(activations.count(c.transfer.head_activation) != 0, where,
         "'transfer.head_activation' must be relu, tanh, sigmoid or leaky_relu, got '" +

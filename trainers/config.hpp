@@ -25,8 +25,10 @@ struct DataConfig {
   std::string test;                  // optional: evaluated once at the end
   std::string label_map;             // "man=Male,woman=Female": folder -> class, any split
   std::vector<std::string> classes;  // label order; empty: sorted class names (Female=0, Male=1)
-  std::string preprocess = "unit";   // unit | imagenet | caffe
-  int loader_threads = 1;            // background batch preparation
+  // unit | imagenet | caffe | tf | explicit "order=rgb scale=1/255 mean=0,0,0 std=1,1,1"
+  // (data::Preprocess::parse) | auto: the backbone's own, from its metadata (transfer only).
+  std::string preprocess = "unit";
+  int loader_threads = 1;  // background batch preparation
 };
 
 struct TrainLoopConfig {

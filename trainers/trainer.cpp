@@ -149,10 +149,15 @@ data::BatchOptions batch_options(const TrainConfig& config, data::Mode mode) {
   options.mode = mode;
   options.drop_last = true;  // training: the Program has a fixed batch; the order changes
   options.seed = config.train.seed;
-  options.preprocess = data::Preprocess::named(config.data.preprocess);
+  options.preprocess = data::Preprocess::parse(config.data.preprocess);
   options.threads = config.data.loader_threads;
   if (mode == data::Mode::train) options.augment = config.augment;
   return options;
+}
+
+void record_preprocessing(Graph& model, const TrainConfig& config) {
+  model.metadata["onnxforge.preprocess"] =
+      data::Preprocess::parse(config.data.preprocess).describe();
 }
 
 std::unique_ptr<BatchSource> images_in_order(const TrainConfig& config,

@@ -56,6 +56,10 @@ TrainingGraph make_training_graph(const Graph& model, int batch,
 // dropped) or evaluation mode (in order), for images and cached features alike.
 data::BatchOptions batch_options(const TrainConfig& config, data::Mode mode);
 
+// Writes the preprocessing `config` trains with into `model`'s metadata ("onnxforge.preprocess",
+// data::Preprocess::describe()), so that the exported model.onnx says how to feed it.
+void record_preprocessing(Graph& model, const TrainConfig& config);
+
 // The batches of each split: train (shuffled, maybe augmented), val and test (in order).
 struct TrainSources {
   std::unique_ptr<BatchSource> train, val, test;  // test may be null

@@ -386,6 +386,7 @@ Graph Importer::run(const std::map<std::string, Shape>& input_shapes,
 
   std::set<std::string> frozen;
   for (const auto& p : model_.metadata_props()) {
+    if (p.key() != "onnxforge.frozen") graph_.metadata[p.key()] = p.value();
     if (p.key() == "onnxforge.frozen") {
       std::stringstream text(p.value());
       std::string name;

@@ -50,7 +50,8 @@ fi
 # Pre-flight: a wrong cut node or backbone file fails before anything trains, naming the
 # closest nodes.
 preflight() {
-  if "$onnxforge" run --data-root data --configs "$configs" --out out2 "$@" > pre.log 2>&1; then
+  if "$onnxforge" run --data-root data --configs "${pre_configs:-$configs}" --out out2 "$@" \
+    > pre.log 2>&1; then
     fail "run $* succeeded"
   fi
   ! grep -q "\[2/5\]" pre.log || fail "run $* trained before failing: $(cat pre.log)"
@@ -58,6 +59,13 @@ preflight() {
 preflight --backbone out/transfer/model.onnx --cut-at block5_pol
 grep -q "no node named 'block5_pol'; did you mean .*block5_pool" pre.log ||
   fail "no 'did you mean': $(cat pre.log)"
+"$onnxforge" convert vgg16 bare.onnx > /dev/null
+# The shipped transfer config: preprocess "auto", cut at last-pool.
+pre_configs="$(dirname "$configs")/../../configs" preflight --backbone bare.onnx
+grep -q "bare.onnx: the file does not say how its input is preprocessed" pre.log ||
+  fail "a backbone without preprocessing was not refused: $(cat pre.log)"
+grep -q "onnxforge.preprocess" <(strings out/baseline/model.onnx) ||
+  fail "model.onnx does not record its preprocessing"
 preflight --backbone missing.onnx
 grep -q "missing.onnx" pre.log || fail "missing backbone not named: $(cat pre.log)"
 echo "run_end_to_end: 1 passed, 0 failed"

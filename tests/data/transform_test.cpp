@@ -36,6 +36,40 @@ std::vector<float> run(const std::vector<std::uint8_t>& img, const Preprocess& p
   return out;
 }
 
+TEST(Preprocess, NamedAndExplicitFormsParseAndRoundTrip) {
+  for (const auto& p :
+       {Preprocess::unit(), Preprocess::imagenet(), Preprocess::caffe(), Preprocess::tf()}) {
+    EXPECT_EQ(Preprocess::parse(p.describe()), p) << p.describe();
+  }
+  EXPECT_EQ(Preprocess::parse("caffe"), Preprocess::caffe());
+  const auto tf = Preprocess::parse("scale=2/255 mean=1,1,1");
+  EXPECT_EQ(tf, Preprocess::tf());
+  const auto custom = Preprocess::parse("order=bgr std=2,4,8");
+  EXPECT_EQ(custom.order, ChannelOrder::bgr);
+  EXPECT_EQ(custom.scale, 1.0 / 255.0);
+  EXPECT_EQ(custom.std, (std::array<double, 3>{2, 4, 8}));
+  // The tf form maps 0 and 255 to -1 and 1.
+  EXPECT_EQ(0 * tf.scale - tf.mean[0], -1.0);
+  EXPECT_DOUBLE_EQ(255 * tf.scale - tf.mean[0], 1.0);
+}
+
+TEST(Preprocess, BadFormsNameThePart) {
+  auto message = [](const std::string& text) {
+    try {
+      Preprocess::parse(text);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message("pixels").find("unknown preprocessing 'pixels'"), std::string::npos);
+  EXPECT_NE(message("mean=1,2").find("mean needs 3 comma-separated values"), std::string::npos);
+  EXPECT_NE(message("scale=abc").find("'abc' is not a number"), std::string::npos);
+  EXPECT_NE(message("std=1,0,1").find("std must be positive"), std::string::npos);
+  EXPECT_NE(message("order=xyz").find("cannot read 'order=xyz'"), std::string::npos);
+  EXPECT_NE(message("scale=1/0").find("division by 0"), std::string::npos);
+}
+
 TEST(Preprocess, UnitScaleIsExact) {
   const auto img = ramp();
   const auto out = run(img, Preprocess::unit());
@@ -68,7 +102,7 @@ TEST(Preprocess, CaffeIsBgrMinusMeanWithoutScaling) {
     EXPECT_EQ(out[H * W + p], static_cast<float>(img[3 * p + 1] - 116.779));  // G
     EXPECT_EQ(out[2 * H * W + p], static_cast<float>(img[3 * p] - 123.68));   // R
   }
-  EXPECT_THROW(Preprocess::named("tf"), onnxforge::Error);
+  EXPECT_THROW(Preprocess::named("torch"), onnxforge::Error);
   EXPECT_EQ(Preprocess::named("caffe").order, ChannelOrder::bgr);
 }
 

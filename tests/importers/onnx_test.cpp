@@ -230,6 +230,14 @@ TEST(OnnxRoundTrip, FrozenFlagsBatchNormAndExtraOpsSurvive) {
   expect_round_trip(g);
 }
 
+TEST(OnnxRoundTrip, MetadataSurvives) {
+  Graph g = build_model("baseline");
+  g.metadata["onnxforge.preprocess"] = "order=bgr scale=1 mean=1,2,3 std=1,1,1";
+  g.metadata["author"] = "test";
+  const Graph back = import_onnx_bytes(export_onnx_bytes(g));
+  EXPECT_EQ(back.metadata, g.metadata);
+}
+
 TEST(OnnxRoundTrip, LossNodesAreDroppedOnExport) {
   Builder b("with_loss");
   auto x = b.input("x", {kDynamic, 4});
