@@ -11,6 +11,7 @@
          `vgg16/block5_pool/MaxPool`.
 
 Usage: /usr/bin/python3 make_vgg16_fixtures.py OUT_DIR [--width W] [--seed S] [--forms zoo,keras]
+       [--size 224] [--classes 1000]
 Writes OUT_DIR/vgg16_zoo.onnx and OUT_DIR/vgg16_keras.onnx. --width scales every channel and
 unit count (a width-reduced variant for quick numeric checks); 1.0 is the real 138,357,544
 parameter network. Needs Debian's python3-onnx (and numpy).
@@ -38,7 +39,7 @@ def tensor(rng, name, shape, fan_in):
     return numpy_helper.from_array(values, name)
 
 
-def zoo(width, rng):
+def zoo(width, rng, size=224, classes=1000):
     nodes, inits = [], []
     x = "data"
     channels = 3
@@ -63,8 +64,8 @@ def zoo(width, rng):
         x = p
     nodes.append(helper.make_node("Flatten", [x], ["flatten_60"], name="flatten_60", axis=1))
     x = "flatten_60"
-    features = channels * 7 * 7
-    units = [scaled(4096, width), scaled(4096, width), 1000]
+    features = channels * (size // 32) ** 2
+    units = [scaled(4096, width), scaled(4096, width), classes]
     for i, u in enumerate(units):
         w, b = f"vgg0_dense{i}_weight", f"vgg0_dense{i}_bias"
         inits.append(tensor(rng, w, (u, features), features))
@@ -80,17 +81,17 @@ def zoo(width, rng):
             nodes.append(helper.make_node("Dropout", [r], [d], name=d, ratio=0.5))
             x = d
     # IR version 3, as in the zoo file: every initializer is also listed as a graph input.
-    inputs = [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 224, 224])]
+    inputs = [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, size, size])]
     inputs += [helper.make_tensor_value_info(t.name, TensorProto.FLOAT, list(t.dims)) for t in inits]
     graph = helper.make_graph(nodes, "vgg16", inputs,
-                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, 1000])], inits)
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, classes])], inits)
     model = helper.make_model(graph, producer_name="fixture (vgg16-7 layout)",
                               opset_imports=[helper.make_opsetid("", 7)])
     model.ir_version = 3
     return model
 
 
-def keras(width, rng):
+def keras(width, rng, size=224, classes=1000):
     nodes, inits = [], []
     nodes.append(helper.make_node("Transpose", ["input_1"], ["input_1_nchw"],
                                   name="Transpose__6", perm=[0, 3, 1, 2]))
@@ -134,9 +135,9 @@ def keras(width, rng):
                          name="vgg16/flatten/Reshape"),
     ]
     x = "vgg16/flatten/Reshape:0"
-    features = channels * 7 * 7
+    features = channels * (size // 32) ** 2
     layers = [("fc1", scaled(4096, width), "Relu"), ("fc2", scaled(4096, width), "Relu"),
-              ("predictions", 1000, "Softmax")]
+              ("predictions", classes, "Softmax")]
     for name, units, activation in layers:
         w = f"vgg16/{name}/MatMul/ReadVariableOp:0"
         b = f"vgg16/{name}/BiasAdd/ReadVariableOp:0"
@@ -152,8 +153,8 @@ def keras(width, rng):
         x, features = out, units
     graph = helper.make_graph(
         nodes, "tf2onnx",
-        [helper.make_tensor_value_info("input_1", TensorProto.FLOAT, ["unk__0", 224, 224, 3])],
-        [helper.make_tensor_value_info("predictions", TensorProto.FLOAT, ["unk__0", 1000])], inits)
+        [helper.make_tensor_value_info("input_1", TensorProto.FLOAT, ["unk__0", size, size, 3])],
+        [helper.make_tensor_value_info("predictions", TensorProto.FLOAT, ["unk__0", classes])], inits)
     model = helper.make_model(graph, producer_name="tf2onnx", producer_version="1.9.3",
                               opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 7
@@ -166,11 +167,13 @@ def main():
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--forms", default="zoo,keras")
+    parser.add_argument("--size", type=int, default=224, help="input height and width (>= 32)")
+    parser.add_argument("--classes", type=int, default=1000)
     args = parser.parse_args()
     os.makedirs(args.out_dir, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     for form in args.forms.split(","):
-        model = {"zoo": zoo, "keras": keras}[form](args.width, rng)
+        model = {"zoo": zoo, "keras": keras}[form](args.width, rng, args.size, args.classes)
         if args.width < 1.0:
             onnx.checker.check_model(model)  # the full model is checked by the importer
         path = os.path.join(args.out_dir, f"vgg16_{form}.onnx")
