@@ -47,6 +47,12 @@ std::vector<std::int64_t> Node::get_ints(const std::string& attribute,
   return v ? *v : fallback;
 }
 
+std::vector<double> Node::get_floats(const std::string& attribute,
+                                     std::vector<double> fallback) const {
+  const auto* v = attribute_as<std::vector<double>>(*this, attribute, "a list of numbers");
+  return v ? *v : fallback;
+}
+
 const std::string& Node::input(std::size_t index) const {
   static const std::string none;
   return index < inputs.size() ? inputs[index] : none;

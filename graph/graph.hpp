@@ -41,6 +41,7 @@ struct Node {
   std::string get_string(const std::string& attribute, const std::string& fallback) const;
   std::vector<std::int64_t> get_ints(const std::string& attribute,
                                      std::vector<std::int64_t> fallback) const;
+  std::vector<double> get_floats(const std::string& attribute, std::vector<double> fallback) const;
   bool is(OpId id) const { return op == op_name(id); }
   // The input at `index`, or "" when it is absent.
   const std::string& input(std::size_t index) const;

@@ -17,13 +17,15 @@
 namespace onnxforge {
 
 // X(op) for every op, grouped by family as graph/ops/ is.
-#define ONNXFORGE_OPS(X)                                                                           \
-  /* elementwise */ X(Relu) X(LeakyRelu) X(Sigmoid) X(Tanh) X(Identity) X(Clip)                    \
-      X(Dropout) /* binary */ X(Add) X(Sub) X(Mul) X(Div) /* pooling */ X(MaxPool) X(AveragePool)  \
-          X(GlobalAveragePool) /* normalization */ X(BatchNormalization) X(Softmax)                \
-              X(LogSoftmax) /* linear algebra */ X(Conv) X(Dense) X(MatMul) /* shape */ X(Flatten) \
-                  X(Reshape) X(Transpose) X(Concat)                                                \
-                      X(Pad) /* losses */ X(BinaryCrossEntropyWithLogits) X(SoftmaxCrossEntropy)
+#define ONNXFORGE_OPS(X)                                                                          \
+  /* elementwise */ X(Relu) X(LeakyRelu) X(Sigmoid) X(Tanh) X(Identity) X(Clip)                   \
+      X(Dropout) /* binary */ X(Add) X(Sub) X(Mul) X(Div) /* pooling */ X(MaxPool) X(AveragePool) \
+          X(GlobalAveragePool) /* normalization */ X(BatchNormalization) X(Softmax)               \
+              X(LogSoftmax) /* linear algebra */ X(Conv) X(Dense)                                 \
+                  X(MatMul) /* reduction */ X(ReduceMean) X(ReduceSum) /* shape */ X(Flatten)     \
+                      X(Reshape) X(Transpose) X(Concat) X(Pad) X(Slice) X(Expand)                 \
+                          X(Resize) /* losses */ X(BinaryCrossEntropyWithLogits)                  \
+                              X(SoftmaxCrossEntropy)
 
 enum class OpId : std::uint8_t {
 #define ONNXFORGE_OP_ENUM(op) op,

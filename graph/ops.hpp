@@ -24,7 +24,16 @@ using InferFn = std::vector<OutputInfo> (*)(const Node&, const std::vector<const
                                             const Graph&);
 
 // The families graph/ops/ and every backend's lowering files are split by.
-enum class OpFamily { elementwise, binary, pooling, normalization, linear_algebra, shape, loss };
+enum class OpFamily {
+  elementwise,
+  binary,
+  pooling,
+  normalization,
+  linear_algebra,
+  reduction,
+  shape,
+  loss
+};
 std::string_view family_name(OpFamily family);
 
 // An attribute an op reads, with the value a node without it gets.
@@ -71,6 +80,7 @@ std::int64_t attr_int(const Node& node, std::string_view attribute);
 double attr_float(const Node& node, std::string_view attribute);
 std::string attr_string(const Node& node, std::string_view attribute);
 std::vector<std::int64_t> attr_ints(const Node& node, std::string_view attribute);
+std::vector<double> attr_floats(const Node& node, std::string_view attribute);
 
 // Shapes and dtypes of a node's outputs; throws Error naming the node and the shapes involved.
 // `inputs[i]` is null for an omitted optional input.
@@ -99,5 +109,33 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const Node& node);
 
 // Reshape target with 0 (copy) and -1 (infer) resolved; throws naming the node.
 Shape reshape_target(const Node& node, const Shape& input);
+
+// A Slice node resolved against its input's shape, per input axis: the first element taken, the
+// step and how many are taken (an axis the node does not slice: 0, 1, its size). ONNX rules:
+// negative starts and ends count from the end of the axis, then both are clamped to it (to
+// [0, size] for positive steps, [0, size - 1] and [-1, size - 1] for negative ones), so an end of
+// INT64_MAX (or INT64_MIN with a negative step) runs to the end. Throws naming the node.
+struct SliceAxis {
+  std::int64_t start = 0, step = 1, count = 0;
+};
+std::vector<SliceAxis> slice_axes(const Node& node, const Shape& input);
+
+// The axes a ReduceMean / ReduceSum node reduces for an input of `rank`, ascending: `axes` (empty:
+// all of them, or none with noop_with_empty_axes). Throws naming the node.
+std::vector<std::size_t> reduced_axes(const Node& node, std::size_t rank);
+// The input's shape with the reduced axes set to 1 (the output's elements in the output's order,
+// whatever keepdims).
+Shape reduce_kept_shape(const Node& node, const Shape& input);
+
+// Resize of a 4-D NCHW tensor along H and W: output coordinate o of an axis reads input
+// coordinates i0 and i1 of that axis as (1 - w) * x[i0] + w * x[i1] (nearest: i0 == i1, w = 0).
+struct ResizeTap {
+  std::int64_t i0 = 0, i1 = 0;
+  double w = 0;
+};
+// The taps of every output coordinate along `axis` (2 or 3) of a Resize node, by its mode,
+// coordinate_transformation_mode and nearest_mode, from the input to the output shape.
+std::vector<ResizeTap> resize_taps(const Node& node, const Shape& input, const Shape& output,
+                                   std::size_t axis);
 
 }  // namespace onnxforge

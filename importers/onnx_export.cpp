@@ -121,6 +121,10 @@ class Exporter {
     return name;
   }
 
+  static Tensor ints(const std::vector<std::int64_t>& values) {
+    return Tensor::from<std::int64_t>({static_cast<std::int64_t>(values.size())}, values);
+  }
+
   Tensor scalar(double v, DType dtype) {
     return Tensor::from<double>({}, std::vector<double>{v}).to(dtype);
   }
@@ -196,6 +200,65 @@ class Exporter {
           n.add_input(constant(node.name + "/value", scalar(node.get_float("value", 0.0), dtype)));
         }
         set_attribute(n, "mode", mode);
+        return;
+      }
+      case OpId::Slice: {
+        // Opset 10 on: starts, ends, axes, steps are inputs.
+        auto starts = attr_ints(node, "starts");
+        auto axes = attr_ints(node, "axes");
+        const auto steps = attr_ints(node, "steps");
+        n.add_input(constant(node.name + "/starts", ints(starts)));
+        n.add_input(constant(node.name + "/ends", ints(attr_ints(node, "ends"))));
+        if (!axes.empty() || !steps.empty()) {
+          if (axes.empty()) {
+            for (std::size_t i = 0; i < starts.size(); ++i)
+              axes.push_back(static_cast<std::int64_t>(i));
+          }
+          n.add_input(constant(node.name + "/axes", ints(axes)));
+        }
+        if (!steps.empty()) n.add_input(constant(node.name + "/steps", ints(steps)));
+        return;
+      }
+      case OpId::Expand:
+        n.add_input(constant(node.name + "/shape", ints(attr_ints(node, "shape"))));
+        return;
+      case OpId::ReduceMean:
+      case OpId::ReduceSum: {
+        const auto axes = attr_ints(node, "axes");
+        const bool noop = attr_int(node, "noop_with_empty_axes") != 0;
+        if (axes.empty() && noop) {  // reduces nothing
+          n.set_op_type("Identity");
+          return;
+        }
+        // ReduceSum takes its axes as an input from opset 13, ReduceMean from opset 18 (the
+        // exporter writes opsets 13 to 17).
+        if (!axes.empty()) {
+          if (node.is(OpId::ReduceSum)) {
+            n.add_input(constant(node.name + "/axes", ints(axes)));
+          } else {
+            set_attribute(n, "axes", axes);
+          }
+        }
+        set_attribute(n, "keepdims", attr_int(node, "keepdims"));
+        return;
+      }
+      case OpId::Resize: {
+        // Opset 13: X, roi (omitted), scales or sizes.
+        const auto scales = attr_floats(node, "scales");
+        const auto sizes = attr_ints(node, "sizes");
+        n.add_input("");
+        if (!scales.empty()) {
+          const std::vector<float> values(scales.begin(), scales.end());
+          n.add_input(
+              constant(node.name + "/scales",
+                       Tensor::from<float>({static_cast<std::int64_t>(values.size())}, values)));
+        } else {
+          n.add_input("");
+          n.add_input(constant(node.name + "/sizes", ints(sizes)));
+        }
+        for (const char* name : {"mode", "coordinate_transformation_mode", "nearest_mode"}) {
+          set_attribute(n, name, attr_string(node, name));
+        }
         return;
       }
       default:

@@ -52,6 +52,26 @@ ONNXFORGE_HD std::int64_t permuted_offset(const Permutation& plan, std::int64_t 
   return offset;
 }
 
+// A strided view: element `flat` of a row-major tensor of `dims` sits at offset
+// base + sum of index[d] * strides[d] of another buffer. Slice: the input's strides times the
+// steps (negative for negative steps), base at the starts; Expand and the reductions: broadcast
+// strides (0 along a broadcast axis).
+struct StridedView {
+  int rank = 0;
+  std::int64_t dims[kMaxRank] = {};
+  std::int64_t strides[kMaxRank] = {};
+  std::int64_t base = 0;
+};
+
+ONNXFORGE_HD std::int64_t strided_offset(const StridedView& view, std::int64_t flat) {
+  std::int64_t offset = view.base;
+  for (int d = view.rank - 1; d >= 0; --d) {
+    offset += (flat % view.dims[d]) * view.strides[d];
+    flat /= view.dims[d];
+  }
+  return offset;
+}
+
 // Pad (ONNX modes): the input offset of an output element, or -1 where it holds the constant.
 struct Padding {
   enum Mode : int { constant = 0, reflect = 1, edge = 2 };

@@ -156,6 +156,46 @@ __global__ void pad_backward_kernel(Padding plan, const float* dy, float* dx, in
   }
 }
 
+__global__ void strided_gather_kernel(StridedView view, const float* x, float* y, float scale,
+                                      bool accumulate, int64_t n) {
+  GRID_LOOP(i, n) {
+    const float v = scale * x[strided_offset(view, i)];
+    y[i] = accumulate ? y[i] + v : v;
+  }
+}
+
+__global__ void strided_scatter_kernel(StridedView view, const float* x, float* y, float scale,
+                                       int64_t n) {
+  GRID_LOOP(i, n) atomicAdd(y + strided_offset(view, i), scale * x[i]);
+}
+
+__global__ void resize_forward_kernel(ResizeGeometry g, const float* x, float* y) {
+  GRID_LOOP(i, g.planes * g.out_h * g.out_w) {
+    const int64_t w = i % g.out_w;
+    const int64_t h = (i / g.out_w) % g.out_h;
+    const float* plane = x + (i / (g.out_w * g.out_h)) * g.in_h * g.in_w;
+    const float* r0 = plane + g.h0[h] * g.in_w;
+    const float* r1 = plane + g.h1[h] * g.in_w;
+    const float a = g.hw[h], b = g.ww[w];
+    const float top = (1 - b) * r0[g.w0[w]] + b * r0[g.w1[w]];
+    const float bottom = (1 - b) * r1[g.w0[w]] + b * r1[g.w1[w]];
+    y[i] = (1 - a) * top + a * bottom;
+  }
+}
+
+__global__ void resize_backward_kernel(ResizeGeometry g, const float* dy, float* dx) {
+  GRID_LOOP(i, g.planes * g.out_h * g.out_w) {
+    const int64_t w = i % g.out_w;
+    const int64_t h = (i / g.out_w) % g.out_h;
+    float* plane = dx + (i / (g.out_w * g.out_h)) * g.in_h * g.in_w;
+    const float a = g.hw[h], b = g.ww[w], v = dy[i];
+    atomicAdd(plane + g.h0[h] * g.in_w + g.w0[w], (1 - a) * (1 - b) * v);
+    atomicAdd(plane + g.h0[h] * g.in_w + g.w1[w], (1 - a) * b * v);
+    atomicAdd(plane + g.h1[h] * g.in_w + g.w0[w], a * (1 - b) * v);
+    atomicAdd(plane + g.h1[h] * g.in_w + g.w1[w], a * b * v);
+  }
+}
+
 __global__ void concat_forward_kernel(const float* x, float* y, int64_t outer, int64_t slab,
                                       int64_t row, int64_t offset) {
   GRID_LOOP(i, outer * slab) y[(i / slab) * row + offset + i % slab] = x[i];
@@ -487,6 +527,22 @@ void dropout_forward(const float* x, float* y, float* mask, int64_t n, std::uint
 }
 void add_bias_rows(float* y, const float* bias, int64_t rows, int64_t cols, cudaStream_t s) {
   LAUNCH(add_bias_rows_kernel, rows * cols, s, y, bias, rows, cols);
+}
+void strided_gather(const StridedView& view, const float* x, float* y, float scale, bool accumulate,
+                    int64_t n, cudaStream_t s) {
+  LAUNCH(strided_gather_kernel, n, s, view, x, y, scale, accumulate, n);
+}
+void strided_scatter(const StridedView& view, const float* x, float* y, float scale, int64_t n,
+                     cudaStream_t s) {
+  LAUNCH(strided_scatter_kernel, n, s, view, x, y, scale, n);
+}
+void resize_forward(const ResizeGeometry& g, const float* x, float* y, cudaStream_t s) {
+  const int64_t n = g.planes * g.out_h * g.out_w;
+  LAUNCH(resize_forward_kernel, n, s, g, x, y);
+}
+void resize_backward(const ResizeGeometry& g, const float* dy, float* dx, cudaStream_t s) {
+  const int64_t n = g.planes * g.out_h * g.out_w;
+  LAUNCH(resize_backward_kernel, n, s, g, dy, dx);
 }
 void transpose_forward(const Permutation& plan, const float* x, float* y, int64_t n,
                        cudaStream_t s) {

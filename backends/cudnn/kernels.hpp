@@ -57,6 +57,24 @@ void transpose_backward(const Permutation& plan, const float* dy, float* dx, int
 void pad_forward(const Padding& plan, const float* x, float* y, int64_t n, cudaStream_t stream);
 void pad_backward(const Padding& plan, const float* dy, float* dx, int64_t n,
                   cudaStream_t stream);  // atomic dx[src(i)] += dy[i]
+// y[i] (+)= scale * x[strided_offset(view, i)] for the n elements of view.dims (Slice, Expand,
+// the reductions' backward); atomic y[strided_offset(view, i)] += scale * x[i] (their backward,
+// the reductions' forward into zeros).
+void strided_gather(const StridedView& view, const float* x, float* y, float scale, bool accumulate,
+                    int64_t n, cudaStream_t stream);
+void strided_scatter(const StridedView& view, const float* x, float* y, float scale, int64_t n,
+                     cudaStream_t stream);
+// Resize of planes (n, c) along H and W: output row h reads input rows h0[h] and h1[h] with
+// weights 1 - hw[h] and hw[h], columns likewise (device arrays, lower/shape.cpp).
+struct ResizeGeometry {
+  int64_t planes = 0, in_h = 0, in_w = 0, out_h = 0, out_w = 0;
+  const int64_t *h0 = nullptr, *h1 = nullptr, *w0 = nullptr, *w1 = nullptr;
+  const float *hw = nullptr, *ww = nullptr;
+};
+void resize_forward(const ResizeGeometry& g, const float* x, float* y, cudaStream_t stream);
+void resize_backward(const ResizeGeometry& g, const float* dy, float* dx,
+                     cudaStream_t stream);  // atomic dx += taps of dy
+
 // Concat: one input's slab of `slab` elements per outer index, at `offset` inside the output's
 // row of `row` elements.
 void concat_forward(const float* x, float* y, int64_t outer, int64_t slab, int64_t row,

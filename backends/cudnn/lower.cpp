@@ -40,6 +40,7 @@ const CudnnOpTable& op_table() {
     add_pooling_ops(t);
     add_normalization_ops(t);
     add_linear_algebra_ops(t);
+    add_reduction_ops(t);
     add_shape_ops(t);
     add_loss_ops(t);
     t.complete();

@@ -163,6 +163,36 @@ Permutation make_permutation(const Shape& in, const std::vector<std::int64_t>& p
   return plan;
 }
 
+StridedView make_slice_view(const Node& node, const Shape& in, const Shape& out) {
+  if (in.size() > static_cast<std::size_t>(kMaxRank)) {
+    fail("cudnn backend: rank {} is above the supported {}", in.size(), kMaxRank);
+  }
+  const auto axes = slice_axes(node, in);
+  const auto strides = row_major_strides(in);
+  StridedView view;
+  view.rank = static_cast<int>(in.size());
+  for (std::size_t d = 0; d < in.size(); ++d) {
+    view.dims[d] = out[d];
+    view.strides[d] = axes[d].step * strides[d];
+    view.base += axes[d].start * strides[d];
+  }
+  return view;
+}
+
+StridedView make_broadcast_view(const Shape& small, const Shape& big) {
+  if (big.size() > static_cast<std::size_t>(kMaxRank)) {
+    fail("cudnn backend: rank {} is above the supported {}", big.size(), kMaxRank);
+  }
+  const auto strides = broadcast_strides(small, big);
+  StridedView view;
+  view.rank = static_cast<int>(big.size());
+  for (std::size_t d = 0; d < big.size(); ++d) {
+    view.dims[d] = big[d];
+    view.strides[d] = strides[d];
+  }
+  return view;
+}
+
 Padding make_padding(const Node& node, const Shape& in, const Shape& out) {
   Padding plan;
   plan.rank = static_cast<int>(in.size());

@@ -52,6 +52,10 @@ Gemm matmul_backward_b(std::int64_t m, std::int64_t k, std::int64_t n);
 Broadcast make_broadcast(const Shape& out, const Shape& a, const Shape& b);
 Permutation make_permutation(const Shape& in, const std::vector<std::int64_t>& perm);
 Padding make_padding(const Node& node, const Shape& in, const Shape& out);
+// Slice: the input offset of every output element (dims: the output's).
+StridedView make_slice_view(const Node& node, const Shape& in, const Shape& out);
+// `small` broadcast to `big` (numpy rules): the offset in `small` of every element of `big`.
+StridedView make_broadcast_view(const Shape& small, const Shape& big);
 // A constant zero padding of an NCHW tensor (convolutions with asymmetric pads).
 Padding make_zero_padding_2d(const Shape& in, std::int64_t top, std::int64_t left,
                              std::int64_t bottom, std::int64_t right);

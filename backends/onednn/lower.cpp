@@ -39,6 +39,7 @@ const LoweringTable& lowerings() {
     add_pooling_lowerings(t);
     add_normalization_lowerings(t);
     add_linear_algebra_lowerings(t);
+    add_reduction_lowerings(t);
     add_shape_lowerings(t);
     add_loss_lowerings(t);
     t.complete();

@@ -66,6 +66,7 @@ void add_binary_kernels(KernelTable& table);
 void add_pooling_kernels(KernelTable& table);
 void add_normalization_kernels(KernelTable& table);
 void add_linear_algebra_kernels(KernelTable& table);
+void add_reduction_kernels(KernelTable& table);
 void add_shape_kernels(KernelTable& table);
 void add_loss_kernels(KernelTable& table);
 

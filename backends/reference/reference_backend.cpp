@@ -25,6 +25,7 @@ const KernelTable& kernels() {
     reference::add_pooling_kernels(t);
     reference::add_normalization_kernels(t);
     reference::add_linear_algebra_kernels(t);
+    reference::add_reduction_kernels(t);
     reference::add_shape_kernels(t);
     reference::add_loss_kernels(t);
     t.complete();

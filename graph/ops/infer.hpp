@@ -63,6 +63,7 @@ std::vector<OpDef> binary_ops();
 std::vector<OpDef> pooling_ops();
 std::vector<OpDef> normalization_ops();
 std::vector<OpDef> linear_algebra_ops();
+std::vector<OpDef> reduction_ops();
 std::vector<OpDef> shape_ops();
 std::vector<OpDef> loss_ops();
 

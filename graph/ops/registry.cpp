@@ -23,6 +23,7 @@ constexpr Family kFamilies[] = {
     {OpFamily::pooling, "pooling", ops::pooling_ops},
     {OpFamily::normalization, "normalization", ops::normalization_ops},
     {OpFamily::linear_algebra, "linear algebra", ops::linear_algebra_ops},
+    {OpFamily::reduction, "reduction", ops::reduction_ops},
     {OpFamily::shape, "shape", ops::shape_ops},
     {OpFamily::loss, "loss", ops::loss_ops},
 };
@@ -112,6 +113,12 @@ std::vector<std::int64_t> attr_ints(const Node& node, std::string_view attribute
   const std::string name(attribute);
   if (node.has(name)) return node.get_ints(name, {});
   return fallback_of<std::vector<std::int64_t>>(node, attribute);
+}
+
+std::vector<double> attr_floats(const Node& node, std::string_view attribute) {
+  const std::string name(attribute);
+  if (node.has(name)) return node.get_floats(name, {});
+  return fallback_of<std::vector<double>>(node, attribute);
 }
 
 std::vector<OutputInfo> infer_node(const Node& node, const std::vector<const ValueInfo*>& inputs,

@@ -1,4 +1,7 @@
 // Shape ops: data moves or is regrouped, not computed.
+#include <algorithm>
+#include <cmath>
+
 #include "graph/ops/infer.hpp"
 
 namespace onnxforge {
@@ -64,6 +67,125 @@ Shape reshape_target(const Node& node, const Shape& input) {
          total, to_string(target));
   }
   return target;
+}
+
+std::vector<SliceAxis> slice_axes(const Node& node, const Shape& input) {
+  const auto starts = attr_ints(node, "starts");
+  const auto ends = attr_ints(node, "ends");
+  auto axes = attr_ints(node, "axes");
+  auto steps = attr_ints(node, "steps");
+  const std::size_t rank = input.size();
+  if (starts.size() != ends.size()) {
+    fail("node '{}' (Slice): starts has {} entries, ends {}", node.name, starts.size(),
+         ends.size());
+  }
+  if (axes.empty()) {
+    for (std::size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<std::int64_t>(i));
+  }
+  if (steps.empty()) steps.assign(starts.size(), 1);
+  if (axes.size() != starts.size() || steps.size() != starts.size()) {
+    fail(
+        "node '{}' (Slice): starts, ends, axes and steps must have as many entries ({}, {}, {}, "
+        "{})",
+        node.name, starts.size(), ends.size(), axes.size(), steps.size());
+  }
+  std::vector<SliceAxis> out(rank);
+  for (std::size_t d = 0; d < rank; ++d) out[d] = {0, 1, input[d]};
+  std::vector<bool> seen(rank, false);
+  for (std::size_t i = 0; i < starts.size(); ++i) {
+    const auto d = static_cast<std::size_t>(ops::normalize_axis(node, axes[i], rank));
+    if (seen[d]) fail("node '{}' (Slice): axis {} is sliced twice", node.name, d);
+    seen[d] = true;
+    const std::int64_t step = steps[i];
+    if (step == 0) fail("node '{}' (Slice): steps must not be 0 (axis {})", node.name, d);
+    const std::int64_t size = input[d];
+    std::int64_t start = starts[i];
+    std::int64_t end = ends[i];
+    if (size == kDynamic) {
+      // The dynamic batch: only the whole axis (start 0, step 1, an end past any size).
+      if (start != 0 || step != 1 || end < (std::int64_t{1} << 30)) {
+        fail("node '{}' (Slice): cannot slice the dynamic axis {} (only all of it)", node.name, d);
+      }
+      out[d] = {0, 1, kDynamic};
+      continue;
+    }
+    if (start < 0) start += size;
+    if (end < 0) end += size;
+    std::int64_t count = 0;
+    if (step > 0) {
+      start = std::clamp<std::int64_t>(start, 0, size);
+      end = std::clamp<std::int64_t>(end, 0, size);
+      count = end > start ? (end - start + step - 1) / step : 0;
+    } else {
+      start = std::clamp<std::int64_t>(start, 0, size - 1);
+      end = std::clamp<std::int64_t>(end, -1, size - 1);
+      count = start > end ? (start - end - step - 1) / -step : 0;
+    }
+    if (count <= 0) {
+      fail(
+          "node '{}' (Slice): axis {} of size {} sliced from {} to {} by {} is empty (the IR has "
+          "no empty tensors)",
+          node.name, d, size, starts[i], ends[i], step);
+    }
+    out[d] = {start, step, count};
+  }
+  return out;
+}
+
+namespace {
+
+// The coordinate of output element `o` in the input along one axis (ONNX Resize).
+double resize_coordinate(const std::string& mode, double o, double scale, std::int64_t in,
+                         double length_resized) {
+  if (mode == "half_pixel") return (o + 0.5) / scale - 0.5;
+  if (mode == "pytorch_half_pixel") return length_resized > 1 ? (o + 0.5) / scale - 0.5 : 0.0;
+  if (mode == "align_corners") {
+    return length_resized == 1 ? 0.0 : o * static_cast<double>(in - 1) / (length_resized - 1);
+  }
+  if (mode == "tf_half_pixel_for_nn") return (o + 0.5) / scale;
+  return o / scale;  // asymmetric
+}
+
+std::int64_t nearest_of(const std::string& mode, double x) {
+  if (mode == "floor") return static_cast<std::int64_t>(std::floor(x));
+  if (mode == "ceil") return static_cast<std::int64_t>(std::ceil(x));
+  const double fl = std::floor(x);
+  if (x - fl == 0.5) return static_cast<std::int64_t>(mode == "round_prefer_ceil" ? fl + 1 : fl);
+  return static_cast<std::int64_t>(std::round(x));
+}
+
+}  // namespace
+
+std::vector<ResizeTap> resize_taps(const Node& node, const Shape& input, const Shape& output,
+                                   std::size_t axis) {
+  const std::int64_t in = input[axis];
+  const std::int64_t out = output[axis];
+  const auto scales = attr_floats(node, "scales");
+  // With scales, ONNX's coordinates use the scale itself and the unrounded resized length.
+  const double scale =
+      scales.empty() ? static_cast<double>(out) / static_cast<double>(in) : scales[axis];
+  const double length_resized =
+      scales.empty() ? static_cast<double>(out) : static_cast<double>(in) * scale;
+  const std::string transform = attr_string(node, "coordinate_transformation_mode");
+  const bool nearest = attr_string(node, "mode") == "nearest";
+  const std::string nearest_mode = attr_string(node, "nearest_mode");
+  std::vector<ResizeTap> taps(static_cast<std::size_t>(out));
+  for (std::int64_t o = 0; o < out; ++o) {
+    const double x =
+        resize_coordinate(transform, static_cast<double>(o), scale, in, length_resized);
+    ResizeTap& t = taps[static_cast<std::size_t>(o)];
+    if (nearest) {
+      t.i0 = t.i1 = std::clamp<std::int64_t>(nearest_of(nearest_mode, x), 0, in - 1);
+      t.w = 0;
+      continue;
+    }
+    const double fl = std::floor(x);
+    const auto base = static_cast<std::int64_t>(fl);
+    t.i0 = std::clamp<std::int64_t>(base, 0, in - 1);
+    t.i1 = std::clamp<std::int64_t>(base + 1, 0, in - 1);
+    t.w = t.i0 == t.i1 ? 0.0 : x - fl;
+  }
+  return taps;
 }
 
 namespace ops {
@@ -177,6 +299,97 @@ std::vector<OutputInfo> infer_pad(const Node& node, const Inputs& in, const Grap
   return {{x.dtype, out}};
 }
 
+std::vector<OutputInfo> infer_slice(const Node& node, const Inputs& in, const Graph&) {
+  const auto& x = need(node, in, 0);
+  need_floating(node, x);
+  Shape out;
+  for (const auto& a : slice_axes(node, x.shape)) out.push_back(a.count);
+  return {{x.dtype, out}};
+}
+
+std::vector<OutputInfo> infer_expand(const Node& node, const Inputs& in, const Graph&) {
+  const auto& x = need(node, in, 0);
+  need_floating(node, x);
+  const Shape shape = attr_ints(node, "shape");
+  for (const auto d : shape) {
+    if (d < 1 && d != kDynamic) {
+      fail("node '{}' (Expand): shape [{}] has an entry below 1", node.name, fmt::join(shape, ","));
+    }
+  }
+  return {{x.dtype, broadcast_shapes(x.shape, shape, node)}};
+}
+
+std::vector<OutputInfo> infer_resize(const Node& node, const Inputs& in, const Graph&) {
+  const auto& x = need(node, in, 0);
+  need_floating(node, x);
+  need_rank(node, x, 4, "input");
+  const auto mode = attr_string(node, "mode");
+  if (mode != "nearest" && mode != "linear") {
+    fail("node '{}' (Resize): attribute 'mode' is '{}'; supported: nearest, linear", node.name,
+         mode);
+  }
+  const auto transform = attr_string(node, "coordinate_transformation_mode");
+  if (transform != "half_pixel" && transform != "pytorch_half_pixel" &&
+      transform != "align_corners" && transform != "asymmetric" &&
+      transform != "tf_half_pixel_for_nn") {
+    fail(
+        "node '{}' (Resize): attribute 'coordinate_transformation_mode' is '{}'; supported: "
+        "half_pixel, pytorch_half_pixel, align_corners, asymmetric, tf_half_pixel_for_nn",
+        node.name, transform);
+  }
+  const auto nearest_mode = attr_string(node, "nearest_mode");
+  if (nearest_mode != "round_prefer_floor" && nearest_mode != "round_prefer_ceil" &&
+      nearest_mode != "floor" && nearest_mode != "ceil") {
+    fail(
+        "node '{}' (Resize): attribute 'nearest_mode' is '{}'; supported: round_prefer_floor, "
+        "round_prefer_ceil, floor, ceil",
+        node.name, nearest_mode);
+  }
+  const auto scales = attr_floats(node, "scales");
+  const auto sizes = attr_ints(node, "sizes");
+  if (scales.empty() == sizes.empty()) {
+    fail("node '{}' (Resize): needs exactly one of the attributes 'scales' and 'sizes'", node.name);
+  }
+  if (!scales.empty() && scales.size() != 4) {
+    fail("node '{}' (Resize): attribute 'scales' has {} entries for a 4-D input", node.name,
+         scales.size());
+  }
+  if (!sizes.empty() && sizes.size() != 4) {
+    fail("node '{}' (Resize): attribute 'sizes' has {} entries for a 4-D input", node.name,
+         sizes.size());
+  }
+  Shape out = x.shape;
+  for (std::size_t d = 0; d < 4; ++d) {
+    if (d < 2) {
+      const bool same =
+          scales.empty() ? (sizes[d] == x.shape[d] || x.shape[d] == kDynamic) : scales[d] == 1.0;
+      if (!same) {
+        fail(
+            "node '{}' (Resize): attribute '{}' resizes axis {} (N or C); only H and W can be "
+            "resized",
+            node.name, scales.empty() ? "sizes" : "scales", d);
+      }
+      continue;
+    }
+    if (x.shape[d] == kDynamic) {
+      fail("node '{}' (Resize): cannot resize the dynamic axis {}", node.name, d);
+    }
+    if (!scales.empty() && !(scales[d] > 0)) {
+      fail("node '{}' (Resize): attribute 'scales' must be positive, got {} for axis {}", node.name,
+           scales[d], d);
+    }
+    out[d] =
+        scales.empty()
+            ? sizes[d]
+            : static_cast<std::int64_t>(std::floor(static_cast<double>(x.shape[d]) * scales[d]));
+    if (out[d] < 1) {
+      fail("node '{}' (Resize): axis {} of size {} resizes to {} (the IR has no empty tensors)",
+           node.name, d, x.shape[d], out[d]);
+    }
+  }
+  return {{x.dtype, out}};
+}
+
 }  // namespace
 
 std::vector<OpDef> shape_ops() {
@@ -212,6 +425,32 @@ std::vector<OpDef> shape_ops() {
                       {"mode", std::string("constant")},
                       {"value", 0.0, false}},
        .infer = infer_pad,
+       .export_rule = ExportRule::rewritten},
+      {.id = OpId::Slice,
+       .summary = "starts, ends, axes (default: 0..), steps (default: 1s; may be negative), ONNX "
+                  "clamping",
+       .onnx_since = 1,
+       .attributes = {{"starts", Ints{}, false},
+                      {"ends", Ints{}, false},
+                      {"axes", Ints{}, false},
+                      {"steps", Ints{}, false}},
+       .infer = infer_slice,
+       .export_rule = ExportRule::rewritten},
+      {.id = OpId::Expand,
+       .summary = "broadcast (numpy rules, both ways) with `shape`",
+       .onnx_since = 8,
+       .attributes = {{"shape", Ints{}, false}},
+       .infer = infer_expand,
+       .export_rule = ExportRule::rewritten},
+      {.id = OpId::Resize,
+       .summary = "4-D, H and W by `scales` (floats) or `sizes` (ints); mode nearest or linear",
+       .onnx_since = 11,
+       .attributes = {{"mode", std::string("nearest")},
+                      {"coordinate_transformation_mode", std::string("half_pixel")},
+                      {"nearest_mode", std::string("round_prefer_floor")},
+                      {"scales", std::vector<double>{}, false},
+                      {"sizes", Ints{}, false}},
+       .infer = infer_resize,
        .export_rule = ExportRule::rewritten},
   };
 }

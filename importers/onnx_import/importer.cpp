@@ -613,7 +613,7 @@ const std::vector<OpRule>& op_rules() {
   static const std::vector<OpRule> rules = [] {
     std::vector<OpRule> all;
     for (auto family : {elementwise_rules, binary_rules, pooling_rules, normalization_rules,
-                        linear_algebra_rules, shape_rules}) {
+                        linear_algebra_rules, shape_rules, new_op_rules}) {
       for (auto& r : family()) all.push_back(std::move(r));
     }
     for (const auto& a : all) {

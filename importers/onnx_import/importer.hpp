@@ -193,6 +193,8 @@ std::vector<OpRule> pooling_rules();
 std::vector<OpRule> normalization_rules();
 std::vector<OpRule> linear_algebra_rules();
 std::vector<OpRule> shape_rules();
+// Slice, Expand, ReduceMean, ReduceSum, Resize (new_ops.cpp).
+std::vector<OpRule> new_op_rules();
 
 // All rules; checked once: no IR op without a rule from its onnx_since, no overlapping opsets.
 const std::vector<OpRule>& op_rules();

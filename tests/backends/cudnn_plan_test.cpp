@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <set>
 
 #include "backends/backend.hpp"
@@ -200,6 +201,28 @@ TEST(CudnnPlan, PaddingModesMatchOnnx) {
   const std::vector<std::int64_t> grid = {-1, -1, -1, -1, 0, 1, -1, -1, 2, 3, -1, -1};
   for (std::int64_t i = 0; i < 12; ++i) {
     EXPECT_EQ(cudnn::padded_source(conv, i), grid[static_cast<std::size_t>(i)]) << i;
+  }
+}
+
+TEST(CudnnPlan, SliceAndReductionViewsMatchOnnx) {
+  // x: 2 x 6 x 5; axis 1 from its last element back by 2, axis 2 from 3 down to 1.
+  Node slice{"s", "Slice", {"x"}, {"y"}, {}};
+  slice.attributes["starts"] = std::vector<std::int64_t>{-1, 3};
+  slice.attributes["ends"] = std::vector<std::int64_t>{std::numeric_limits<std::int64_t>::min(), 0};
+  slice.attributes["axes"] = std::vector<std::int64_t>{1, 2};
+  slice.attributes["steps"] = std::vector<std::int64_t>{-2, -1};
+  const Shape in{2, 6, 5}, out{2, 3, 3};
+  const auto view = cudnn::make_slice_view(slice, in, out);
+  for (std::int64_t i = 0; i < element_count(out); ++i) {
+    const std::int64_t k = i % 3, j = (i / 3) % 3, n = i / 9;
+    const std::int64_t want = (n * 6 + (5 - 2 * j)) * 5 + (3 - k);
+    ASSERT_EQ(cudnn::strided_offset(view, i), want) << i;
+  }
+  // ReduceSum over axis 1 of 2 x 3 x 4: input element (a, b, c) adds into output (a, c).
+  const Shape x{2, 3, 4}, kept{2, 1, 4};
+  const auto reduce = cudnn::make_broadcast_view(kept, x);
+  for (std::int64_t i = 0; i < element_count(x); ++i) {
+    ASSERT_EQ(cudnn::strided_offset(reduce, i), (i / 12) * 4 + i % 4) << i;
   }
 }
 

@@ -21,6 +21,7 @@
 #include "importers/onnx_export.hpp"
 #include "importers/onnx_import.hpp"
 #include "importers/tensor_io.hpp"
+#include "tests/support/op_cases.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace onnxforge {
@@ -248,6 +249,38 @@ TEST(OnnxRoundTrip, LossNodesAreDroppedOnExport) {
   const Graph g = import_onnx_bytes(export_onnx_bytes(b.build()));
   EXPECT_EQ(g.outputs, std::vector<std::string>{"dense"});
   EXPECT_EQ(g.inputs.size(), 1u);
+}
+
+// Slice, Expand, ReduceMean, ReduceSum and Resize are exported with their attributes as the
+// inputs opset 13 wants (the ONNX checker accepts them) and import back to the same values.
+TEST(OnnxRoundTrip, AttributeInputOpsOfTheCatalogueComputeTheSame) {
+  int checked = 0;
+  for (const auto& c : testing::op_cases()) {
+    const std::string op = c.name.substr(0, c.name.find('/'));
+    if (op != "Slice" && op != "Expand" && op != "ReduceMean" && op != "ReduceSum" &&
+        op != "Resize") {
+      continue;
+    }
+    SCOPED_TRACE(c.name);
+    const Graph again = import_onnx_bytes(export_onnx_bytes(c.graph));
+    ASSERT_EQ(again.nodes.size(), c.graph.nodes.size());
+    Random rng(11);
+    const auto feeds = testing::random_feeds(c.graph, rng);
+    auto outputs_of = [&](const Graph& g) {
+      auto program = make_backend("reference")->compile(g, {});
+      for (const auto& [name, value] : feeds) program->set_input(name, value);
+      program->forward(Mode::inference);
+      std::vector<Tensor> out;
+      for (const auto& o : g.outputs) out.push_back(program->fetch(o));
+      return out;
+    };
+    const auto want = outputs_of(c.graph);
+    const auto got = outputs_of(again);
+    ASSERT_EQ(got.size(), want.size());
+    for (std::size_t i = 0; i < want.size(); ++i) EXPECT_TRUE(got[i] == want[i]) << i;
+    ++checked;
+  }
+  EXPECT_GE(checked, 20);
 }
 
 TEST(OnnxRoundTrip, ExternalDataIsWrittenAndRead) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 
 #include "core/error.hpp"
 
@@ -409,6 +410,119 @@ std::vector<OpCase> build_cases() {
   add("MatMul/on_conv_output", [](Builder& b) {
     b.output(
         b.node("MatMul", {conv(b, b.input("x", {2, 3, 9, 9}), 16, {}), b.input("w", {7, 5})}, {}));
+  });
+
+  // ---- Slice, Expand, reductions, Resize ----
+  using Ints = std::vector<std::int64_t>;
+  using Floats = std::vector<double>;
+  constexpr std::int64_t kEnd = std::numeric_limits<std::int64_t>::max();
+  constexpr std::int64_t kBegin = std::numeric_limits<std::int64_t>::min();
+  add("Slice/two_axes_negative_start_max_end", [](Builder& b) {
+    b.output(b.node("Slice", {b.input("x", {2, 5, 6, 7})},
+                    {{"starts", Ints{1, -5}}, {"ends", Ints{4, kEnd}}, {"axes", Ints{1, 3}}}));
+  });
+  add("Slice/steps_negative_indices_clamped", [](Builder& b) {
+    b.output(b.node("Slice", {b.input("x", {3, 8, 9})},
+                    {{"starts", Ints{-7, 1}},
+                     {"ends", Ints{-1, 100}},
+                     {"axes", Ints{-2, 2}},
+                     {"steps", Ints{2, 3}}}));
+  });
+  add("Slice/negative_steps", [](Builder& b) {
+    b.output(b.node("Slice", {b.input("x", {2, 6, 5})},
+                    {{"starts", Ints{-1, 3}},
+                     {"ends", Ints{kBegin, 0}},
+                     {"axes", Ints{1, 2}},
+                     {"steps", Ints{-2, -1}}}));
+  });
+  add("Slice/default_axes", [](Builder& b) {
+    b.output(
+        b.node("Slice", {b.input("x", {3, 4})}, {{"starts", Ints{0, 1}}, {"ends", Ints{2, 3}}}));
+  });
+  add("Slice/channels_after_blocked_conv", [](Builder& b) {
+    b.output(b.node("Slice", {conv(b, b.input("x", {2, 3, 6, 6}), 16, {})},
+                    {{"starts", Ints{2}}, {"ends", Ints{13}}, {"axes", Ints{1}}}));
+  });
+  add("Expand/channel_to_4d", [](Builder& b) {
+    b.output(b.node("Expand", {b.input("x", {3, 1, 1})}, {{"shape", Ints{2, 3, 4, 5}}}));
+  });
+  add("Expand/size1_dims_both_ways", [](Builder& b) {
+    // x's 4 stays where the shape says 1; its 1s broadcast to the shape's 3 and 5.
+    b.output(b.node("Expand", {b.input("x", {1, 4, 1})}, {{"shape", Ints{3, 1, 5}}}));
+  });
+  add("Expand/leading_ones_only", [](Builder& b) {
+    b.output(b.node("Expand", {b.input("x", {4, 5})}, {{"shape", Ints{1, 1, 5}}}));
+  });
+  add("Expand/after_conv", [](Builder& b) {
+    b.output(b.node("Expand", {conv(b, b.input("x", {2, 3, 3, 3}), 16, {})},
+                    {{"shape", Ints{2, 16, 4, 4}}}));
+  });
+  add("ReduceMean/hw_keepdims", [](Builder& b) {
+    b.output(b.node("ReduceMean", {b.input("x", {2, 3, 4, 5})}, {{"axes", Ints{2, 3}}}));
+  });
+  add("ReduceMean/negative_axis_no_keepdims", [](Builder& b) {
+    b.output(b.node("ReduceMean", {b.input("x", {3, 4, 5})},
+                    {{"axes", Ints{-2}}, {"keepdims", std::int64_t{0}}}));
+  });
+  add("ReduceMean/all_axes_to_scalar", [](Builder& b) {
+    b.output(b.node("ReduceMean", {b.input("x", {2, 3, 4})}, {{"keepdims", std::int64_t{0}}}));
+  });
+  add("ReduceMean/channels_after_blocked_conv", [](Builder& b) {
+    b.output(
+        b.node("ReduceMean", {conv(b, b.input("x", {2, 3, 6, 6}), 16, {})}, {{"axes", Ints{1}}}));
+  });
+  add("ReduceSum/axis0_keepdims", [](Builder& b) {
+    b.output(b.node("ReduceSum", {b.input("x", {4, 3, 5})}, {{"axes", Ints{0}}}));
+  });
+  add("ReduceSum/all_axes_keepdims", [](Builder& b) {
+    b.output(b.node("ReduceSum", {b.input("x", {2, 3, 4, 5})}, {}));
+  });
+  add("ReduceSum/middle_axes_no_keepdims", [](Builder& b) {
+    b.output(b.node("ReduceSum", {b.input("x", {2, 3, 4, 5})},
+                    {{"axes", Ints{1, 2}}, {"keepdims", std::int64_t{0}}}));
+  });
+  add("ReduceSum/noop_with_empty_axes", [](Builder& b) {
+    b.output(
+        b.node("ReduceSum", {b.input("x", {3, 4})}, {{"noop_with_empty_axes", std::int64_t{1}}}));
+  });
+  add("ReduceSum/hw_after_blocked_conv", [](Builder& b) {
+    b.output(b.node("ReduceSum", {conv(b, b.input("x", {2, 3, 6, 6}), 16, {})},
+                    {{"axes", Ints{2, 3}}, {"keepdims", std::int64_t{0}}}));
+  });
+  add("Resize/nearest_x2", [](Builder& b) {
+    b.output(b.node("Resize", {b.input("x", {2, 3, 4, 5})}, {{"scales", Floats{1, 1, 2, 2}}}));
+  });
+  add("Resize/linear_x2_half_pixel", [](Builder& b) {
+    b.output(b.node("Resize", {b.input("x", {2, 3, 4, 5})},
+                    {{"mode", std::string("linear")}, {"scales", Floats{1, 1, 2, 2}}}));
+  });
+  add("Resize/linear_non_integer_align_corners", [](Builder& b) {
+    b.output(b.node("Resize", {b.input("x", {1, 2, 4, 6})},
+                    {{"mode", std::string("linear")},
+                     {"coordinate_transformation_mode", std::string("align_corners")},
+                     {"scales", Floats{1, 1, 1.5, 1.7}}}));
+  });
+  add("Resize/linear_downsample_0.6", [](Builder& b) {
+    b.output(b.node("Resize", {b.input("x", {2, 2, 5, 8})},
+                    {{"mode", std::string("linear")}, {"scales", Floats{1, 1, 0.6, 0.6}}}));
+  });
+  add("Resize/nearest_non_integer_asymmetric_floor", [](Builder& b) {
+    b.output(b.node("Resize", {b.input("x", {2, 3, 4, 6})},
+                    {{"coordinate_transformation_mode", std::string("asymmetric")},
+                     {"nearest_mode", std::string("floor")},
+                     {"scales", Floats{1, 1, 2.5, 0.5}}}));
+  });
+  add("Resize/linear_sizes_pytorch_half_pixel", [](Builder& b) {
+    // An output width of 1 reads coordinate 0.
+    b.output(b.node("Resize", {b.input("x", {1, 2, 5, 4})},
+                    {{"mode", std::string("linear")},
+                     {"coordinate_transformation_mode", std::string("pytorch_half_pixel")},
+                     {"sizes", Ints{1, 2, 9, 1}}}));
+  });
+  add("Resize/nearest_ceil_after_blocked_conv", [](Builder& b) {
+    b.output(b.node(
+        "Resize", {conv(b, b.input("x", {2, 3, 5, 5}), 16, {})},
+        {{"nearest_mode", std::string("round_prefer_ceil")}, {"scales", Floats{1, 1, 2, 2}}}));
   });
 
   // ---- from the reference backend's finite-difference checks ----

@@ -48,6 +48,7 @@ void add_binary_ops(CudnnOpTable& t);
 void add_pooling_ops(CudnnOpTable& t);
 void add_normalization_ops(CudnnOpTable& t);
 void add_linear_algebra_ops(CudnnOpTable& t);
+void add_reduction_ops(CudnnOpTable& t);
 void add_shape_ops(CudnnOpTable& t);
 void add_loss_ops(CudnnOpTable& t);
 

@@ -122,10 +122,8 @@ bool lower_broadcast_binary(OnednnProgram& p, const Node& n, Plan plan) {
   return false;
 }
 
-// Adds dy summed over the dimensions along which `in` (shape `s`) was broadcast to the output `y`
-// into the gradient of `in`: oneDNN's reduction where it has a kernel for the case (in 2.6: the
-// reduced dimensions innermost, or all of them), the loop elsewhere (its reference reduction,
-// index arithmetic per element, would not beat it).
+}  // namespace
+
 void contribute_broadcast_sum(OnednnProgram& p, const Node& n, const std::string& in,
                               const Shape& s, const std::string& y, const Shape& ys) {
   const memory dy = p.gradient_in(y, plain_desc(ys));
@@ -163,6 +161,8 @@ void contribute_broadcast_sum(OnednnProgram& p, const Node& n, const std::string
         });
   p.contribute(in, reduced, n.name);
 }
+
+namespace {
 
 // The operands of a binary node, its output, their shapes and the op as '+', '-', '*' or '/'.
 struct Operands {

@@ -40,8 +40,16 @@ void add_binary_lowerings(LoweringTable& table);
 void add_pooling_lowerings(LoweringTable& table);
 void add_normalization_lowerings(LoweringTable& table);
 void add_linear_algebra_lowerings(LoweringTable& table);
+void add_reduction_lowerings(LoweringTable& table);
 void add_shape_lowerings(LoweringTable& table);
 void add_loss_lowerings(LoweringTable& table);
+
+// Adds dy summed over the dimensions along which `in` (shape `s`) was broadcast to the output `y`
+// into the gradient of `in` (Add's and Expand's backward, lower/binary.cpp): oneDNN's reduction
+// where it has a kernel for the case (in 2.6: the reduced dimensions innermost, or all of them),
+// the loop elsewhere (its reference reduction, index arithmetic per element, would not beat it).
+void contribute_broadcast_sum(OnednnProgram& p, const Node& n, const std::string& in,
+                              const Shape& s, const std::string& y, const Shape& ys);
 
 inline float* floats(const memory& mem) { return static_cast<float*>(mem.get_data_handle()); }
 inline std::size_t float_count(const memory& mem) {
