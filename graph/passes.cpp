@@ -464,4 +464,91 @@ Graph fuse_dense_bias(Graph graph) {
   return graph;
 }
 
+namespace {
+
+// The per-channel values of `c` for an input of shape `x` with channels on axis 1: [C] for
+// [N, C], [C, 1, ..., 1] or [1, C, 1, ..., 1] for [N, C, ...]. Nothing when `c` is anything else.
+std::optional<Tensor> per_channel(const Tensor& c, const Shape& x) {
+  if (x.size() < 2 || x[1] == kDynamic || !is_floating(c.dtype())) return std::nullopt;
+  const auto channels = x[1];
+  const Shape& cs = c.shape();
+  auto ones_from = [&](std::size_t first) {
+    return std::all_of(cs.begin() + static_cast<std::ptrdiff_t>(first), cs.end(),
+                       [](std::int64_t d) { return d == 1; });
+  };
+  const bool fits = (x.size() == 2 && cs == Shape{channels}) ||
+                    (cs.size() == x.size() - 1 && cs[0] == channels && ones_from(1)) ||
+                    (cs.size() == x.size() && cs[0] == 1 && cs[1] == channels && ones_from(2));
+  if (!fits) return std::nullopt;
+  return c.reshaped({channels});
+}
+
+}  // namespace
+
+Graph fuse_affine_batchnorm(Graph graph) {
+  graph.validate();
+  std::set<std::string> replaced;  // the Mul's and Add's constants
+  for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
+    const Node mul = graph.nodes[i];
+    if (!mul.is(OpId::Mul) || consumer_count(graph, mul.outputs[0]) != 1) continue;
+    const Node* add = nullptr;
+    for (const auto& n : graph.nodes) {
+      if (n.is(OpId::Add) && (n.inputs[0] == mul.outputs[0] || n.inputs[1] == mul.outputs[0]))
+        add = &n;
+    }
+    if (!add) continue;
+    for (int side = 0; side < 2; ++side) {
+      const std::string x = mul.inputs[static_cast<std::size_t>(side)];
+      const Initializer* s = graph.find_initializer(mul.inputs[static_cast<std::size_t>(1 - side)]);
+      const std::string& other = add->inputs[0] == mul.outputs[0] ? add->inputs[1] : add->inputs[0];
+      const Initializer* b = graph.find_initializer(other);
+      if (!s || !b || graph.find_initializer(x)) continue;
+      const Shape& xs = graph.value(x).shape;
+      const auto scale = per_channel(s->value, xs);
+      const auto bias = per_channel(b->value, xs);
+      if (!scale || !bias || scale->dtype() != DType::f32 || bias->dtype() != DType::f32 ||
+          graph.value(x).dtype != DType::f32 || graph.value(add->outputs[0]).shape != xs) {
+        continue;
+      }
+      // mean 0 and variance 0.75 with epsilon 0.25: (x - 0) / sqrt(1) exactly, then scale and B.
+      const auto channels = xs[1];
+      const std::string base = mul.name;
+      auto fresh = [&](const std::string& suffix) {
+        std::string name = base + suffix;
+        for (int k = 1; graph.values.count(name) || graph.find_initializer(name); ++k)
+          name = base + suffix + "_" + std::to_string(k);
+        return name;
+      };
+      Node bn;
+      bn.name = fresh("/batch_norm");
+      bn.op = std::string(op_name(OpId::BatchNormalization));
+      bn.inputs = {x, fresh("/scale"), fresh("/B"), fresh("/mean"), fresh("/var")};
+      bn.outputs = add->outputs;
+      bn.attributes = {{"epsilon", 0.25}};
+      const bool trainable = s->trainable && b->trainable;
+      replaced.insert({s->name, b->name});  // (before the pushes below move the initializers)
+      Tensor mean(scale->dtype(), {channels});
+      Tensor var = mean;
+      for (auto& v : var.data<float>()) v = 0.75f;
+      graph.initializers.push_back({bn.inputs[1], *scale, trainable});
+      graph.initializers.push_back({bn.inputs[2], *bias, trainable});
+      graph.initializers.push_back({bn.inputs[3], std::move(mean), false});
+      graph.initializers.push_back({bn.inputs[4], std::move(var), false});
+      const std::string add_name = add->name;
+      std::erase_if(graph.nodes,
+                    [&](const Node& n) { return n.name == add_name || n.name == mul.name; });
+      graph.nodes.insert(graph.nodes.begin() + static_cast<std::ptrdiff_t>(i), std::move(bn));
+      break;
+    }
+  }
+  if (replaced.empty()) return graph;
+  std::set<std::string> read(graph.outputs.begin(), graph.outputs.end());
+  for (const auto& n : graph.nodes) read.insert(n.inputs.begin(), n.inputs.end());
+  std::erase_if(graph.initializers, [&](const Initializer& init) {
+    return replaced.count(init.name) && !read.count(init.name);
+  });
+  graph.validate();
+  return graph;
+}
+
 }  // namespace onnxforge

@@ -45,6 +45,13 @@ Graph absorb_input_transpose(Graph graph);
 // Dense without bias followed by Add of a constant [M] (or [1,M]) becomes Dense with that bias.
 Graph fuse_dense_bias(Graph graph);
 
+// Mul by a per-channel constant followed by Add of one (how tf2onnx writes a Keras
+// BatchNormalization it could not fold into a Conv, e.g. after a Dense) becomes a
+// BatchNormalization with that scale and B (mean 0, variance 0.75, epsilon 0.25: the same values
+// exactly), so that it is frozen, fine-tuned and summarised like one. Channels on axis 1: [N, C]
+// with [C] constants, or [N, C, ...] with [C, 1, ...] / [1, C, 1, ...] ones.
+Graph fuse_affine_batchnorm(Graph graph);
+
 // The value of a node's first output from constant inputs, for the ops the folder knows
 // (Identity, Dropout, Reshape, Flatten, Transpose, Concat, Add, Sub, Mul, Div, Relu, Sigmoid,
 // Tanh, Clip); std::nullopt for any other op. Integer tensors use integer arithmetic.

@@ -492,8 +492,9 @@ Graph Importer::run(const std::map<std::string, Shape>& input_shapes,
     std::erase_if(graph_.inputs, [&](const ValueInfo& v) { return !read.count(v.name); });
   }
   graph_.validate();
-  // MatMul + Add exports (tf2onnx, Keras) become Dense layers with a bias.
-  return fuse_dense_bias(std::move(graph_));
+  // MatMul + Add exports (tf2onnx, Keras) become Dense layers with a bias, and Mul + Add by
+  // per-channel constants (a batch norm tf2onnx could not fold) a BatchNormalization.
+  return fuse_affine_batchnorm(fuse_dense_bias(std::move(graph_)));
 }
 
 void Importer::import_node(const onnx::NodeProto& node) {

@@ -78,6 +78,7 @@ void gemm(Importer& im, const onnx::NodeProto& n, Attrs& a) {
     }
     w = im.temp(im.resolve(n.input(1)) + (trans_b ? "/scaled" : "/transposed"));
     im.set_const(w, std::move(value));
+    im.inherit_trainable(w, n.input(1));
     w = im.use(w);
   } else if (trans_b) {
     w = im.use(n.input(1));
@@ -141,6 +142,7 @@ void matmul(Importer& im, const onnx::NodeProto& n, Attrs& a) {
       !im.is_const(n.input(0))) {
     const auto w = im.temp(im.resolve(n.input(1)) + "/transposed");
     im.set_const(w, transpose_tensor(im.constant(n.input(1)), {1, 0}));
+    im.inherit_trainable(w, n.input(1));
     im.emit(OpId::Dense, {im.use(n.input(0)), im.use(w)}, {}, out);
     return;
   }

@@ -1,4 +1,5 @@
-// Import rules of Slice, Expand, ReduceMean, ReduceSum and Resize: what ONNX passes as attributes
+// Import rules of Expand, ReduceMean, ReduceSum and Resize (Slice: shape.cpp, which also folds it
+// on shape vectors and constants): what ONNX passes as attributes
 // or as constant inputs becomes the IR op's attributes (graph/ops/shape.cpp, reduction.cpp).
 // Straightforward forms only: the inputs must be constants (initializers or computable at import
 // time).
@@ -22,29 +23,6 @@ Ints ints_of(Importer& im, const std::string& name, const Attrs& a, const char* 
   }
   const auto v = t.data<std::int64_t>();
   return {v.begin(), v.end()};
-}
-
-// Opset 1-9: starts, ends and axes are attributes.
-void slice_v1(Importer& im, const onnx::NodeProto& n, Attrs& a) {
-  a.allow({"starts", "ends", "axes"});
-  std::map<std::string, Attribute> attributes{{"starts", a.ints("starts", {})},
-                                              {"ends", a.ints("ends", {})}};
-  if (a.has("axes")) attributes["axes"] = a.ints("axes", {});
-  im.emit_or_fold(OpId::Slice, {n.input(0)}, std::move(attributes), n.output(0));
-}
-
-// Opset 10 on: starts, ends and the optional axes and steps are constant inputs.
-void slice_v10(Importer& im, const onnx::NodeProto& n, Attrs& a) {
-  a.allow({});
-  std::map<std::string, Attribute> attributes{{"starts", ints_of(im, n.input(1), a, "starts")},
-                                              {"ends", ints_of(im, n.input(2), a, "ends")}};
-  if (n.input_size() > 3 && !n.input(3).empty()) {
-    attributes["axes"] = ints_of(im, n.input(3), a, "axes");
-  }
-  if (n.input_size() > 4 && !n.input(4).empty()) {
-    attributes["steps"] = ints_of(im, n.input(4), a, "steps");
-  }
-  im.emit_or_fold(OpId::Slice, {n.input(0)}, std::move(attributes), n.output(0));
 }
 
 void expand(Importer& im, const onnx::NodeProto& n, Attrs& a) {
@@ -104,8 +82,6 @@ void resize(Importer& im, const onnx::NodeProto& n, Attrs& a) {
 
 std::vector<OpRule> new_op_rules() {
   return {
-      rule(OpId::Slice, slice_v1, 1, {.until = 9}),
-      rule(OpId::Slice, slice_v10, 3, {.since = 10}),
       rule(OpId::Expand, expand, 2),
       rule(OpId::ReduceMean, reduce_v1),
       rule(OpId::ReduceSum, reduce_v1, 1, {.until = 12}),

@@ -1,8 +1,11 @@
 // Shape ops and the constants and shape vectors folded at import: Flatten, Reshape, Transpose,
-// Concat and Pad (IR ops; their ONNX inputs become attributes), Squeeze and Unsqueeze (a Reshape,
-// or a fold), Shape, Gather, Cast and Constant (import time only: constants and symbolic shapes).
+// Concat, Pad and Slice (IR ops; their ONNX inputs become attributes; Slice also folds shape
+// vectors, tf2onnx's Flatten), Split (one Slice per output, or a fold), Squeeze and Unsqueeze (a
+// Reshape, or a fold), Shape, Gather, Cast, Constant and ConstantOfShape (import time only:
+// constants and symbolic shapes).
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "core/error.hpp"
 #include "importers/onnx_import/importer.hpp"
@@ -369,6 +372,219 @@ void cast(Importer& im, const onnx::NodeProto& n, Attrs& a) {
        to_string(im.info(n.input(0)).dtype), to_string(*to));
 }
 
+// One axis of a Slice as ONNX defines it: negative starts and ends count from the end, both are
+// clamped to the axis, a negative step walks backwards.
+struct AxisRange {
+  std::int64_t start = 0, step = 1, count = 0;
+};
+
+AxisRange axis_range(const Attrs& a, std::int64_t dim, std::int64_t start, std::int64_t end,
+                     std::int64_t step) {
+  if (step == 0) fail("{}: a step of 0", a.where());
+  if (start < 0) start += dim;
+  if (end < 0 && end > std::numeric_limits<std::int64_t>::min() + dim) end += dim;
+  if (step > 0) {
+    start = std::clamp<std::int64_t>(start, 0, dim);
+    end = std::clamp<std::int64_t>(end, 0, dim);
+    return {start, step, end > start ? (end - start + step - 1) / step : 0};
+  }
+  start = std::clamp<std::int64_t>(start, 0, dim - 1);
+  end = std::clamp<std::int64_t>(end, -1, dim - 1);
+  return {start, step, start > end ? (start - end - step - 1) / -step : 0};
+}
+
+// Per axis of `shape`: the range a Slice node keeps (axes it does not name keep everything).
+struct SliceSpec {
+  std::vector<std::int64_t> starts, ends, axes, steps;
+};
+
+SliceSpec slice_spec(Importer& im, const onnx::NodeProto& n, const Attrs& a) {
+  SliceSpec spec;
+  auto ints_of = [&](int index) -> std::vector<std::int64_t> {
+    const auto* t = im.optional_constant(n, index);
+    if (!t) return {};
+    if (t->dtype() != DType::i64 || t->shape().size() != 1)
+      fail("{}: input {} must be a 1-D integer tensor", a.where(), index);
+    const auto v = t->data<std::int64_t>();
+    return {v.begin(), v.end()};
+  };
+  if (im.opset() < 10) {
+    a.allow({"starts", "ends", "axes"});
+    spec.starts = a.ints("starts", {});
+    spec.ends = a.ints("ends", {});
+    spec.axes = a.ints("axes", {});
+  } else {
+    a.allow({});
+    if (n.input_size() < 3) fail("{}: needs the inputs data, starts and ends", a.where());
+    spec.starts = ints_of(1);
+    spec.ends = ints_of(2);
+    spec.axes = ints_of(3);
+    spec.steps = ints_of(4);
+  }
+  if (spec.starts.size() != spec.ends.size())
+    fail("{}: {} starts but {} ends", a.where(), spec.starts.size(), spec.ends.size());
+  if (spec.axes.empty()) {
+    for (std::size_t i = 0; i < spec.starts.size(); ++i)
+      spec.axes.push_back(static_cast<std::int64_t>(i));
+  }
+  if (spec.steps.empty()) spec.steps.assign(spec.starts.size(), 1);
+  if (spec.axes.size() != spec.starts.size() || spec.steps.size() != spec.starts.size())
+    fail("{}: starts, ends, axes and steps must have the same length", a.where());
+  return spec;
+}
+
+// The ranges of every axis of `shape` (static dims only where the slice touches them).
+std::vector<AxisRange> ranges_of(const Attrs& a, const SliceSpec& spec, const Shape& shape) {
+  std::vector<AxisRange> ranges;
+  for (const auto d : shape) ranges.push_back({0, 1, d});
+  std::vector<bool> seen(shape.size(), false);
+  for (std::size_t i = 0; i < spec.axes.size(); ++i) {
+    const auto axis = static_cast<std::size_t>(normalize_axis(a, spec.axes[i], shape.size()));
+    if (seen[axis]) fail("{}: axis {} appears twice", a.where(), spec.axes[i]);
+    seen[axis] = true;
+    if (shape[axis] == kDynamic)
+      fail("{}: slicing the dynamic batch axis; import with a fixed input shape", a.where());
+    ranges[axis] = axis_range(a, shape[axis], spec.starts[i], spec.ends[i], spec.steps[i]);
+  }
+  return ranges;
+}
+
+// A constant sliced at import (any dtype, byte by byte).
+Tensor slice_constant(const Tensor& x, const std::vector<AxisRange>& ranges) {
+  Shape out_shape;
+  for (const auto& r : ranges) out_shape.push_back(r.count);
+  Tensor out(x.dtype(), out_shape);
+  const auto element = size_of(x.dtype());
+  const auto rank = x.shape().size();
+  std::vector<std::int64_t> strides(rank, 1);
+  for (std::size_t d = rank; d-- > 1;) strides[d - 1] = strides[d] * x.shape()[d];
+  std::vector<std::int64_t> index(rank, 0);
+  const auto total = element_count(out_shape);
+  for (std::int64_t i = 0; i < total; ++i) {
+    std::int64_t source = 0;
+    for (std::size_t d = 0; d < rank; ++d)
+      source += (ranges[d].start + index[d] * ranges[d].step) * strides[d];
+    std::memcpy(out.raw() + static_cast<std::size_t>(i) * element,
+                x.raw() + static_cast<std::size_t>(source) * element, element);
+    for (std::size_t d = rank; d-- > 0;) {
+      if (++index[d] < ranges[d].count) break;
+      index[d] = 0;
+    }
+  }
+  return out;
+}
+
+// The IR's Slice of a run-time value (it applies ONNX's rules itself, the dynamic batch included).
+void emit_slice(Importer& im, const std::string& input, const SliceSpec& spec,
+                const std::string& output) {
+  im.emit(
+      OpId::Slice, {im.use(input)},
+      {{"starts", spec.starts}, {"ends", spec.ends}, {"axes", spec.axes}, {"steps", spec.steps}},
+      output);
+}
+
+// Slice: of a shape vector (tf2onnx's Flatten: Shape -> Slice -> Concat -> Reshape) and of
+// constants at import; of run-time values, the IR's Slice.
+void slice(Importer& im, const onnx::NodeProto& n, Attrs& a) {
+  const auto spec = slice_spec(im, n, a);
+  if (im.is_sym(n.input(0)) && !im.is_const(n.input(0))) {
+    const auto& s = im.sym(n.input(0));
+    const auto ranges = ranges_of(a, spec, {static_cast<std::int64_t>(s.dims.size())});
+    SymVec out;
+    for (std::int64_t i = 0; i < ranges[0].count; ++i)
+      out.dims.push_back(s.dims[static_cast<std::size_t>(ranges[0].start + i * ranges[0].step)]);
+    im.set_sym(n.output(0), out);
+    return;
+  }
+  if (im.is_const(n.input(0))) {
+    const auto ranges = ranges_of(a, spec, im.info(n.input(0)).shape);
+    im.set_const(n.output(0), slice_constant(im.constant(n.input(0)), ranges));
+    im.inherit_trainable(n.output(0), n.input(0));
+    return;
+  }
+  emit_slice(im, n.input(0), spec, n.output(0));
+}
+
+// Split into equal parts or the given sizes: shape vectors and constants at import, run-time
+// values as one Slice per output.
+void split(Importer& im, const onnx::NodeProto& n, Attrs& a) {
+  std::vector<std::int64_t> sizes;
+  if (im.opset() < 13) {
+    a.allow({"axis", "split"});
+    sizes = a.ints("split", {});
+  } else {
+    a.allow({"axis"});
+    if (const auto* t = im.optional_constant(n, 1)) {
+      const auto v = t->data<std::int64_t>();
+      sizes.assign(v.begin(), v.end());
+    }
+  }
+  const bool sym = im.is_sym(n.input(0)) && !im.is_const(n.input(0));
+  const Shape shape = sym ? Shape{static_cast<std::int64_t>(im.sym(n.input(0)).dims.size())}
+                          : im.info(n.input(0)).shape;
+  const auto axis = normalize_axis(a, a.i("axis", 0), shape.size());
+  const auto dim = shape[static_cast<std::size_t>(axis)];
+  if (dim == kDynamic) fail("{}: splitting the dynamic batch axis", a.where());
+  const auto parts = static_cast<std::int64_t>(n.output_size());
+  if (sizes.empty()) {
+    if (dim % parts != 0)
+      fail("{}: axis of size {} does not split into {} equal parts", a.where(), dim, parts);
+    sizes.assign(static_cast<std::size_t>(parts), dim / parts);
+  }
+  if (static_cast<std::int64_t>(sizes.size()) != parts)
+    fail("{}: {} split sizes for {} outputs", a.where(), sizes.size(), parts);
+  std::int64_t start = 0;
+  for (int i = 0; i < n.output_size(); ++i) {
+    const auto size = sizes[static_cast<std::size_t>(i)];
+    if (size < 0 || start + size > dim)
+      fail("{}: split sizes [{}] do not fit an axis of size {}", a.where(), fmt::join(sizes, ","),
+           dim);
+    std::vector<AxisRange> ranges;
+    for (const auto d : shape) ranges.push_back({0, 1, d});
+    ranges[static_cast<std::size_t>(axis)] = {start, 1, size};
+    start += size;
+    const auto& out = n.output(i);
+    if (out.empty()) continue;
+    if (sym) {
+      const auto& s = im.sym(n.input(0));
+      im.set_sym(
+          out,
+          {false, {s.dims.begin() + ranges[0].start, s.dims.begin() + ranges[0].start + size}});
+    } else if (im.is_const(n.input(0))) {
+      im.set_const(out, slice_constant(im.constant(n.input(0)), ranges));
+      im.inherit_trainable(out, n.input(0));
+    } else {
+      const auto first = ranges[static_cast<std::size_t>(axis)].start;
+      emit_slice(im, n.input(0), {{first}, {first + size}, {axis}, {1}}, out);
+    }
+  }
+  if (start != dim)
+    fail("{}: split sizes [{}] sum to {}, not the axis size {}", a.where(), fmt::join(sizes, ","),
+         start, dim);
+}
+
+// ConstantOfShape of a known shape: a constant (the value attribute, float 0 by default).
+void constant_of_shape(Importer& im, const onnx::NodeProto& n, Attrs& a) {
+  a.allow({"value"});
+  if (im.is_sym(n.input(0)) && !im.is_const(n.input(0))) {
+    fail("{}: the shape depends on the dynamic batch; import with a fixed input shape", a.where());
+  }
+  const auto& shape_tensor = im.constant(n.input(0));
+  Shape shape;
+  for (const auto d : shape_tensor.data<std::int64_t>()) {
+    if (d < 0) fail("{}: negative dimension {}", a.where(), d);
+    shape.push_back(d);
+  }
+  Tensor fill = Tensor::from<float>({1}, std::vector<float>{0.0f});
+  if (const auto* t = a.tensor("value")) fill = onnx_io::read_tensor(*t, {}, a.where() + " value");
+  if (fill.size() != 1) fail("{}: value must hold one element", a.where());
+  Tensor out(fill.dtype(), shape);
+  const auto element = size_of(fill.dtype());
+  for (std::int64_t i = 0; i < out.size(); ++i)
+    std::memcpy(out.raw() + static_cast<std::size_t>(i) * element, fill.raw(), element);
+  im.set_const(n.output(0), std::move(out));
+}
+
 void constant(Importer& im, const onnx::NodeProto& n, Attrs& a) {
   a.allow({"value", "value_float", "value_floats", "value_int", "value_ints"});
   if (const auto* t = a.tensor("value")) {
@@ -408,6 +624,9 @@ std::vector<OpRule> shape_rules() {
       rule("Shape", 1, shape_op),
       rule("Gather", 1, gather, 2),
       rule("Cast", 6, cast),
+      rule(OpId::Slice, slice),
+      rule("Split", 2, split),
+      rule("ConstantOfShape", 9, constant_of_shape),
       rule("Constant", 1, constant, 0),
   };
 }

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <utility>
 
@@ -382,6 +383,8 @@ TEST(OnnxImport, MatMulAddBecomesDenseWithBias) {
   EXPECT_EQ(g.nodes[0].op, "Dense");
   EXPECT_EQ(g.nodes[0].inputs.size(), 3u);
   EXPECT_TRUE(g.find_initializer("b")->trainable);
+  // The transposed weight stays trainable like the file's W.
+  EXPECT_TRUE(g.find_initializer(g.nodes[0].inputs[1])->trainable);
   const Tensor y =
       run(with_batch(g, 1), "reference", Tensor::from<float>({1, 3}, std::vector<float>{1, 1, 1}));
   EXPECT_EQ(y.to_doubles(), (std::vector<double>{9.5, 11.5}));
@@ -433,6 +436,66 @@ TEST(OnnxImport, UnsupportedNodesAreMarkedInTheSummary) {
   const Graph head = import_onnx_bytes(m.bytes(), "", cut);
   EXPECT_EQ(head.nodes.size(), 1u);
   EXPECT_EQ(head.outputs, std::vector<std::string>{"r"});
+}
+
+TEST(OnnxImport, PerChannelMulAddBecomesBatchNormalization) {
+  Model m(13);
+  m.input("x", {-1, 3, 1, 2}).output("y", {-1, 3, 1, 2});
+  m.floats("s", {1, 3, 1, 1}, {2, -1, 0.5f});
+  m.floats("b", {3, 1, 1}, {1, 2, 3});
+  m.node("Mul", {"x", "s"}, {"m"}, "bn/mul");
+  m.node("Add", {"m", "b"}, {"y"}, "bn/add");
+  const Graph g = import_onnx_bytes(m.bytes());
+  ASSERT_EQ(g.nodes.size(), 1u);
+  EXPECT_EQ(g.nodes[0].op, "BatchNormalization");
+  EXPECT_EQ(g.nodes[0].outputs, std::vector<std::string>{"y"});
+  EXPECT_TRUE(g.find_initializer(g.nodes[0].inputs[1])->trainable);
+  EXPECT_FALSE(g.find_initializer(g.nodes[0].inputs[3])->trainable);
+  EXPECT_FALSE(g.find_initializer("s"));
+  const Tensor y = run(with_batch(g, 1), "reference",
+                       Tensor::from<float>({1, 3, 1, 2}, std::vector<float>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(y.to_doubles(), (std::vector<double>{3, 5, -1, -2, 5.5, 6}));
+  // A constant that is not per channel stays a Mul.
+  Model other(13);
+  other.input("x", {-1, 3, 1, 2}).output("y", {-1, 3, 1, 2});
+  other.floats("s", {1, 1, 1, 2}, {2, 3});
+  other.floats("b", {3, 1, 1}, {1, 2, 3});
+  other.node("Mul", {"x", "s"}, {"m"});
+  other.node("Add", {"m", "b"}, {"y"});
+  EXPECT_EQ(import_onnx_bytes(other.bytes()).nodes[0].op, "Mul");
+}
+
+// tf2onnx's Flatten (Shape -> Slice -> Concat -> Reshape) with a dynamic batch, Split of a shape
+// vector and ConstantOfShape fold at import; Slice of a run-time value is the IR's Slice.
+TEST(OnnxImport, SliceSplitAndConstantOfShapeFoldShapes) {
+  Model m(13);
+  m.input("x", {-1, 2, 3}).output("y", {-1, 2});
+  m.ints("zero", {0});
+  m.ints("one", {1});
+  m.ints("minus_one", {-1});
+  m.ints("last", {-1});
+  m.ints("end", {std::numeric_limits<std::int64_t>::max()});
+  m.node("Shape", {"x"}, {"s"});
+  m.node("Slice", {"s", "zero", "one", "zero"}, {"batch"});  // [N]
+  m.node("Split", {"s"}, {"s0", "s12"}, "split");            // sizes [1, 2], added below
+  m.ints("sizes", {1, 2});
+  m.graph->mutable_node(2)->add_input("sizes");
+  m.node("Concat", {"batch", "minus_one"}, {"flat_shape"});
+  attr(m.graph->mutable_node(3), "axis", std::int64_t{0});
+  m.node("Reshape", {"x", "flat_shape"}, {"flat"});           // [N, 6]
+  m.node("ConstantOfShape", {"s12"}, {"zeros"});              // [2, 3] of 0
+  m.node("Slice", {"flat", "last", "end", "one"}, {"tail"});  // [N, 1]: flat[:, -1:]
+  m.node("Slice", {"flat", "zero", "one", "one"}, {"head"});  // [N, 1]
+  m.node("Concat", {"head", "tail"}, {"y"});
+  attr(m.graph->mutable_node(8), "axis", std::int64_t{1});
+  const Graph g = import_onnx_bytes(m.bytes());
+  for (const auto& node : g.nodes) {
+    EXPECT_TRUE(node.op == "Reshape" || node.op == "Slice" || node.op == "Concat") << node.op;
+  }
+  const Tensor y = run(with_batch(g, 2), "reference",
+                       Tensor::from<float>({2, 2, 3}, std::vector<float>{0, 1, 2, 3, 4, 5,  //
+                                                                         6, 7, 8, 9, 10, 11}));
+  EXPECT_EQ(y.to_doubles(), (std::vector<double>{0, 5, 6, 11}));
 }
 
 TEST(OnnxImport, LegacySoftmaxFlattensTrailingAxes) {

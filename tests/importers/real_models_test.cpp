@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "backends/backend.hpp"
+#include "graph/ops.hpp"
 #include "graph/passes.hpp"
 #include "graph/summary.hpp"
 #include "importers/onnx_export.hpp"
@@ -149,6 +150,16 @@ void check_model(const RealModel& m) {
     EXPECT_FALSE(summary(graph).empty());
   } catch (const std::exception& e) {
     FAIL() << "summary: " << e.what();
+  }
+  // Imported layers train like built-in ones: every Conv and Dense weight and bias, and the
+  // scale and B of every batch norm, are trainable (BN running statistics are not).
+  for (const auto& node : graph.nodes) {
+    const bool bn = node.is(OpId::BatchNormalization);
+    if (!bn && !node.is(OpId::Conv) && !node.is(OpId::Dense)) continue;
+    for (std::size_t i = 1; i < node.inputs.size() && i < (bn ? 3u : node.inputs.size()); ++i) {
+      const auto* init = graph.find_initializer(node.inputs[i]);
+      EXPECT_TRUE(init && init->trainable) << node.name << " input " << i << " is not trainable";
+    }
   }
   ASSERT_EQ(graph.inputs.size(), 1u);
   const std::string input = graph.inputs.at(0).name;
