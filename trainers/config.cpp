@@ -225,6 +225,7 @@ TrainConfig parse_config(const std::string& text, const std::string& where,
   r.get("transfer.fine_tune_epochs", c.transfer.fine_tune_epochs);
   r.get("transfer.fine_tune_lr", c.transfer.fine_tune_lr);
   r.get("transfer.unfreeze", c.transfer.unfreeze);
+  r.get("transfer.unfreeze_last", c.transfer.unfreeze_last);
   r.reject_unknown();
 
   check(!c.data.train.empty(), where, "'data.train' is required (an image folder)");
@@ -279,9 +280,15 @@ TrainConfig parse_config(const std::string& text, const std::string& where,
         "'transfer.head_dropout' must be in [0, 1)");
   check(c.transfer.backbone.empty() || !c.transfer.cut_at.empty(), where,
         "'transfer.cut_at' is required with 'transfer.backbone' (e.g. block5_pool)");
-  check(c.transfer.fine_tune_epochs == 0 || !c.transfer.unfreeze.empty(), where,
-        "'transfer.unfreeze' (a parameter-name prefix such as block5) is required with "
+  check(c.transfer.fine_tune_epochs == 0 || !c.transfer.unfreeze.empty() ||
+            c.transfer.unfreeze_last > 0,
+        where,
+        "'transfer.unfreeze' (a parameter-name prefix such as block5) or "
+        "'transfer.unfreeze_last' (the last N convolutions) is required with "
         "'transfer.fine_tune_epochs'");
+  check(c.transfer.unfreeze_last >= 0 &&
+            (c.transfer.unfreeze_last == 0 || c.transfer.unfreeze.empty()),
+        where, "'transfer.unfreeze_last' must be >= 0, and not given with 'transfer.unfreeze'");
   return c;
 }
 
@@ -371,7 +378,8 @@ std::string to_toml(const TrainConfig& c) {
                                {"cache_memory_mb", c.transfer.cache_memory_mb},
                                {"fine_tune_epochs", c.transfer.fine_tune_epochs},
                                {"fine_tune_lr", c.transfer.fine_tune_lr},
-                               {"unfreeze", c.transfer.unfreeze}}},
+                               {"unfreeze", c.transfer.unfreeze},
+                               {"unfreeze_last", c.transfer.unfreeze_last}}},
   };
   std::ostringstream out;
   out << "# Resolved onnxforge training config (every key, defaults included).\n" << root << "\n";

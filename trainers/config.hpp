@@ -79,7 +79,8 @@ struct TransferConfig {
   int cache_memory_mb = 2048;  // beyond this the feature cache spills to a mapped file
   int fine_tune_epochs = 0;    // optional second phase: unfreeze `unfreeze` and fine-tune
   double fine_tune_lr = 1e-5;
-  std::string unfreeze;  // parameter-name prefix unfrozen in the second phase ("block5")
+  std::string unfreeze;   // parameter-name prefix unfrozen in the second phase ("block5")
+  int unfreeze_last = 0;  // or: the last N convolutions of the backbone (weights and biases)
 };
 
 struct TrainConfig {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <set>
 
 #include "core/error.hpp"
 #include "graph/builder.hpp"
@@ -115,6 +116,45 @@ std::unique_ptr<FeatureCache> extract_features(Program& backbone, const Graph& g
 
 }  // namespace
 
+int unfreeze(Graph& model, const Graph& backbone, const TransferConfig& transfer) {
+  // Batch norms stay frozen (in inference mode, with their running statistics) in both forms.
+  std::set<std::string> batch_norm;
+  for (const auto& node : model.nodes) {
+    if (node.is(OpId::BatchNormalization))
+      batch_norm.insert(node.inputs.begin() + 1, node.inputs.end());
+  }
+  std::set<std::string> names;
+  if (transfer.unfreeze_last > 0) {
+    std::vector<const Node*> convs;
+    for (const auto& node : backbone.nodes) {
+      if (node.is(OpId::Conv)) convs.push_back(&node);
+    }
+    if (convs.size() < static_cast<std::size_t>(transfer.unfreeze_last)) {
+      fail("transfer.unfreeze_last = {}: the backbone has {} convolutions", transfer.unfreeze_last,
+           convs.size());
+    }
+    for (auto it = convs.end() - transfer.unfreeze_last; it != convs.end(); ++it) {
+      for (std::size_t i = 1; i < (*it)->inputs.size(); ++i) names.insert((*it)->inputs[i]);
+    }
+  } else {
+    for (const auto& init : model.initializers) {
+      if (init.name.rfind(transfer.unfreeze, 0) == 0) names.insert(init.name);
+    }
+  }
+  int unfrozen = 0;
+  for (auto& init : model.initializers) {
+    if (names.count(init.name) && !batch_norm.count(init.name) && is_floating(init.value.dtype()) &&
+        init.name.find("moving_") == std::string::npos) {
+      init.trainable = true;
+      ++unfrozen;
+    }
+  }
+  if (unfrozen == 0) {
+    fail("transfer.unfreeze: no parameter name starts with '{}'", transfer.unfreeze);
+  }
+  return unfrozen;
+}
+
 TransferResult train_transfer(const TrainConfig& config, const Graph& backbone,
                               const TrainData& data, const TrainOptions& options) {
   Communicator& comm = Communicator::world();
@@ -194,17 +234,7 @@ TransferResult train_transfer(const TrainConfig& config, const Graph& backbone,
 
   if (config.transfer.fine_tune_epochs > 0) {
     Graph tuned = result.model;
-    int unfrozen = 0;
-    for (auto& init : tuned.initializers) {
-      if (init.name.rfind(config.transfer.unfreeze, 0) == 0 && is_floating(init.value.dtype()) &&
-          init.name.find("moving_") == std::string::npos) {
-        init.trainable = true;
-        ++unfrozen;
-      }
-    }
-    if (unfrozen == 0) {
-      fail("transfer.unfreeze: no parameter name starts with '{}'", config.transfer.unfreeze);
-    }
+    const int unfrozen = unfreeze(tuned, backbone, config.transfer);
     TrainConfig phase2 = config;
     phase2.train.epochs = config.transfer.fine_tune_epochs;
     phase2.optimizer.learning_rate = config.transfer.fine_tune_lr;
@@ -212,8 +242,14 @@ TransferResult train_transfer(const TrainConfig& config, const Graph& backbone,
     TrainOptions phase2_options = options;
     phase2_options.run_dir = options.run_dir / "fine_tune";
     phase2_options.resume = false;
-    print(fmt::format("Fine-tuning {} parameters ({}*) at lr {}", unfrozen,
-                      config.transfer.unfreeze, phase2.optimizer.learning_rate));
+    print(
+        fmt::format("Fine-tuning {} parameters ({}) at lr {}; batch norms stay frozen, in "
+                    "inference mode",
+                    unfrozen,
+                    config.transfer.unfreeze_last > 0
+                        ? fmt::format("the last {} convolutions", config.transfer.unfreeze_last)
+                        : config.transfer.unfreeze + "*",
+                    phase2.optimizer.learning_rate));
     result.training = train_model(phase2, tuned, data, phase2_options);
     store_parameters(tuned, *result.training.program);
     result.model = std::move(tuned);

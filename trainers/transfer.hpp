@@ -18,6 +18,13 @@ namespace onnxforge::train {
 // does not fit.
 Graph prepare_backbone(const Graph& backbone, const std::string& cut_at, const Shape& chw);
 
+// Phase two of transfer learning: makes trainable in `model` (the backbone with its head) either
+// the parameters whose names start with transfer.unfreeze, or the weights and biases of the last
+// transfer.unfreeze_last convolutions of `backbone`. Batch norms stay frozen, so they run in
+// inference mode with their running statistics. Returns how many tensors it unfroze; throws when
+// none or too few convolutions.
+int unfreeze(Graph& model, const Graph& backbone, const TransferConfig& transfer);
+
 // The head of `transfer` on an input "features" of `feature_shape` (without the batch):
 // Flatten, then per hidden layer Dense -> [BatchNorm] -> activation -> [Dropout], then
 // Dense 1 -> Sigmoid. Layers are named head_dense, head_dense_1, ...; seeded like the builder.

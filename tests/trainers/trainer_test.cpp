@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <set>
 
 #include <cmath>
 #include <cstdlib>
@@ -19,6 +20,7 @@
 
 #include "core/error.hpp"
 #include "graph/builder.hpp"
+#include "importers/onnx_import.hpp"
 #include "tests/support/child_process.hpp"
 #include "trainers/checkpoint.hpp"
 #include "trainers/config.hpp"
@@ -544,6 +546,52 @@ TEST(Transfer, FineTunePhaseUnfreezesOnlyThePrefixAndTrainsIt) {
             backbone.find_initializer("conv1/kernel")->value);
   config.transfer.unfreeze = "no_such_layer";
   EXPECT_ERROR(train_transfer(config, backbone, tiny_data(), quiet(dir)), "no_such_layer");
+  fs::remove_all(dir);
+}
+
+// Fine-tuning a real export (torch.onnx's resnet18 with its BatchNormalization nodes, from the
+// corpus of tests/importers/real): the last two convolutions train at the fine-tuning rate, every
+// other backbone parameter and every batch norm (scale, B, running statistics) stays as it was.
+TEST(Transfer, FineTuneUnfreezesTheLastConvolutionsOfARealExport) {
+  ImportOptions import;
+  import.cut_at = "last-pool";
+  const Graph imported = import_onnx(std::string(ONNXFORGE_SOURCE_DIR) +
+                                         "/tests/importers/real/models/"
+                                         "torch_resnet18_op13_dyn_preserve.onnx",
+                                     import);
+  const Graph backbone = prepare_backbone(imported, "", {3, 8, 8});
+  std::vector<const Node*> convs;
+  std::set<std::string> batch_norm;
+  for (const auto& node : backbone.nodes) {
+    if (node.is(OpId::Conv)) convs.push_back(&node);
+    if (node.is(OpId::BatchNormalization))
+      batch_norm.insert(node.inputs.begin() + 1, node.inputs.end());
+  }
+  ASSERT_GE(convs.size(), 3u);
+  ASSERT_FALSE(batch_norm.empty());
+  std::set<std::string> last_two;
+  for (std::size_t i = convs.size() - 2; i < convs.size(); ++i) {
+    last_two.insert(convs[i]->inputs.begin() + 1, convs[i]->inputs.end());
+  }
+  TrainConfig config = tiny_transfer_config(4);
+  config.transfer.fine_tune_epochs = 2;
+  config.transfer.fine_tune_lr = 0.01;
+  config.transfer.unfreeze_last = 2;
+  const auto dir = temp_dir("finetune-real");
+  const auto result = train_transfer(config, backbone, tiny_data(), quiet(dir));
+  for (const auto& init : backbone.initializers) {
+    const auto* tuned = result.model.find_initializer(init.name);
+    ASSERT_NE(tuned, nullptr) << init.name;
+    if (last_two.count(init.name)) {
+      EXPECT_TRUE(tuned->trainable) << init.name;
+      EXPECT_NE(tuned->value, init.value) << init.name << " did not train";
+    } else {
+      EXPECT_FALSE(tuned->trainable) << init.name;
+      EXPECT_EQ(tuned->value, init.value) << init.name << " changed";
+    }
+  }
+  config.transfer.unfreeze_last = 1000;
+  EXPECT_ERROR(train_transfer(config, backbone, tiny_data(), quiet(dir)), "convolutions");
   fs::remove_all(dir);
 }
 
