@@ -56,6 +56,10 @@ inline std::size_t float_count(const memory& mem) {
   return mem.get_desc().get_size() / sizeof(float);
 }
 
+// y as a view of x in plain layout (Reshape, Flatten, a reduction of no axes); backward passes dy
+// through as x's gradient (lower/shape.cpp).
+void lower_as_view(OnednnProgram& p, const Node& n, Plan plan);
+
 // Whether `name` is a trainable parameter whose gradient backward computes.
 inline bool trainable_with_gradient(OnednnProgram& p, const std::string& name) {
   if (name.empty()) return false;

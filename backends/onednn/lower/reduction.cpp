@@ -44,14 +44,7 @@ void lower_reduce(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
   const Shape kept = reduce_kept_shape(n, xs);
   const bool mean = n.is(OpId::ReduceMean);
   if (kept == xs) {  // nothing reduced: y is x
-    memory plain = p.use(x, plain_desc(xs), plan);
-    p.define_alias(y, plain_desc(ys), plain.get_data_handle());
-    if (plan != Plan::training) return;
-    p.add_backward_builder([&p, n, x, y, xs, ys]() {
-      if (!p.needs_gradient(x) || !p.needs_gradient(y)) return;
-      memory dy = p.gradient_in(y, plain_desc(ys));
-      p.contribute(x, memory(plain_desc(xs), p.engine(), dy.get_data_handle()), n.name);
-    });
+    lower_as_view(p, n, plan);
     return;
   }
   const float scale =

@@ -14,6 +14,12 @@ namespace onnxforge::onednn {
 namespace {
 
 void lower_reshape(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
+  lower_as_view(p, n, plan);
+}
+
+}  // namespace
+
+void lower_as_view(OnednnProgram& p, const Node& n, Plan plan) {
   const std::string x = n.inputs[0];
   const std::string y = n.outputs[0];
   const Shape xs = p.value(x).shape;
@@ -27,6 +33,8 @@ void lower_reshape(OnednnProgram& p, const Node& n, const Node*, Plan plan) {
     p.contribute(x, memory(plain_desc(xs), p.engine(), dy.get_data_handle()), n.name);
   });
 }
+
+namespace {
 
 // Transpose: y (plain) is a reorder of x's plain bytes seen through permuted strides; backward
 // reorders dy seen through the inverse permutation into dx.
