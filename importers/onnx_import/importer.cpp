@@ -526,9 +526,9 @@ void Importer::import_node(const onnx::NodeProto& node) {
 }
 
 void Importer::infer_onnx_shapes() {
-  onnx::ModelProto copy = model_;
+  // On the model itself (a copy would double a large file's weights): it only adds value_info.
   try {
-    onnx::shape_inference::InferShapes(copy);
+    onnx::shape_inference::InferShapes(model_);
   } catch (const std::exception&) {
     return;  // the placeholders then have no shapes: the nodes after them are marked too
   }
@@ -549,8 +549,8 @@ void Importer::infer_onnx_shapes() {
     }
     onnx_shapes_[v.name()] = ValueInfo{v.name(), *dtype, shape};
   };
-  for (const auto& v : copy.graph().value_info()) add(v);
-  for (const auto& v : copy.graph().output()) add(v);
+  for (const auto& v : model_.graph().value_info()) add(v);
+  for (const auto& v : model_.graph().output()) add(v);
 }
 
 void Importer::record_unsupported(const onnx::NodeProto& node, std::string reason) {
