@@ -78,6 +78,12 @@ void run_train(const TrainArgs& args) {
   // The backbone is checked before any image is read (a wrong file or cut fails in seconds).
   std::optional<Graph> backbone;
   if (!config.transfer.backbone.empty()) backbone = load_backbone(config);
+  if (!backbone && config.data.preprocess == "auto") {
+    fail(
+        "{}: data.preprocess = \"auto\" reads the backbone's own, but transfer.backbone is not "
+        "set: set it, or name the preprocessing (unit, imagenet, caffe, tf or explicit)",
+        args.resume.empty() ? args.config : args.resume);
+  }
   // Every rank decodes every image (it draws its shards from all of them); rank 0 warns.
   const train::TrainData data =
       train::load_data(config, root ? data::stderr_warnings() : data::WarningSink{});
