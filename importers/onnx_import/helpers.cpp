@@ -100,4 +100,14 @@ void lower_value(Importer& im, const std::string& name, const std::string& outpu
   im.emit(OpId::Reshape, {name}, {{"shape", target}}, output, "/lower");
 }
 
+std::vector<std::int64_t> ints_of(Importer& im, const std::string& name, const Attrs& a,
+                                  const char* what) {
+  const Tensor& t = im.constant(name);
+  if (t.dtype() != DType::i64 || t.shape().size() > 1) {
+    fail("{}: input '{}' ({}) must be a 1-D int64 tensor", a.where(), name, what);
+  }
+  const auto v = t.data<std::int64_t>();
+  return {v.begin(), v.end()};
+}
+
 }  // namespace onnxforge::onnx_import

@@ -207,6 +207,9 @@ std::int64_t normalize_axis(const Attrs& a, std::int64_t axis, std::size_t rank)
 const std::string& input_or_empty(const onnx::NodeProto& n, int i);
 // Fails when an output after the first is read by a node or the graph.
 void only_first_output_used(Importer& im, const onnx::NodeProto& n, const Attrs& a);
+// A constant 1-D (or scalar) integer input's values (shapes, axes, starts, ...); `what` names it.
+std::vector<std::int64_t> ints_of(Importer& im, const std::string& name, const Attrs& a,
+                                  const char* what);
 // A scalar input's value (a float32 one as the decimal its author most likely wrote).
 double scalar_value(const Tensor& t);
 

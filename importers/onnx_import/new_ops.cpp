@@ -13,18 +13,6 @@ namespace onnxforge::onnx_import {
 
 namespace {
 
-using Ints = std::vector<std::int64_t>;
-
-// A 1-D int64 constant input.
-Ints ints_of(Importer& im, const std::string& name, const Attrs& a, const char* what) {
-  const Tensor& t = im.constant(name);
-  if (t.dtype() != DType::i64 || t.shape().size() > 1) {
-    fail("{}: input '{}' ({}) must be a 1-D int64 tensor", a.where(), name, what);
-  }
-  const auto v = t.data<std::int64_t>();
-  return {v.begin(), v.end()};
-}
-
 void expand(Importer& im, const onnx::NodeProto& n, Attrs& a) {
   a.allow({});
   im.emit_or_fold(OpId::Expand, {n.input(0)}, {{"shape", ints_of(im, n.input(1), a, "shape")}},
@@ -41,7 +29,7 @@ void reduce_v1(OpId op, Importer& im, const onnx::NodeProto& n, Attrs& a) {
 // ReduceSum from opset 13: axes is an optional constant input.
 void reduce_sum_v13(Importer& im, const onnx::NodeProto& n, Attrs& a) {
   a.allow({"keepdims", "noop_with_empty_axes"});
-  Ints axes;
+  std::vector<std::int64_t> axes;
   if (n.input_size() > 1 && !n.input(1).empty()) axes = ints_of(im, n.input(1), a, "axes");
   im.emit_or_fold(OpId::ReduceSum, {n.input(0)},
                   {{"axes", axes},

@@ -5,9 +5,9 @@
 // constants and symbolic shapes).
 #include <algorithm>
 #include <cstring>
-#include <limits>
 
 #include "core/error.hpp"
+#include "graph/ops.hpp"
 #include "importers/onnx_import/importer.hpp"
 
 namespace onnxforge::onnx_import {
@@ -372,87 +372,33 @@ void cast(Importer& im, const onnx::NodeProto& n, Attrs& a) {
        to_string(im.info(n.input(0)).dtype), to_string(*to));
 }
 
-// One axis of a Slice as ONNX defines it: negative starts and ends count from the end, both are
-// clamped to the axis, a negative step walks backwards.
-struct AxisRange {
-  std::int64_t start = 0, step = 1, count = 0;
-};
-
-AxisRange axis_range(const Attrs& a, std::int64_t dim, std::int64_t start, std::int64_t end,
-                     std::int64_t step) {
-  if (step == 0) fail("{}: a step of 0", a.where());
-  if (start < 0) start += dim;
-  if (end < 0 && end > std::numeric_limits<std::int64_t>::min() + dim) end += dim;
-  if (step > 0) {
-    start = std::clamp<std::int64_t>(start, 0, dim);
-    end = std::clamp<std::int64_t>(end, 0, dim);
-    return {start, step, end > start ? (end - start + step - 1) / step : 0};
-  }
-  start = std::clamp<std::int64_t>(start, 0, dim - 1);
-  end = std::clamp<std::int64_t>(end, -1, dim - 1);
-  return {start, step, start > end ? (start - end - step - 1) / -step : 0};
-}
-
-// Per axis of `shape`: the range a Slice node keeps (axes it does not name keep everything).
-struct SliceSpec {
-  std::vector<std::int64_t> starts, ends, axes, steps;
-};
-
-SliceSpec slice_spec(Importer& im, const onnx::NodeProto& n, const Attrs& a) {
-  SliceSpec spec;
-  auto ints_of = [&](int index) -> std::vector<std::int64_t> {
-    const auto* t = im.optional_constant(n, index);
-    if (!t) return {};
-    if (t->dtype() != DType::i64 || t->shape().size() != 1)
-      fail("{}: input {} must be a 1-D integer tensor", a.where(), index);
-    const auto v = t->data<std::int64_t>();
-    return {v.begin(), v.end()};
-  };
+// A Slice node of the IR's form (starts, ends, axes, steps as attributes) for what ONNX gave as
+// attributes (opset 1-9) or constant inputs (10 on); graph/ops.hpp slice_axes applies its rules.
+Node slice_node(Importer& im, const onnx::NodeProto& n, const Attrs& a) {
+  Node node{
+      n.name().empty() ? n.op_type() : n.name(), std::string(op_name(OpId::Slice)), {}, {}, {}};
   if (im.opset() < 10) {
     a.allow({"starts", "ends", "axes"});
-    spec.starts = a.ints("starts", {});
-    spec.ends = a.ints("ends", {});
-    spec.axes = a.ints("axes", {});
-  } else {
-    a.allow({});
-    if (n.input_size() < 3) fail("{}: needs the inputs data, starts and ends", a.where());
-    spec.starts = ints_of(1);
-    spec.ends = ints_of(2);
-    spec.axes = ints_of(3);
-    spec.steps = ints_of(4);
+    node.attributes = {{"starts", a.ints("starts", {})}, {"ends", a.ints("ends", {})}};
+    if (a.has("axes")) node.attributes["axes"] = a.ints("axes", {});
+    return node;
   }
-  if (spec.starts.size() != spec.ends.size())
-    fail("{}: {} starts but {} ends", a.where(), spec.starts.size(), spec.ends.size());
-  if (spec.axes.empty()) {
-    for (std::size_t i = 0; i < spec.starts.size(); ++i)
-      spec.axes.push_back(static_cast<std::int64_t>(i));
+  a.allow({});
+  if (n.input_size() < 3) fail("{}: needs the inputs data, starts and ends", a.where());
+  node.attributes = {{"starts", ints_of(im, n.input(1), a, "starts")},
+                     {"ends", ints_of(im, n.input(2), a, "ends")}};
+  const char* optional[] = {"axes", "steps"};
+  for (int i = 3; i < 5; ++i) {
+    if (n.input_size() > i && !n.input(i).empty())
+      node.attributes[optional[i - 3]] = ints_of(im, n.input(i), a, optional[i - 3]);
   }
-  if (spec.steps.empty()) spec.steps.assign(spec.starts.size(), 1);
-  if (spec.axes.size() != spec.starts.size() || spec.steps.size() != spec.starts.size())
-    fail("{}: starts, ends, axes and steps must have the same length", a.where());
-  return spec;
-}
-
-// The ranges of every axis of `shape` (static dims only where the slice touches them).
-std::vector<AxisRange> ranges_of(const Attrs& a, const SliceSpec& spec, const Shape& shape) {
-  std::vector<AxisRange> ranges;
-  for (const auto d : shape) ranges.push_back({0, 1, d});
-  std::vector<bool> seen(shape.size(), false);
-  for (std::size_t i = 0; i < spec.axes.size(); ++i) {
-    const auto axis = static_cast<std::size_t>(normalize_axis(a, spec.axes[i], shape.size()));
-    if (seen[axis]) fail("{}: axis {} appears twice", a.where(), spec.axes[i]);
-    seen[axis] = true;
-    if (shape[axis] == kDynamic)
-      fail("{}: slicing the dynamic batch axis; import with a fixed input shape", a.where());
-    ranges[axis] = axis_range(a, shape[axis], spec.starts[i], spec.ends[i], spec.steps[i]);
-  }
-  return ranges;
+  return node;
 }
 
 // A constant sliced at import (any dtype, byte by byte).
-Tensor slice_constant(const Tensor& x, const std::vector<AxisRange>& ranges) {
+Tensor slice_constant(const Tensor& x, const std::vector<SliceAxis>& axes) {
   Shape out_shape;
-  for (const auto& r : ranges) out_shape.push_back(r.count);
+  for (const auto& r : axes) out_shape.push_back(r.count);
   Tensor out(x.dtype(), out_shape);
   const auto element = size_of(x.dtype());
   const auto rank = x.shape().size();
@@ -463,50 +409,42 @@ Tensor slice_constant(const Tensor& x, const std::vector<AxisRange>& ranges) {
   for (std::int64_t i = 0; i < total; ++i) {
     std::int64_t source = 0;
     for (std::size_t d = 0; d < rank; ++d)
-      source += (ranges[d].start + index[d] * ranges[d].step) * strides[d];
+      source += (axes[d].start + index[d] * axes[d].step) * strides[d];
     std::memcpy(out.raw() + static_cast<std::size_t>(i) * element,
                 x.raw() + static_cast<std::size_t>(source) * element, element);
     for (std::size_t d = rank; d-- > 0;) {
-      if (++index[d] < ranges[d].count) break;
+      if (++index[d] < axes[d].count) break;
       index[d] = 0;
     }
   }
   return out;
 }
 
-// The IR's Slice of a run-time value (it applies ONNX's rules itself, the dynamic batch included).
-void emit_slice(Importer& im, const std::string& input, const SliceSpec& spec,
-                const std::string& output) {
-  im.emit(
-      OpId::Slice, {im.use(input)},
-      {{"starts", spec.starts}, {"ends", spec.ends}, {"axes", spec.axes}, {"steps", spec.steps}},
-      output);
-}
-
-// Slice: of a shape vector (tf2onnx's Flatten: Shape -> Slice -> Concat -> Reshape) and of
-// constants at import; of run-time values, the IR's Slice.
-void slice(Importer& im, const onnx::NodeProto& n, Attrs& a) {
-  const auto spec = slice_spec(im, n, a);
-  if (im.is_sym(n.input(0)) && !im.is_const(n.input(0))) {
-    const auto& s = im.sym(n.input(0));
-    const auto ranges = ranges_of(a, spec, {static_cast<std::int64_t>(s.dims.size())});
+// `input` sliced by `slice` into `output`: a shape vector (tf2onnx's Flatten: Shape -> Slice ->
+// Concat -> Reshape) or a constant at import; a run-time value by the IR's Slice.
+void slice_value(Importer& im, const Node& slice, const std::string& input,
+                 const std::string& output) {
+  if (im.is_sym(input) && !im.is_const(input)) {
+    const auto& s = im.sym(input);
+    const auto axis = slice_axes(slice, {static_cast<std::int64_t>(s.dims.size())})[0];
     SymVec out;
-    for (std::int64_t i = 0; i < ranges[0].count; ++i)
-      out.dims.push_back(s.dims[static_cast<std::size_t>(ranges[0].start + i * ranges[0].step)]);
-    im.set_sym(n.output(0), out);
-    return;
+    for (std::int64_t i = 0; i < axis.count; ++i)
+      out.dims.push_back(s.dims[static_cast<std::size_t>(axis.start + i * axis.step)]);
+    im.set_sym(output, out);
+  } else if (im.is_const(input)) {
+    const auto axes = slice_axes(slice, im.info(input).shape);
+    im.set_const(output, slice_constant(im.constant(input), axes));
+    im.inherit_trainable(output, input);
+  } else {
+    im.emit(OpId::Slice, {im.use(input)}, slice.attributes, output);
   }
-  if (im.is_const(n.input(0))) {
-    const auto ranges = ranges_of(a, spec, im.info(n.input(0)).shape);
-    im.set_const(n.output(0), slice_constant(im.constant(n.input(0)), ranges));
-    im.inherit_trainable(n.output(0), n.input(0));
-    return;
-  }
-  emit_slice(im, n.input(0), spec, n.output(0));
 }
 
-// Split into equal parts or the given sizes: shape vectors and constants at import, run-time
-// values as one Slice per output.
+void slice(Importer& im, const onnx::NodeProto& n, Attrs& a) {
+  slice_value(im, slice_node(im, n, a), n.input(0), n.output(0));
+}
+
+// Split into equal parts or the given sizes: one slice per output (slice_value).
 void split(Importer& im, const onnx::NodeProto& n, Attrs& a) {
   std::vector<std::int64_t> sizes;
   if (im.opset() < 13) {
@@ -514,10 +452,7 @@ void split(Importer& im, const onnx::NodeProto& n, Attrs& a) {
     sizes = a.ints("split", {});
   } else {
     a.allow({"axis"});
-    if (const auto* t = im.optional_constant(n, 1)) {
-      const auto v = t->data<std::int64_t>();
-      sizes.assign(v.begin(), v.end());
-    }
+    if (n.input_size() > 1 && !n.input(1).empty()) sizes = ints_of(im, n.input(1), a, "split");
   }
   const bool sym = im.is_sym(n.input(0)) && !im.is_const(n.input(0));
   const Shape shape = sym ? Shape{static_cast<std::int64_t>(im.sym(n.input(0)).dims.size())}
@@ -539,24 +474,15 @@ void split(Importer& im, const onnx::NodeProto& n, Attrs& a) {
     if (size < 0 || start + size > dim)
       fail("{}: split sizes [{}] do not fit an axis of size {}", a.where(), fmt::join(sizes, ","),
            dim);
-    std::vector<AxisRange> ranges;
-    for (const auto d : shape) ranges.push_back({0, 1, d});
-    ranges[static_cast<std::size_t>(axis)] = {start, 1, size};
+    const Node part{n.name().empty() ? n.op_type() : n.name(),
+                    std::string(op_name(OpId::Slice)),
+                    {},
+                    {},
+                    {{"starts", std::vector<std::int64_t>{start}},
+                     {"ends", std::vector<std::int64_t>{start + size}},
+                     {"axes", std::vector<std::int64_t>{axis}}}};
     start += size;
-    const auto& out = n.output(i);
-    if (out.empty()) continue;
-    if (sym) {
-      const auto& s = im.sym(n.input(0));
-      im.set_sym(
-          out,
-          {false, {s.dims.begin() + ranges[0].start, s.dims.begin() + ranges[0].start + size}});
-    } else if (im.is_const(n.input(0))) {
-      im.set_const(out, slice_constant(im.constant(n.input(0)), ranges));
-      im.inherit_trainable(out, n.input(0));
-    } else {
-      const auto first = ranges[static_cast<std::size_t>(axis)].start;
-      emit_slice(im, n.input(0), {{first}, {first + size}, {axis}, {1}}, out);
-    }
+    if (!n.output(i).empty()) slice_value(im, part, n.input(0), n.output(i));
   }
   if (start != dim)
     fail("{}: split sizes [{}] sum to {}, not the axis size {}", a.where(), fmt::join(sizes, ","),
