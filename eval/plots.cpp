@@ -6,11 +6,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
+
+#include "core/error.hpp"
 
 extern char** environ;
 
@@ -296,6 +299,66 @@ std::optional<fs::path> Plotter::loss(const History& history, const std::string&
 std::optional<fs::path> Plotter::accuracy(const History& history, const std::string& stem,
                                           const std::string& title) {
   return history_plot(history, stem, title, false);
+}
+
+std::optional<fs::path> Plotter::image_grid(std::span<const ImagePanel> panels, int columns,
+                                            const std::string& stem, const std::string& title) {
+  if (panels.empty()) {
+    warnings_.push_back(fmt::format("no pictures for {}: no figure", stem));
+    return std::nullopt;
+  }
+  columns = std::max(1, std::min<int>(columns, static_cast<int>(panels.size())));
+  const int rows = (static_cast<int>(panels.size()) + columns - 1) / columns;
+  int cell_w = 1, cell_h = 1;
+  for (const auto& p : panels) {
+    if (p.width <= 0 || p.height <= 0 ||
+        p.rgb.size() != static_cast<std::size_t>(p.width) * p.height * 3) {
+      throw Error(fmt::format("{}: picture '{}' has {} bytes for {}x{} RGB", stem, p.caption,
+                              p.rgb.size(), p.width, p.height));
+    }
+    cell_w = std::max(cell_w, p.width);
+    cell_h = std::max(cell_h, p.height);
+  }
+  // Panel i sits in cell (i % columns, i / columns); y grows downwards, as in the images.
+  const int gap = std::max(4, cell_w / 12), caption_h = std::max(14, cell_h / 6);
+  const int pitch_x = cell_w + gap, pitch_y = cell_h + caption_h + gap;
+  std::string data = "# x y r g b (one block per picture)\n";
+  std::string labels;
+  for (std::size_t i = 0; i < panels.size(); ++i) {
+    const auto& p = panels[i];
+    const int x0 = static_cast<int>(i % columns) * pitch_x + (cell_w - p.width) / 2;
+    const int y0 = static_cast<int>(i / columns) * pitch_y + (cell_h - p.height) / 2;
+    data += fmt::format("# {}\n", p.caption);
+    for (int y = 0; y < p.height; ++y) {
+      for (int x = 0; x < p.width; ++x) {
+        const std::uint8_t* px = &p.rgb[(static_cast<std::size_t>(y) * p.width + x) * 3];
+        data += fmt::format("{} {} {} {} {}\n", x0 + x, y0 + y, px[0], px[1], px[2]);
+      }
+    }
+    data += "\n\n";
+    labels += fmt::format("set label {} {} at {},{} center front font \",10\"\n", i + 1,
+                          gnuplot_quote(p.caption),
+                          static_cast<int>(i % columns) * pitch_x + cell_w / 2.0,
+                          static_cast<int>(i / columns) * pitch_y + cell_h + caption_h * 0.55);
+  }
+  const int total_w = columns * pitch_x - gap, total_h = rows * pitch_y - gap;
+  std::string script = header(stem, title);
+  script += fmt::format(
+      "set title {}\nunset key\nunset border\nunset tics\nunset colorbox\n"
+      "set xrange [-0.5:{}]\nset yrange [{}:-0.5]\nset size ratio -1\n"
+      "set lmargin 1\nset rmargin 1\nset bmargin 1\n{}",
+      gnuplot_quote(title), total_w - 0.5, total_h - 0.5, labels);
+  // About 2 screen pixels per image pixel for 100 px pictures, at most 1600 px wide.
+  const int out_w = std::min(1600, std::max(400, total_w * 2 + 40));
+  const int out_h =
+      std::max(200, static_cast<int>(out_w * static_cast<double>(total_h) / total_w) + 60);
+  std::string plot = "plot ";
+  for (std::size_t i = 0; i < panels.size(); ++i) {
+    plot +=
+        fmt::format("{}'{}.dat' index {} using 1:2:3:4:5 with rgbimage", i ? ", " : "", stem, i);
+  }
+  script += output_loop(stem, plot, out_w, out_h);
+  return render(stem, script, data);
 }
 
 }  // namespace onnxforge::eval

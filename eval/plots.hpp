@@ -4,6 +4,7 @@
 // are still written, no image is made, and one warning says how to get plots.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <span>
@@ -20,6 +21,13 @@ std::optional<std::filesystem::path> find_gnuplot();
 
 // The one warning printed when gnuplot is missing.
 std::string gnuplot_missing_warning();
+
+// One picture of an image grid: 8-bit RGB, row 0 at the top.
+struct ImagePanel {
+  std::string caption;  // under the picture (one line)
+  int height = 0, width = 0;
+  std::vector<std::uint8_t> rgb;  // height * width * 3, HWC
+};
 
 struct RocSeries {
   std::string label;  // legend text, the AUC is appended
@@ -45,6 +53,12 @@ class Plotter {
                                             const std::string& title);
   std::optional<std::filesystem::path> accuracy(const History& history, const std::string& stem,
                                                 const std::string& title);
+
+  // Panels side by side, `columns` per row, each under its caption, drawn by gnuplot `with
+  // rgbimage` from STEM.dat (x y r g b per pixel, one block per panel): grad-CAM maps, galleries.
+  std::optional<std::filesystem::path> image_grid(std::span<const ImagePanel> panels, int columns,
+                                                  const std::string& stem,
+                                                  const std::string& title);
 
   // Warnings so far (gnuplot missing: once; a failed gnuplot run: its first error line).
   const std::vector<std::string>& warnings() const { return warnings_; }

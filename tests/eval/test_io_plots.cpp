@@ -2,10 +2,12 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
 
+#include "core/error.hpp"
 #include "eval/evaluate.hpp"
 #include "eval/io.hpp"
 #include "eval/plots.hpp"
@@ -200,6 +202,29 @@ TEST(Plots, DrawsPngAndSvgWithTheirScripts) {
   const std::string svg = read_file(tmp.path() / "roc.svg");
   EXPECT_NE(svg.find(fmt::format("AUC = {:.4f}", *m.auc)), std::string::npos);
   EXPECT_NE(svg.find("AUC undefined"), std::string::npos);
+}
+
+TEST(Plots, ImageGridDrawsEveryPictureWithItsCaption) {
+  if (!find_gnuplot()) GTEST_SKIP() << "gnuplot not on PATH (apt-get install gnuplot-nox)";
+  TempDir tmp;
+  Plotter plotter(tmp.path());
+  // A red 6x4 picture and a blue 3x5 one: the data file holds each pixel once, in its cell.
+  ImagePanel red{"red 'one'", 4, 6, std::vector<std::uint8_t>(4 * 6 * 3, 0)};
+  ImagePanel blue{"blue", 5, 3, std::vector<std::uint8_t>(5 * 3 * 3, 0)};
+  for (std::size_t i = 0; i < red.rgb.size(); i += 3) red.rgb[i] = 255;
+  for (std::size_t i = 2; i < blue.rgb.size(); i += 3) blue.rgb[i] = 255;
+  const ImagePanel panels[] = {red, blue};
+  ASSERT_TRUE(plotter.image_grid(panels, 2, "grid", "Two pictures"));
+  EXPECT_TRUE(plotter.warnings().empty()) << plotter.warnings().front();
+  const std::string dat = read_file(tmp.path() / "grid.dat");
+  EXPECT_NE(dat.find("\n0 1 255 0 0\n"), std::string::npos);  // red's first pixel, centred in y
+  EXPECT_EQ(std::count(dat.begin(), dat.end(), '\n'), 1 + (1 + 24 + 2) + (1 + 15 + 2));
+  EXPECT_EQ(read_file(tmp.path() / "grid.png").substr(0, 8), "\x89PNG\r\n\x1a\n");
+  const std::string svg = read_file(tmp.path() / "grid.svg");
+  EXPECT_NE(svg.find("red 'one'"), std::string::npos);
+  // A picture whose bytes do not match its size is an error naming it.
+  const ImagePanel bad[] = {{"broken", 2, 2, std::vector<std::uint8_t>(5)}};
+  EXPECT_THROW(plotter.image_grid(bad, 1, "bad", "Bad"), Error);
 }
 
 TEST(Plots, FailuresAreWarningsNotCrashes) {
