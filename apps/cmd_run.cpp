@@ -13,13 +13,14 @@
 #include "apps/command.hpp"
 #include "backends/backend.hpp"
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "eval/report.hpp"
 #include "graph/summary.hpp"
 #include "importers/onnx_export.hpp"
 #include "importers/onnx_import.hpp"
 #include "trainers/distributed.hpp"
 #include "trainers/transfer.hpp"
-#include "workloads/gender/orientation_backbone.hpp"
+#include "workloads/gender/attribute_backbone.hpp"
 #include "workloads/gender/synthetic_faces.hpp"
 
 namespace onnxforge::cli {
@@ -179,25 +180,31 @@ void run_all(const RunArgs& args) {
   if (!backbone) {
     // The synthetic backbone is trained on [0, 1] RGB pixels (older cached ones lack metadata).
     if (config.data.preprocess == "auto") config.data.preprocess = "unit";
-    const fs::path backbone_path = root / "backbone" / "vgg16-w0.25-orientation.onnx";
-    if (fs::exists(backbone_path)) {
+    gender::BackbonePretraining pretraining;
+    const fs::path backbone_dir = root / "backbone";
+    const fs::path backbone_path =
+        backbone_dir / fmt::format("vgg16-w{}-attributes.onnx", pretraining.width);
+    const fs::path note_path = fs::path(backbone_path).replace_extension(".txt");
+    const auto cached_note = try_read_file(note_path);
+    if (fs::exists(backbone_path) && cached_note) {
       say("[4/5] Reusing the synthetic pretrained backbone " + backbone_path.string());
+      backbone_note = *cached_note;
     } else {
-      say("[4/5] No pretrained VGG16 can be downloaded here: pretraining a width-0.25 VGG16 on a "
-          "synthetic source task (upright vs upside-down faces; in fp32 unless --dtype bf16)");
-      train::TrainOptions pretrain = options;
-      pretrain.run_dir = out / "backbone-pretraining";
-      fs::remove_all(pretrain.run_dir);
-      const Graph trained = gender::pretrain_orientation_backbone(config, data, 0.25, 1, pretrain);
-      fs::create_directories(backbone_path.parent_path());
-      export_model(trained, config, backbone_path.string());
+      say(fmt::format(
+          "[4/5] No pretrained VGG16 can be downloaded here: pretraining a width-{} VGG16 on a "
+          "synthetic source task ({} attributes drawn independently of gender: glasses, age, "
+          "expression, pose, light, scene, camera; {} faces of other people; in fp32 unless "
+          "--dtype bf16)",
+          pretraining.width, gender::source_attributes().size(), pretraining.images));
+      const auto pretrained = gender::pretrain_attribute_backbone(
+          config, pretraining, backbone_dir / "source", [](const std::string& line) { say(line); });
+      fs::create_directories(backbone_dir);
+      export_model(pretrained.model, config, backbone_path.string());
+      backbone_note = "Backbone: " + backbone_path.string() + " - " + pretrained.description();
+      write_file_atomic(note_path, backbone_note);
       say("      exported to " + backbone_path.string());
+      say("      " + pretrained.description());
     }
-    backbone_note =
-        "Backbone: " + backbone_path.string() +
-        " - a width-0.25 VGG16 pretrained by onnxforge on a synthetic source task (upright vs "
-        "upside-down faces), NOT ImageNet weights: no pretrained VGG16 can be downloaded on this "
-        "machine. Give a real one with --backbone (see README).";
     config.transfer.backbone = backbone_path.string();
     backbone = load_backbone(config);
   } else {

@@ -13,7 +13,8 @@ const onnxforge::cli::Registration registration{
     21, "synth",
     "Generate synthetic face images (the default data) in the Kaggle layouts: "
     "OUT/gender/{train,test}/{Female,Male} (100x100 JPEG) and OUT/faces/{man,woman} "
-    "(64-300 px, a shifted domain). Deterministic for a seed.",
+    "(64-300 px, a shifted domain), with attributes.csv and groups.csv beside them. "
+    "Deterministic for a seed.",
     [](CLI::App& sub) {
       auto options = std::make_shared<onnxforge::gender::SynthOptions>();
       auto full_size = std::make_shared<bool>(false);
@@ -27,10 +28,21 @@ const onnxforge::cli::Registration registration{
           ->capture_default_str();
       sub.add_option("--threads", options->threads, "threads (0 = all cores)")
           ->capture_default_str();
+      sub.add_option("--label-noise", options->label_noise, "fraction of labels flipped")
+          ->check(CLI::Range(0.0, 0.5))
+          ->capture_default_str();
+      auto gender_domain = std::make_shared<std::string>("studio");
+      sub.add_option("--gender-domain", *gender_domain,
+                     "the camera and scene of gender/train and gender/test: studio, or wild as "
+                     "faces/ (to check that the shifted domain is learnable)")
+          ->check(CLI::IsMember({"studio", "wild"}))
+          ->capture_default_str();
       sub.add_flag("--full-size", *full_size,
                    "the real datasets' sizes: 11,135 train / 1,279 val / 27,167 test");
-      sub.callback([options, full_size] {
+      sub.callback([options, full_size, gender_domain] {
         auto run = *options;
+        run.gender_domain = *gender_domain == "wild" ? onnxforge::gender::SynthDomain::wild
+                                                     : onnxforge::gender::SynthDomain::studio;
         if (*full_size) run.use_full_size();
         const auto summary = onnxforge::gender::generate_synthetic_faces(run);
         fmt::print(

@@ -187,10 +187,11 @@ void blur_depth_of_field(cv::Mat& img, Rng& rng) {
   cv::resize(small, img, img.size(), 0, 0, cv::INTER_LINEAR);
 }
 
-void draw_background(cv::Mat& img, Rng& rng, SynthDomain domain) {
+// Returns the kind drawn: 0 studio, 1 outdoors, 2 indoors, 3 night, 4 a saturated colour.
+int draw_background(cv::Mat& img, Rng& rng, SynthDomain domain) {
   if (domain == SynthDomain::studio) {
     draw_studio_backdrop(img, rng);
-    return;
+    return 0;
   }
   const int kind = choose<4>(rng, {0.3, 0.35, 0.2, 0.15});
   if (kind == 0) {
@@ -203,17 +204,19 @@ void draw_background(cv::Mat& img, Rng& rng, SynthDomain domain) {
     img.setTo(cv::Scalar(rng.uniform(0, 255), rng.uniform(0, 255), rng.uniform(0, 255)));
   }
   blur_depth_of_field(img, rng);
+  return kind + 1;
 }
 
 // --- the person: what is drawn before any part is painted ---------------------------------------
 
 struct Person {
   bool male = false;
-  double m = 0.0;    // masculinity: overlapping between the classes, drives most gendered cues
-  double age = 0.0;  // 0 .. 1
-  double jaw = 0.0;  // 0 soft/pointed .. 1 square
-  double a = 0.0;    // head half-width, px
-  double b = 0.0;    // head half-height, px
+  double m = 0.0;     // masculinity: overlapping between the classes, drives most gendered cues
+  double age = 0.0;   // 0 .. 1
+  double tone = 0.0;  // skin tone, 0 lightest .. 1 darkest
+  double jaw = 0.0;   // 0 soft/pointed .. 1 square
+  double a = 0.0;     // head half-width, px
+  double b = 0.0;     // head half-height, px
   cv::Scalar skin, skin_shadow, skin_dark;
   int hair_index = 0;  // into hair_palette: 6 and 7 are grey and white
   cv::Scalar hair, hair_dark;
@@ -234,7 +237,7 @@ struct Person {
 Person sample_gender(Rng& rng, int gender) {
   Person person;
   person.male = gender == 1;
-  person.m = (person.male ? 0.9 : -0.9) + rng.normal(0.0, 0.75);
+  person.m = (person.male ? 1.0 : -1.0) + rng.normal(0.0, 0.65);
   person.age = rng.uniform();
   return person;
 }
@@ -256,9 +259,9 @@ struct Placement {
 Placement place_face(Rng& rng, SynthDomain domain, int cw, int ch) {
   const bool wild = domain == SynthDomain::wild;
   Placement place;
-  place.u = std::min(cw, ch) * (wild ? rng.uniform(0.6, 1.0) : rng.uniform(0.88, 1.08));
+  place.u = std::min(cw, ch) * (wild ? rng.uniform(0.72, 1.02) : rng.uniform(0.88, 1.08));
   Frame& f = place.frame;
-  f.centre = wild ? cv::Point2d(cw * rng.uniform(0.38, 0.62), ch * rng.uniform(0.42, 0.6))
+  f.centre = wild ? cv::Point2d(cw * rng.uniform(0.43, 0.57), ch * rng.uniform(0.45, 0.58))
                   : cv::Point2d(cw * 0.5 + rng.normal(0, 3.0), ch * 0.52 + rng.normal(0, 3.0));
   const double roll = (wild ? rng.normal(0, 9.0) : rng.normal(0, 4.5)) * kPi / 180.0;
   f.cos_roll = std::cos(roll);
@@ -281,6 +284,7 @@ void sample_skin(Rng& rng, SynthDomain domain, Person& person) {
   const double tone = domain == SynthDomain::wild
                           ? std::clamp(rng.uniform(-0.05, 1.0), 0.0, 0.999)
                           : std::clamp(rng.uniform(0.0, 0.9) + 0.04 * m, 0.0, 0.999);
+  person.tone = tone;
   const double pos = tone * (skin_palette.size() - 1);
   const auto lo = static_cast<std::size_t>(pos);
   cv::Scalar skin =
@@ -620,8 +624,8 @@ void draw_lips(const Painter& p, const Person& person, const Mouth& mouth) {
   p.polyline(seam, scaled(mouth.lip, 0.45), std::max(1.0, person.a * 0.015), 0.25);
 }
 
-// Lips, then a moustache over them (with a full beard: mostly).
-void draw_mouth(const Painter& p, Rng& rng, const Person& person, double mouth_y) {
+// Lips, then a moustache over them (with a full beard: mostly). Returns the smile drawn.
+double draw_mouth(const Painter& p, Rng& rng, const Person& person, double mouth_y) {
   const Mouth mouth = sample_mouth(rng, person, mouth_y);
   draw_lips(p, person, mouth);
   const int beard = person.beard;
@@ -630,6 +634,7 @@ void draw_mouth(const Painter& p, Rng& rng, const Person& person, double mouth_y
     arc(pts, 0, mouth_y + 0.02 * person.b, mouth.w * 1.1, 0.16 * person.b, 200, 340, 12);
     p.polyline(pts, person.hair, std::max(2.0, person.b * 0.07), 0.3);
   }
+  return mouth.smile;
 }
 
 // --- in front of the face: front hair, glasses, earrings ----------------------------------------
@@ -716,10 +721,11 @@ void draw_earrings(const Painter& p, Rng& rng, const Person& person) {
 
 // Back to front, each part drawing what it needs from rng as it goes: the order of the calls is
 // the order of the random draws, which the data depend on.
-cv::Mat draw_face(Rng& rng, int gender, SynthDomain domain, int out_w, int out_h) {
+cv::Mat draw_face(Rng& rng, int gender, SynthDomain domain, int out_w, int out_h,
+                  FaceAttributes& attributes) {
   Person person = sample_gender(rng, gender);
   cv::Mat img = blank_canvas(out_w, out_h);
-  draw_background(img, rng, domain);
+  attributes.background = draw_background(img, rng, domain);
   Placement place = place_face(rng, domain, img.cols, img.rows);
   sample_head_shape(rng, place.u, person);
   sample_skin(rng, domain, person);
@@ -737,10 +743,21 @@ cv::Mat draw_face(Rng& rng, int gender, SynthDomain domain, int out_w, int out_h
   draw_facial_hair(p, person, head, mouth_y);
   const Eyes eyes = draw_eyes(p, rng, person);
   draw_nose(p, rng, person, eyes);
-  draw_mouth(p, rng, person, mouth_y);
+  attributes.smile = draw_mouth(p, rng, person, mouth_y);
   draw_front_hair(p, rng, person);
   draw_glasses(p, rng, person, eyes);
   draw_earrings(p, rng, person);
+
+  attributes.gender = gender;
+  attributes.skin_tone = person.tone;
+  attributes.age = person.age;
+  attributes.glasses = person.glasses;
+  attributes.sunglasses = person.sunglasses;
+  attributes.curly = person.curly;
+  attributes.dark_hair = person.hair_index <= 2;
+  attributes.yaw = place.frame.yaw;
+  attributes.roll = place.frame.roll_degrees();
+  attributes.face_scale = place.u / std::min(img.cols, img.rows);
   return img;
 }
 

@@ -14,6 +14,8 @@ inline constexpr double kPi = 3.14159265358979323846;
 
 // The canvas for an out_w x out_h image: gender 0 = female, 1 = male. Every random draw comes
 // from rng, in a fixed order: the synthetic data depend on it bit for bit.
-cv::Mat draw_face(data::Rng& rng, int gender, SynthDomain domain, int out_w, int out_h);
+// What was drawn goes into `attributes` (its gender, person, pose and background fields).
+cv::Mat draw_face(data::Rng& rng, int gender, SynthDomain domain, int out_w, int out_h,
+                  FaceAttributes& attributes);
 
 }  // namespace onnxforge::gender::detail

@@ -41,12 +41,15 @@ cv::Size wild_image_size(Rng& rng) {
 }
 
 // Light, colour temperature and exposure; stronger in the wild domain.
-void apply_lighting(cv::Mat& img, Rng& rng, SynthDomain domain) {
+void apply_lighting(cv::Mat& img, Rng& rng, SynthDomain domain, FaceAttributes& attributes) {
   const bool wild = domain == SynthDomain::wild;
   const double strength = wild ? rng.uniform(0.1, 0.55) : rng.uniform(0.0, 0.2);
   const double dir = rng.uniform(0.0, 2.0 * kPi);
   const double exposure = wild ? rng.uniform(0.6, 1.3) : rng.uniform(0.88, 1.1);
   const double warm = wild ? rng.uniform(-0.18, 0.18) : rng.uniform(-0.05, 0.05);
+  attributes.light_strength = strength;
+  attributes.light_angle = dir;
+  attributes.exposure = exposure;
   const double gain[3] = {exposure * (1.0 - warm), exposure, exposure * (1.0 + warm)};
   const double gx = strength * std::cos(dir) / img.cols * 2.0;
   const double gy = strength * std::sin(dir) / img.rows * 2.0;
@@ -85,13 +88,16 @@ void add_noise(cv::Mat& out, Rng& rng, double noise) {
 }
 
 // The camera on the final-size image: blur, noise, sometimes greyscale.
-void apply_camera(cv::Mat& out, Rng& rng, SynthDomain domain) {
+void apply_camera(cv::Mat& out, Rng& rng, SynthDomain domain, FaceAttributes& attributes) {
   const bool wild = domain == SynthDomain::wild;
   const double blur = wild ? rng.uniform(0.0, 1.8) : rng.uniform(0.0, 0.9);
   if (blur > 0.3) cv::GaussianBlur(out, out, cv::Size(0, 0), blur);
   const double noise = wild ? rng.uniform(2.0, 12.0) : rng.uniform(0.0, 5.0);
   add_noise(out, rng, noise);
-  if (rng.chance(wild ? 0.06 : 0.02)) {
+  attributes.blur = blur > 0.3 ? blur : 0.0;
+  attributes.noise = noise;
+  attributes.greyscale = rng.chance(wild ? 0.06 : 0.02);
+  if (attributes.greyscale) {
     cv::Mat grey;
     cv::cvtColor(out, grey, cv::COLOR_BGR2GRAY);
     cv::cvtColor(grey, out, cv::COLOR_GRAY2BGR);
@@ -101,16 +107,21 @@ void apply_camera(cv::Mat& out, Rng& rng, SynthDomain domain) {
 }  // namespace
 
 std::vector<std::uint8_t> render_synthetic_face(std::uint64_t image_seed, int label,
-                                                SynthDomain domain) {
+                                                SynthDomain domain, FaceAttributes* attributes) {
   Rng rng(image_seed);
+  FaceAttributes drawn;
   const bool wild = domain == SynthDomain::wild;
   const cv::Size size = wild ? wild_image_size(rng) : cv::Size(100, 100);
-  cv::Mat canvas = detail::draw_face(rng, label, domain, size.width, size.height);
-  apply_lighting(canvas, rng, domain);
+  cv::Mat canvas = detail::draw_face(rng, label, domain, size.width, size.height, drawn);
+  apply_lighting(canvas, rng, domain, drawn);
   cv::Mat out;
   cv::resize(canvas, out, size, 0, 0, cv::INTER_AREA);
-  apply_camera(out, rng, domain);
+  apply_camera(out, rng, domain, drawn);
   const int quality = wild ? rng.range(30, 90) : rng.range(70, 95);
+  drawn.jpeg_quality = quality;
+  drawn.width = size.width;
+  drawn.height = size.height;
+  if (attributes) *attributes = drawn;
   std::vector<std::uint8_t> bytes;
   cv::imencode(".jpg", out, bytes, {cv::IMWRITE_JPEG_QUALITY, quality});
   return bytes;
@@ -120,8 +131,10 @@ namespace {
 
 // What a complete set was generated with (the file OUT/onnxforge-synth.txt).
 std::string marker_text(const SynthOptions& options) {
-  return fmt::format("onnxforge synth v1\nseed={}\ntrain={}\nval={}\ntest={}\nlabel_noise={}\n",
-                     options.seed, options.train, options.val, options.test, options.label_noise);
+  return fmt::format(
+      "onnxforge synth v2\nseed={}\ntrain={}\nval={}\ntest={}\nlabel_noise={}\ngender_domain={}\n",
+      options.seed, options.train, options.val, options.test, options.label_noise,
+      options.gender_domain == SynthDomain::wild ? "wild" : "studio");
 }
 
 // Refuses a non-empty OUT not written by synth; removes what an earlier run wrote, marker first.
@@ -144,6 +157,7 @@ void clear_out_folder(const SynthOptions& options) {
   }
   // The marker is written last: a run that stops half-way leaves no marker of a complete set.
   fs::remove(marker);
+  for (const char* file : {"attributes.csv", "groups.csv"}) fs::remove(options.out / file);
 }
 
 struct Job {
@@ -151,6 +165,7 @@ struct Job {
   int label;
   SynthDomain domain;
   std::uint64_t seed;
+  const char* split;
 };
 
 // One job per image, in the three splits' folders (created here).
@@ -163,19 +178,26 @@ std::vector<Job> list_jobs(const SynthOptions& options) {
     for (int i = 0; i < count; ++i) {
       const int label = i % 2;  // balanced: female at even indices
       jobs.push_back({root / (label == 0 ? female : male) / fmt::format("{:06d}.jpg", i), label,
-                      domain, derive_seed(options.seed, split, static_cast<std::uint64_t>(i))});
+                      domain, derive_seed(options.seed, split, static_cast<std::uint64_t>(i)),
+                      split == 1   ? "train"
+                      : split == 2 ? "val"
+                                   : "test"});
     }
   };
-  add(options.out / "gender" / "train", "Female", "Male", options.train, SynthDomain::studio, 1);
-  add(options.out / "gender" / "test", "Female", "Male", options.val, SynthDomain::studio, 2);
+  add(options.out / "gender" / "train", "Female", "Male", options.train, options.gender_domain, 1);
+  add(options.out / "gender" / "test", "Female", "Male", options.val, options.gender_domain, 2);
   add(options.out / "faces", "woman", "man", options.test, SynthDomain::wild, 3);
   return jobs;
 }
 
-// Renders and writes every job on `threads` threads; returns the bytes written.
-std::size_t write_images(const std::vector<Job>& jobs, double label_noise, int threads) {
+// Renders and writes every job on `threads` threads; returns the bytes written. `drawn` receives
+// each job's attributes and whether its label was flipped.
+std::size_t write_images(const std::vector<Job>& jobs, double label_noise, int threads,
+                         std::vector<FaceAttributes>& drawn, std::vector<char>& flipped) {
   std::atomic<std::size_t> bytes{0};
   std::vector<std::string> errors(jobs.size());
+  drawn.assign(jobs.size(), {});
+  flipped.assign(jobs.size(), 0);
   tbb::task_arena arena(threads);
   arena.execute([&] {
     data::detail::parallel_for(jobs.size(), 8, [&](std::size_t begin, std::size_t end) {
@@ -183,8 +205,9 @@ std::size_t write_images(const std::vector<Job>& jobs, double label_noise, int t
         const Job& job = jobs[i];
         // The drawn gender; about 2% of the labels are wrong on purpose.
         Rng flip(derive_seed(job.seed, 0xf11b));
-        const int drawn = flip.chance(label_noise) ? 1 - job.label : job.label;
-        const auto data = render_synthetic_face(job.seed, drawn, job.domain);
+        flipped[i] = flip.chance(label_noise) ? 1 : 0;
+        const int gender = flipped[i] ? 1 - job.label : job.label;
+        const auto data = render_synthetic_face(job.seed, gender, job.domain, &drawn[i]);
         std::ofstream file(job.file, std::ios::binary);
         file.write(reinterpret_cast<const char*>(data.data()),
                    static_cast<std::streamsize>(data.size()));
@@ -199,7 +222,39 @@ std::size_t write_images(const std::vector<Job>& jobs, double label_noise, int t
   return bytes.load();
 }
 
+std::string relative_path(const fs::path& file, const fs::path& root) {
+  return file.lexically_relative(root).generic_string();
+}
+
 }  // namespace
+
+std::string skin_tone_group(double skin_tone) {
+  return skin_tone < 1.0 / 3 ? "light" : skin_tone < 2.0 / 3 ? "medium" : "dark";
+}
+
+std::string age_group(double age) { return age < 0.35 ? "young" : age < 0.7 ? "middle" : "older"; }
+
+std::string glasses_group(const FaceAttributes& attributes) {
+  return attributes.sunglasses ? "sunglasses" : attributes.glasses ? "glasses" : "none";
+}
+
+std::string attributes_csv_header() {
+  return "path,split,domain,label,gender,label_flipped,skin_tone,age,glasses,sunglasses,curly,"
+         "dark_hair,yaw,roll,smile,background,face_scale,light_angle,light_strength,exposure,"
+         "blur,noise,greyscale,jpeg_quality,width,height\n";
+}
+
+std::string attributes_csv_row(const std::string& path, const std::string& split,
+                               SynthDomain domain, int label, bool flipped,
+                               const FaceAttributes& a) {
+  return fmt::format(
+      "{},{},{},{},{},{:d},{:.4f},{:.4f},{:d},{:d},{:d},{:d},{:.4f},{:.3f},{:.4f},{},{:.4f},{:.4f},"
+      "{:.4f},{:.4f},{:.3f},{:.3f},{:d},{},{},{}\n",
+      path, split, domain == SynthDomain::wild ? "wild" : "studio", label, a.gender, flipped,
+      a.skin_tone, a.age, a.glasses, a.sunglasses, a.curly, a.dark_hair, a.yaw, a.roll, a.smile,
+      a.background, a.face_scale, a.light_angle, a.light_strength, a.exposure, a.blur, a.noise,
+      a.greyscale, a.jpeg_quality, a.width, a.height);
+}
 
 SynthSummary generate_synthetic_faces(const SynthOptions& options) {
   if (options.out.empty()) throw Error("synth: no output folder given");
@@ -214,7 +269,22 @@ SynthSummary generate_synthetic_faces(const SynthOptions& options) {
   const int threads = options.threads > 0 ? options.threads : tbb::info::default_concurrency();
   SynthSummary summary;
   summary.images = jobs.size();
-  summary.bytes = write_images(jobs, options.label_noise, threads);
+  std::vector<FaceAttributes> drawn;
+  std::vector<char> flipped;
+  summary.bytes = write_images(jobs, options.label_noise, threads, drawn, flipped);
+  // What each image shows (attributes.csv) and the groups of the subgroup metrics (groups.csv),
+  // paths relative to OUT.
+  std::string attributes = attributes_csv_header();
+  std::string groups = "path,skin_tone,age,glasses\n";
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    const std::string path = relative_path(jobs[i].file, options.out);
+    attributes += attributes_csv_row(path, jobs[i].split, jobs[i].domain, jobs[i].label,
+                                     flipped[i] != 0, drawn[i]);
+    groups += fmt::format("{},{},{},{}\n", path, skin_tone_group(drawn[i].skin_tone),
+                          age_group(drawn[i].age), glasses_group(drawn[i]));
+  }
+  write_file_atomic(options.out / "attributes.csv", attributes);
+  write_file_atomic(options.out / "groups.csv", groups);
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // Written last, atomically: a killed run leaves no marker and is made again.
   write_file_atomic(options.out / "onnxforge-synth.txt", marker_text(options));

@@ -32,9 +32,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <string>
 #include <vector>
 
 namespace onnxforge::gender {
+
+enum class SynthDomain { studio, wild };
 
 struct SynthOptions {
   std::filesystem::path out;
@@ -43,7 +46,10 @@ struct SynthOptions {
   int val = 400;     // gender/test (in-domain held-out set, used for validation)
   int test = 1000;   // faces/ (shifted domain)
   int threads = 0;   // 0 = all cores
-  double label_noise = 0.02;
+  double label_noise = 0.01;
+  // The domain of gender/train and gender/test: studio (the default), or wild as faces/ is, to
+  // check that the shifted domain is learnable by a model trained on it.
+  SynthDomain gender_domain = SynthDomain::studio;
 
   // The sizes of the real datasets: 11,135 / 1,279 / 27,167.
   void use_full_size() {
@@ -59,19 +65,59 @@ struct SynthSummary {
   double seconds = 0.0;
 };
 
-// Writes the dataset. Refuses (Error naming the folder) to write into a non-empty
-// OUT that it did not create itself; OUT/gender and OUT/faces written earlier (marked by
-// OUT/onnxforge-synth.txt) are replaced.
+// Writes the dataset, and beside it OUT/attributes.csv (what every image shows, below) and
+// OUT/groups.csv (path,skin_tone,age,glasses: the groups of the report's subgroup metrics). Refuses
+// (Error naming the folder) to write into a non-empty OUT that it did not create itself; OUT/gender
+// and OUT/faces written earlier (marked by OUT/onnxforge-synth.txt) are replaced.
 SynthSummary generate_synthetic_faces(const SynthOptions& options);
 
 // True when OUT holds a complete set generated with these options (same seed, sizes and label
 // noise; the marker file is written last), so a caller can reuse it instead of regenerating.
 bool synthetic_faces_ready(const SynthOptions& options);
 
-enum class SynthDomain { studio, wild };
+// What was drawn into one image besides its gender. Everything here is drawn independently of
+// the gender (the pretraining task of the default backbone learns from these; groups.csv groups
+// by skin tone, age and glasses), except where a comment says otherwise.
+struct FaceAttributes {
+  int gender = 0;          // the drawn gender: 0 female, 1 male (before label noise)
+  double skin_tone = 0.0;  // 0 lightest .. 1 darkest of the palette
+  double age = 0.0;        // 0 .. 1 (grey hair and forehead lines with age)
+  bool glasses = false;    // glasses or sunglasses
+  bool sunglasses = false;
+  bool curly = false;        // curly hair
+  bool dark_hair = false;    // hair palette 0-2 (black, dark and mid brown); blond is 2x as
+                             // likely for women
+  double yaw = 0.0;          // head turned: -0.45 .. 0.45 of its half-width
+  double roll = 0.0;         // head tilt, degrees
+  double smile = 0.0;        // -0.3 (corners down) .. 1 (broad smile)
+  int background = 0;        // 0 studio, 1 outdoors, 2 indoors, 3 night, 4 saturated colour
+  double face_scale = 0.0;   // face size unit over the image's short side
+  double light_angle = 0.0;  // direction of the light gradient, radians
+  double light_strength = 0.0;
+  double exposure = 1.0;
+  double blur = 0.0, noise = 0.0;  // camera blur sigma (px) and noise sd (grey levels)
+  bool greyscale = false;
+  int jpeg_quality = 0;
+  int width = 0, height = 0;  // the written image's size
+};
 
-// One face as JPEG bytes: label 0 = female, 1 = male (the drawn gender, before label noise).
+// One face as JPEG bytes: label 0 = female, 1 = male (the drawn gender, before label noise);
+// `attributes`, when given, receives what was drawn.
 std::vector<std::uint8_t> render_synthetic_face(std::uint64_t image_seed, int label,
-                                                SynthDomain domain);
+                                                SynthDomain domain,
+                                                FaceAttributes* attributes = nullptr);
+
+// The bands groups.csv reports (subgroup metrics): skin tone light / medium / dark, age young /
+// middle / older, glasses none / glasses / sunglasses.
+std::string skin_tone_group(double skin_tone);
+std::string age_group(double age);
+std::string glasses_group(const FaceAttributes& attributes);
+
+// attributes.csv's header and one row (path relative to OUT, split, domain, folder label, drawn
+// gender, whether the label was flipped, then the FaceAttributes fields).
+std::string attributes_csv_header();
+std::string attributes_csv_row(const std::string& path, const std::string& split,
+                               SynthDomain domain, int label, bool flipped,
+                               const FaceAttributes& attributes);
 
 }  // namespace onnxforge::gender
