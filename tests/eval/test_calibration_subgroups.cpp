@@ -1,6 +1,7 @@
-// Calibration (Brier, ECE, bins), the threshold chosen by a rule and Wilson intervals.
-// scikit-learn is not installed here, so the expected values are derived by hand in each test
-// (the sums are written out beside them).
+// Calibration (Brier, ECE, bins), the threshold chosen by a rule, Wilson intervals, the groups
+// CSV and its matching, subgroup metrics and gaps. scikit-learn is not installed here, so the
+// expected values are derived by hand in each test (the sums are written out beside them).
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,6 +9,7 @@
 #include "core/error.hpp"
 #include "eval/io.hpp"
 #include "eval/metrics.hpp"
+#include "eval/subgroups.hpp"
 #include "tests/eval/eval_fixtures.hpp"
 
 namespace onnxforge::eval {
@@ -144,6 +146,108 @@ TEST(ChooseThreshold, YoudenAndTargetSensitivity) {
   // One class only: no threshold; a target outside (0, 1] is refused.
   EXPECT_FALSE(choose_threshold(predictions_of({1, 1}, {0.2, 0.7}), {}, {}).has_value());
   EXPECT_THROW(choose_threshold(p, {}, {ThresholdRule::Kind::sensitivity, 1.5}), Error);
+}
+
+TEST(Groups, ReadAndMatchByPathThenByTrailingComponents) {
+  TempDir tmp;
+  const fs::path csv = tmp.path() / "meta" / "groups.csv";
+  write_text(csv,
+             "path,skin_tone,glasses\n"
+             "../data/gender/test/Female/000001.jpg,dark,yes\n"
+             "../data/gender/test/Male/000002.jpg,light,no\n"
+             "/elsewhere/gender/test/Male/000003.jpg,light,\n"
+             "/a/set1/test/Female/000009.jpg,dark,no\n"
+             "/a/set2/test/Female/000009.jpg,light,no\n");
+  const GroupTable groups = read_groups_csv(csv);
+  EXPECT_EQ(groups.attributes, (std::vector<std::string>{"skin_tone", "glasses"}));
+  ASSERT_EQ(groups.paths.size(), 5u);
+  const std::string row0 =
+      fs::weakly_canonical(tmp.path() / "data/gender/test/Female/000001.jpg").generic_string();
+  EXPECT_EQ(groups.paths[0], row0);
+  const GroupMatcher matcher(groups);
+  EXPECT_EQ(matcher.match(row0), 0u);  // canonical absolute path
+  EXPECT_EQ(matcher.match((tmp.path() / "data/x/../gender/test/Female/000001.jpg").string()), 0u);
+  // Relative, not resolving: the unique row with the longest matching tail (here 4 components).
+  EXPECT_EQ(matcher.match("some/root/gender/test/Male/000002.jpg"), 1u);
+  EXPECT_EQ(matcher.match("x/test/Male/000003.jpg"), 2u);               // 3 components: enough
+  EXPECT_FALSE(matcher.match("Male/000003.jpg").has_value());           // 2: too few
+  EXPECT_FALSE(matcher.match("q/test/Female/000009.jpg").has_value());  // 2 rows tie at 3
+  EXPECT_EQ(matcher.match("set2/test/Female/000009.jpg"), 4u);          // 4 beats 3
+  // Absolute paths never fall back.
+  EXPECT_FALSE(matcher.match("/nowhere/gender/test/Female/000001.jpg").has_value());
+
+  // Bad files: one line naming the file and the problem.
+  const auto error_of = [&](const std::string& text) {
+    write_text(tmp.path() / "bad.csv", text);
+    try {
+      read_groups_csv(tmp.path() / "bad.csv");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error_of("file,skin\na.jpg,x\n").find("bad.csv:1: no 'path' column"),
+            std::string::npos);
+  EXPECT_NE(error_of("path\na.jpg\n").find("bad.csv:1: no attribute column"), std::string::npos);
+  EXPECT_NE(error_of("path,skin\na.jpg,x\n./a.jpg,y\n")
+                .find("bad.csv:3: path './a.jpg' is listed "
+                      "twice (first on line 2)"),
+            std::string::npos);
+  EXPECT_NE(error_of("path,skin,age\na.jpg,x\n").find("bad.csv:2: 2 fields, expected 3"),
+            std::string::npos);
+  EXPECT_THROW(read_groups_csv(tmp.path() / "absent.csv"), Error);
+}
+
+TEST(Groups, RatesIntervalsAndEqualizedOddsGaps) {
+  TempDir tmp;
+  const fs::path csv = tmp.path() / "groups.csv";
+  std::string text = "path,skin_tone\n";
+  for (int i = 0; i < 8; ++i) text += fmt::format("img/a/b/{}.jpg,{}\n", i, i < 4 ? "A" : "B");
+  write_text(csv, text);
+  const GroupTable groups = read_groups_csv(csv);
+  // A: labels 1 1 0 0, scores .9 .8 .2 .6 -> TPR 2/2, FPR 1/2, accuracy 3/4.
+  // B: labels 1 1 0 0, scores .9 .3 .1 .2 -> TPR 1/2, FPR 0/2, accuracy 3/4.
+  const std::vector<int> labels{1, 1, 0, 0, 1, 1, 0, 0};
+  const std::vector<double> scores{0.9, 0.8, 0.2, 0.6, 0.9, 0.3, 0.1, 0.2};
+  std::vector<Prediction> p;
+  for (int i = 0; i < 8; ++i)
+    p.push_back({fmt::format("other/img/a/b/{}.jpg", i), labels[i], scores[i]});
+  p.push_back({"unknown/x/y/z.jpg", 1, 0.7});  // no row
+  p.push_back({"img/a/b/0.jpg", 1, std::nan("")});
+  const SubgroupMetrics m = subgroup_metrics(p, groups, {});
+  EXPECT_EQ(m.matched, 8u);
+  EXPECT_EQ(m.unmatched, 1u);
+  EXPECT_EQ(m.excluded, 1u);
+  ASSERT_EQ(m.attributes.size(), 1u);
+  const AttributeMetrics& a = m.attributes[0];
+  ASSERT_EQ(a.groups.size(), 2u);
+  EXPECT_EQ(a.groups[0].group, "A");
+  EXPECT_EQ(a.groups[0].n, 4u);
+  EXPECT_EQ(a.groups[0].accuracy.value.value(), 0.75);
+  EXPECT_EQ(a.groups[0].tpr.value.value(), 1.0);
+  EXPECT_EQ(a.groups[0].fpr.value.value(), 0.5);
+  EXPECT_EQ(a.groups[1].tpr.value.value(), 0.5);
+  EXPECT_EQ(a.groups[1].fpr.value.value(), 0.0);
+  const auto acc_iv = wilson_interval(3, 4);
+  EXPECT_EQ(a.groups[0].accuracy.interval->lo, acc_iv->lo);
+  EXPECT_EQ(a.groups[0].tpr.interval->lo, wilson_interval(2, 2)->lo);
+  EXPECT_EQ(a.tpr_gap.value.value(), 0.5);
+  EXPECT_EQ(a.tpr_gap.max_group, "A");
+  EXPECT_EQ(a.tpr_gap.min_group, "B");
+  EXPECT_EQ(a.fpr_gap.value.value(), 0.5);
+  EXPECT_EQ(a.equalized_odds_gap.value(), 0.5);
+  ASSERT_FALSE(m.notes.empty());
+  EXPECT_NE(m.notes[0].find("1 of 10 predictions matched no row of groups.csv"), std::string::npos);
+  const nlohmann::json j = subgroups_to_json(m);
+  EXPECT_EQ(j["attributes"][0]["groups"][1]["tpr"]["successes"], 1);
+  EXPECT_EQ(j["attributes"][0]["equalized_odds_gap"], 0.5);
+
+  // Positive class 0 swaps the roles: TPR is about label 0.
+  MetricsOptions female;
+  female.positive_label = 0;
+  const SubgroupMetrics f = subgroup_metrics(p, groups, female);
+  EXPECT_EQ(f.attributes[0].groups[0].tpr.value.value(), 0.5);  // A's label 0: .2 yes, .6 no
+  EXPECT_EQ(f.attributes[0].groups[1].fpr.value.value(), 0.5);  // B's label 1: .3 predicted 0
 }
 
 }  // namespace
