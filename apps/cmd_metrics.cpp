@@ -31,6 +31,7 @@ struct MetricsArgs {
   std::uint64_t seed = eval::MetricsOptions{}.seed;
   std::string split;
   std::string model;
+  std::string groups;
   bool no_plots = false;
 };
 
@@ -79,6 +80,9 @@ const onnxforge::cli::Registration registration{
       sub.add_option("--split", args->split,
                      "split name for titles (default: the name of the folder holding the file)");
       sub.add_option("--model", args->model, "model name for titles");
+      sub.add_option("--groups", args->groups,
+                     "groups CSV (path,<attribute>,...) for metrics per subgroup "
+                     "(subgroups.json and the report's Subgroups section)");
       sub.add_flag("--no-plots", args->no_plots, "skip the gnuplot figures");
       sub.callback([args] {
         eval::MetricsOptions options;
@@ -118,10 +122,11 @@ const onnxforge::cli::Registration registration{
                          : input.stem().string();
         }
         run.dir = out;
-        run.splits.push_back(eval::split_record(split.split_name, m));
+        run.splits.push_back(eval::split_record(split.split_name, m, predictions));
         eval::ReportOptions report_options;
         report_options.plots = !args->no_plots;
         report_options.run_details = false;
+        report_options.groups = args->groups;
         report_options.title = fmt::format("Metrics: {} ({} split)", run.name, split.split_name);
         const auto report = eval::write_report(std::span(&run, 1), out, report_options);
 
@@ -136,6 +141,7 @@ const onnxforge::cli::Registration registration{
         fmt::print("confusion: TP {} FP {} TN {} FN {}\n", m.confusion.tp, m.confusion.fp,
                    m.confusion.tn, m.confusion.fn);
         fmt::print("wrote {} and {}\n", (out / "metrics.json").string(), report.html.string());
+        if (report.subgroups) fmt::print("wrote {}\n", report.subgroups->string());
         std::vector<std::string> warnings = result.warnings;
         warnings.insert(warnings.end(), report.warnings.begin(), report.warnings.end());
         print_warnings(warnings);

@@ -23,8 +23,30 @@ struct ReportArgs {
   std::vector<std::string> runs;
   std::string out;
   std::string title;
+  std::string groups;
+  std::string threshold_rule = "youden";
   bool no_plots = false;
 };
+
+// "youden" or "sensitivity:0.9".
+eval::ThresholdRule parse_threshold_rule(const std::string& text) {
+  eval::ThresholdRule rule;
+  if (text == "youden") return rule;
+  const std::string prefix = "sensitivity:";
+  if (text.rfind(prefix, 0) == 0) {
+    rule.kind = eval::ThresholdRule::Kind::sensitivity;
+    try {
+      std::size_t used = 0;
+      const std::string number = text.substr(prefix.size());
+      rule.target_sensitivity = std::stod(number, &used);
+      if (used == number.size() && rule.target_sensitivity > 0 && rule.target_sensitivity <= 1)
+        return rule;
+    } catch (const std::exception&) {
+    }
+  }
+  throw onnxforge::Error(fmt::format(
+      "--choose-threshold '{}': expected youden or sensitivity:T with T in (0, 1]", text));
+}
 
 const onnxforge::cli::Registration registration{
     61, "report",
@@ -40,8 +62,24 @@ const onnxforge::cli::Registration registration{
       sub.add_option("--out", args->out, "output folder (report.html, report.md, plots/)")
           ->required();
       sub.add_option("--title", args->title, "report title");
+      sub.add_option("--groups", args->groups,
+                     "groups CSV (path,<attribute>,...; paths relative to its folder) for metrics "
+                     "per subgroup (also written to subgroups.json)");
+      sub.add_option("--choose-threshold", args->threshold_rule,
+                     "how each run's threshold is chosen on validation and applied to test: "
+                     "youden, or sensitivity:T (the strictest threshold reaching sensitivity T)")
+          ->capture_default_str();
       sub.add_flag("--no-plots", args->no_plots, "skip the gnuplot figures");
       sub.callback([args] {
+        eval::ReportOptions options;
+        options.threshold_rule = parse_threshold_rule(args->threshold_rule);
+        if (!args->groups.empty()) {
+          std::error_code ec;
+          if (!fs::is_regular_file(args->groups, ec))
+            throw onnxforge::Error(
+                fmt::format("report: groups file {} does not exist", args->groups));
+          options.groups = args->groups;
+        }
         std::vector<eval::RunRecord> runs;
         std::set<std::string> names;
         for (const auto& dir : args->runs) {
@@ -57,12 +95,12 @@ const onnxforge::cli::Registration registration{
           }
           runs.push_back(std::move(run));
         }
-        eval::ReportOptions options;
         options.title = args->title;
         options.plots = !args->no_plots;
         const auto out = eval::write_report(runs, args->out, options);
         fmt::print("wrote {} and {} ({} figures)\n", out.html.string(), out.markdown.string(),
                    out.figures.size());
+        if (out.subgroups) fmt::print("wrote {}\n", out.subgroups->string());
         std::set<std::string> seen;
         for (const auto& w : out.warnings)
           if (seen.insert(w).second) std::fprintf(stderr, "onnxforge: warning: %s\n", w.c_str());

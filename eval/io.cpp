@@ -319,8 +319,27 @@ nlohmann::json metrics_to_json(const Metrics& m) {
                 {"thresholds", finite_array(m.roc.thresholds)}};
   else
     j["roc"] = nullptr;
+  j["calibration"] = calibration_to_json(m.calibration);
   j["warnings"] = m.warnings;
   return j;
+}
+
+nlohmann::json calibration_to_json(const Calibration& c) {
+  if (!c.brier) return nullptr;
+  nlohmann::json bins = nlohmann::json::array();
+  for (const auto& b : c.bins)
+    bins.push_back({{"lo", b.lo},
+                    {"hi", b.hi},
+                    {"count", b.count},
+                    {"mean_score", optional_number(b.mean_score)},
+                    {"fraction_label_1", optional_number(b.fraction_label_1)}});
+  return {{"brier", optional_number(c.brier)},
+          {"ece", optional_number(c.ece)},
+          {"n_bins", c.bins.size()},
+          {"binning",
+           "equal-width bins of [0, 1] over the score (probability of label 1); ece = sum of "
+           "n_bin / n * |fraction_label_1 - mean_score|"},
+          {"bins", std::move(bins)}};
 }
 
 void write_metrics_json(const fs::path& path, const Metrics& metrics, const nlohmann::json& extra) {

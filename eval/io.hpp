@@ -60,6 +60,9 @@ void write_history_csv(const std::filesystem::path& path, const History& history
 
 // metrics.json: the keys documented in metrics.hpp and README of eval/.
 nlohmann::json metrics_to_json(const Metrics& metrics);
+// metrics.json's "calibration": {brier, ece, n_bins, binning, bins: [{lo, hi, count, mean_score,
+// fraction_label_1}]}, or null for an empty set.
+nlohmann::json calibration_to_json(const Calibration& calibration);
 void write_metrics_json(const std::filesystem::path& path, const Metrics& metrics,
                         const nlohmann::json& extra = nlohmann::json::object());
 // roc.csv: threshold,fpr,tpr (threshold "inf" for the first point).

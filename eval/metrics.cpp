@@ -165,6 +165,156 @@ Bootstrap bootstrap(const std::vector<int>& y, const std::vector<double>& rank_s
 
 }  // namespace
 
+Calibration calibration(std::span<const int> labels, std::span<const double> scores, int bins) {
+  if (labels.size() != scores.size())
+    fail("calibration: {} labels but {} scores", labels.size(), scores.size());
+  if (bins < 1) fail("calibration: the number of bins must be >= 1, got {}", bins);
+  const auto nb = static_cast<std::size_t>(bins);
+  // numpy.linspace(0, 1, bins + 1): edge i is i * (1 / bins), the last exactly 1.
+  const double step = 1.0 / static_cast<double>(bins);
+  std::vector<double> edges(nb + 1);
+  for (std::size_t i = 0; i <= nb; ++i) edges[i] = static_cast<double>(i) * step;
+  edges[nb] = 1.0;
+  std::vector<double> score_sum(nb, 0.0), true_sum(nb, 0.0);
+  std::vector<std::size_t> count(nb, 0);
+  for (std::size_t i = 0; i < scores.size(); ++i) {
+    // numpy.searchsorted(edges[1:-1], score, side="right"): the inner edges <= score.
+    const auto bin = static_cast<std::size_t>(
+        std::upper_bound(edges.begin() + 1, edges.end() - 1, scores[i]) - (edges.begin() + 1));
+    score_sum[bin] += scores[i];
+    true_sum[bin] += labels[i] == 1 ? 1.0 : 0.0;
+    ++count[bin];
+  }
+  Calibration c;
+  const auto n = static_cast<double>(scores.size());
+  double brier = 0, ece = 0;
+  for (std::size_t i = 0; i < scores.size(); ++i) {
+    const double d = scores[i] - (labels[i] == 1 ? 1.0 : 0.0);
+    brier += d * d;
+  }
+  for (std::size_t b = 0; b < nb; ++b) {
+    CalibrationBin bin{edges[b], edges[b + 1], count[b], std::nullopt, std::nullopt};
+    if (count[b] > 0) {
+      const auto nb_d = static_cast<double>(count[b]);
+      bin.mean_score = score_sum[b] / nb_d;
+      bin.fraction_label_1 = true_sum[b] / nb_d;
+      ece += nb_d / n * std::abs(*bin.fraction_label_1 - *bin.mean_score);
+    }
+    c.bins.push_back(bin);
+  }
+  if (!scores.empty()) {
+    c.brier = brier / n;
+    c.ece = ece;
+  }
+  return c;
+}
+
+double normal_quantile(double p) {
+  if (!(p > 0 && p < 1)) fail("normal_quantile: p must be in (0, 1), got {}", p);
+  // Acklam's rational approximation, then one Halley step on erfc (full double precision).
+  static constexpr double a[] = {-3.969683028665376e+01, 2.209460984245205e+02,
+                                 -2.759285104469687e+02, 1.383577518672690e+02,
+                                 -3.066479806614716e+01, 2.506628277459239e+00};
+  static constexpr double b[] = {-5.447609879822406e+01, 1.615858368580409e+02,
+                                 -1.556989798598866e+02, 6.680131188771972e+01,
+                                 -1.328068155288572e+01};
+  static constexpr double c[] = {-7.784894002430293e-03, -3.223964580411365e-01,
+                                 -2.400758277161838e+00, -2.549732539343734e+00,
+                                 4.374664141464968e+00,  2.938163982698783e+00};
+  static constexpr double d[] = {7.784695709041462e-03, 3.224671290700398e-01,
+                                 2.445134137142996e+00, 3.754408661907416e+00};
+  constexpr double low = 0.02425, high = 1 - low;
+  double x = 0;
+  if (p < low) {
+    const double q = std::sqrt(-2 * std::log(p));
+    x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+        ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+  } else if (p <= high) {
+    const double q = p - 0.5, r = q * q;
+    x = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q /
+        (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
+  } else {
+    const double q = std::sqrt(-2 * std::log(1 - p));
+    x = -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+        ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+  }
+  const double e = 0.5 * std::erfc(-x / std::sqrt(2.0)) - p;
+  const double u = e * std::sqrt(2 * 3.14159265358979323846) * std::exp(x * x / 2);
+  return x - u / (1 + x * u / 2);
+}
+
+std::optional<Interval> wilson_interval(std::size_t successes, std::size_t n, double level) {
+  if (!(level > 0 && level < 1)) fail("wilson_interval: level must be in (0, 1), got {}", level);
+  if (successes > n) fail("wilson_interval: {} successes out of {}", successes, n);
+  if (n == 0) return std::nullopt;
+  const double z = normal_quantile((1 + level) / 2), z2 = z * z;
+  const auto nd = static_cast<double>(n);
+  const double p = static_cast<double>(successes) / nd;
+  const double denom = 1 + z2 / nd;
+  const double centre = (p + z2 / (2 * nd)) / denom;
+  const double half = z / denom * std::sqrt(p * (1 - p) / nd + z2 / (4 * nd * nd));
+  return Interval{std::max(0.0, centre - half), std::min(1.0, centre + half)};
+}
+
+std::string describe(const ThresholdRule& rule) {
+  if (rule.kind == ThresholdRule::Kind::youden)
+    return "Youden's J (the threshold maximising sensitivity + specificity - 1, i.e. TPR - FPR, "
+           "over the ROC thresholds)";
+  return fmt::format(
+      "target sensitivity (the strictest threshold whose sensitivity reaches {:.2f})",
+      rule.target_sensitivity);
+}
+
+std::optional<ThresholdChoice> choose_threshold(std::span<const Prediction> predictions,
+                                                const MetricsOptions& options,
+                                                const ThresholdRule& rule) {
+  if (rule.kind == ThresholdRule::Kind::sensitivity &&
+      !(rule.target_sensitivity > 0 && rule.target_sensitivity <= 1))
+    fail("target sensitivity must be in (0, 1], got {}", rule.target_sensitivity);
+  const int pos = options.positive_label;
+  std::vector<std::pair<double, bool>> items;  // score, is positive
+  for (const auto& p : predictions)
+    if (std::isfinite(p.score)) items.emplace_back(p.score, p.label == pos);
+  std::sort(items.begin(), items.end());
+  double total_pos = 0, total_neg = 0;
+  for (const auto& [score, is_pos] : items) (is_pos ? total_pos : total_neg) += 1;
+  if (total_pos == 0 || total_neg == 0) return std::nullopt;
+  // Candidate j: label 1 predicted for scores >= t_j; t_j the j-th distinct score ascending, the
+  // last one just above the largest score (nothing predicted label 1).
+  std::vector<double> thresholds, pos_above, neg_above;  // label-1 predictions among pos / neg
+  double pos_seen = 0, neg_seen = 0;                     // scores below t_j
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i == 0 || items[i].first != items[i - 1].first) {
+      thresholds.push_back(items[i].first);
+      pos_above.push_back(total_pos - pos_seen);
+      neg_above.push_back(total_neg - neg_seen);
+    }
+    (items[i].second ? pos_seen : neg_seen) += 1;
+  }
+  thresholds.push_back(std::nextafter(items.back().first, std::numeric_limits<double>::infinity()));
+  pos_above.push_back(0);
+  neg_above.push_back(0);
+  const std::size_t k = thresholds.size();
+  std::optional<ThresholdChoice> best;
+  double best_j = -std::numeric_limits<double>::infinity();
+  for (std::size_t step = 0; step < k; ++step) {
+    // From the strictest: the fewest predicted positive first.
+    const std::size_t j = pos == 1 ? k - 1 - step : step;
+    const double tp = pos == 1 ? pos_above[j] : total_pos - pos_above[j];
+    const double fp = pos == 1 ? neg_above[j] : total_neg - neg_above[j];
+    const ThresholdChoice choice{thresholds[j], tp / total_pos, fp / total_neg};
+    if (rule.kind == ThresholdRule::Kind::sensitivity) {
+      if (choice.tpr >= rule.target_sensitivity - 1e-12) return choice;
+      continue;
+    }
+    if (choice.tpr - choice.fpr > best_j) {
+      best_j = choice.tpr - choice.fpr;
+      best = choice;
+    }
+  }
+  return best;
+}
+
 int positive_label_of(std::string_view positive, std::span<const std::string> classes,
                       std::string_view what) {
   if (classes.size() != 2)
@@ -206,6 +356,7 @@ Metrics compute_metrics(std::span<const Prediction> predictions, const MetricsOp
   // y: 1 = positive class; rank_score: higher = more positive; correct: prediction == label.
   std::vector<int> y;
   std::vector<double> rank_score, raw_score;
+  std::vector<int> label1;  // raw labels of the finite scores (calibration is about label 1)
   std::vector<char> correct;
   for (std::size_t i = 0; i < predictions.size(); ++i) {
     const Prediction& p = predictions[i];
@@ -223,6 +374,7 @@ Metrics compute_metrics(std::span<const Prediction> predictions, const MetricsOp
     y.push_back(is_pos ? 1 : 0);
     rank_score.push_back(pos == 1 ? p.score : -p.score);
     raw_score.push_back(p.score);
+    label1.push_back(p.label);
     correct.push_back(is_pos == predicted_pos ? 1 : 0);
     ConfusionMatrix& c = m.confusion;
     ++(is_pos ? (predicted_pos ? c.tp : c.fn) : (predicted_pos ? c.fp : c.tn));
@@ -278,6 +430,7 @@ Metrics compute_metrics(std::span<const Prediction> predictions, const MetricsOp
     m.mcc = cov_ypyp * cov_ytyt == 0 ? 0.0 : cov_ytyp / std::sqrt(cov_ytyt * cov_ypyp);
   }
 
+  m.calibration = calibration(label1, raw_score);
   m.roc = roc_curve(y, rank_score, /*drop_intermediate=*/false);
   if (pos == 0)  // report thresholds as the probability of the positive class
     for (std::size_t i = 1; i < m.roc.thresholds.size(); ++i)

@@ -56,6 +56,33 @@ struct Interval {
   double lo = 0, hi = 0;
 };
 
+// One equal-width bin of the reliability diagram: scores in [lo, hi) (the last bin holds 1).
+struct CalibrationBin {
+  double lo = 0, hi = 0;
+  std::size_t count = 0;
+  std::optional<double> mean_score;        // mean score in the bin; nullopt when it is empty
+  std::optional<double> fraction_label_1;  // fraction of label 1 in the bin (what score predicts)
+};
+
+// Calibration of the score as a probability of label 1, whatever the positive class:
+// brier = mean((score - [label == 1])^2) (brier_score_loss of scikit-learn),
+// ece = sum_b (n_b / n) |fraction_label_1_b - mean_score_b| over `bins` equal-width bins of
+// [0, 1] (bin edges as calibration_curve(strategy="uniform"): numpy.linspace(0, 1, bins + 1),
+// a score goes to the bin of the inner edges <= it; scores below 0 or above 1 to the end bins).
+struct Calibration {
+  std::optional<double> brier, ece;  // nullopt for an empty set
+  std::vector<CalibrationBin> bins;
+};
+
+// labels 0/1 (1 = the class the scores are the probability of); scores finite. bins >= 1.
+Calibration calibration(std::span<const int> labels, std::span<const double> scores, int bins = 10);
+
+// Wilson score interval of a proportion successes / n at `level` (e.g. 0.95); nullopt for n = 0.
+std::optional<Interval> wilson_interval(std::size_t successes, std::size_t n, double level = 0.95);
+
+// The standard normal quantile (inverse CDF) at p in (0, 1).
+double normal_quantile(double p);
+
 struct Metrics {
   MetricsOptions options;
   std::size_t n = 0;           // predictions used (finite scores)
@@ -69,6 +96,7 @@ struct Metrics {
   std::optional<Interval> accuracy_interval, auc_interval;  // percentile bootstrap
   int auc_resamples_used = 0;  // resamples that held both classes (the others are skipped)
   RocCurve roc;                // every distinct threshold (drop_intermediate=False)
+  Calibration calibration;     // of the score as the probability of label 1 (10 bins)
   std::vector<std::string> warnings;
 
   const std::string& positive_class() const {
@@ -100,6 +128,32 @@ double percentile(std::vector<double> values, double q);
 // where it came from (e.g. "--positive").
 int positive_label_of(std::string_view positive, std::span<const std::string> classes,
                       std::string_view what);
+
+// How a decision threshold is chosen on one split's predictions (the validation split's, in the
+// report): Youden's J = max(TPR - FPR) over the ROC's thresholds, or the first threshold (from
+// the strictest: the fewest images predicted positive) whose sensitivity reaches
+// `target_sensitivity`. Ties go to the strictest threshold.
+struct ThresholdRule {
+  enum class Kind { youden, sensitivity };
+  Kind kind = Kind::youden;
+  double target_sensitivity = 0.9;  // for Kind::sensitivity, in (0, 1]
+};
+
+// "Youden's J (max TPR - FPR)" or "smallest sensitivity >= 0.90 ..." for reports.
+std::string describe(const ThresholdRule& rule);
+
+struct ThresholdChoice {
+  double threshold = 0.5;   // score >= threshold predicts label 1, as MetricsOptions::threshold
+  double tpr = 0, fpr = 0;  // on the predictions it was chosen on (positive class of options)
+};
+
+// The threshold `rule` picks on `predictions` (positive class: options.positive_label; NaN and
+// infinite scores left out). Every way of splitting the scores by `score >= t` is a candidate:
+// t is one of the scores, or just above the largest. nullopt when a class is absent (the rule
+// needs both); throws Error for a target sensitivity outside (0, 1].
+std::optional<ThresholdChoice> choose_threshold(std::span<const Prediction> predictions,
+                                                const MetricsOptions& options,
+                                                const ThresholdRule& rule);
 
 // The whole set of metrics of one split. Never throws on degenerate data (see the conventions);
 // throws Error for a label other than 0/1 or a bad option.

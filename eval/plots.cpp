@@ -208,6 +208,47 @@ std::optional<fs::path> Plotter::roc(std::span<const RocSeries> series, const st
   return render(stem, script, data);
 }
 
+std::optional<fs::path> Plotter::reliability(std::span<const ReliabilitySeries> series,
+                                             const std::string& stem, const std::string& title) {
+  std::size_t largest = 1;
+  for (const auto& s : series)
+    for (const auto& b : s.bins) largest = std::max(largest, b.count);
+  std::string data, plots;
+  int block = 0;
+  for (const auto& s : series) {
+    std::string rows;
+    for (const auto& b : s.bins)
+      if (b.count > 0 && b.mean_score && b.fraction_label_1)
+        rows += fmt::format("{} {} {} {}\n", dat(*b.mean_score), dat(*b.fraction_label_1), b.count,
+                            dat(0.6 + 1.6 * std::sqrt(static_cast<double>(b.count) /
+                                                      static_cast<double>(largest))));
+    if (rows.empty()) {
+      plots += fmt::format("keyentry title {}, ", gnuplot_quote(s.label + " (no scores)"));
+      continue;
+    }
+    data +=
+        fmt::format("# {}\n# mean_score fraction_label_1 count pointsize\n{}\n\n", s.label, rows);
+    const std::string label = s.ece ? fmt::format("{} (ECE = {:.4f})", s.label, *s.ece) : s.label;
+    plots += fmt::format(
+        "'{}.dat' index {} using 1:2:4 with linespoints lw 2 pt 7 ps variable title {}, ", stem,
+        block++, gnuplot_quote(label));
+  }
+  if (data.empty()) data = "# no bin holds a score\n";
+  plots += "x with lines dt 2 lw 1.5 lc rgb '#888888' title 'perfect calibration'";
+  std::string script = header(stem, title);
+  script += fmt::format(
+      "set title {}\n"
+      "set xlabel 'Mean score in the bin (predicted probability)'\n"
+      "set ylabel 'Fraction of label 1 in the bin'\n"
+      "set xrange [0:1]\nset yrange [0:1.001]\nset size square\n"
+      "set key top left box opaque\n"
+      "set grid lc rgb '#dddddd'\n"
+      "set xtics 0.1\nset ytics 0.1\n",
+      gnuplot_quote(title));
+  script += output_loop(stem, "plot " + plots, 760, 700);
+  return render(stem, script, data);
+}
+
 std::optional<fs::path> Plotter::confusion(const ConfusionMatrix& cm, int positive_label,
                                            const std::array<std::string, 2>& class_names,
                                            const std::string& stem, const std::string& title) {

@@ -35,6 +35,12 @@ struct RocSeries {
   std::optional<double> auc;
 };
 
+struct ReliabilitySeries {
+  std::string label;  // legend text, the ECE is appended
+  std::vector<CalibrationBin> bins;
+  std::optional<double> ece;
+};
+
 class Plotter {
  public:
   explicit Plotter(std::filesystem::path dir);
@@ -49,6 +55,11 @@ class Plotter {
   std::optional<std::filesystem::path> confusion(const ConfusionMatrix& cm, int positive_label,
                                                  const std::array<std::string, 2>& class_names,
                                                  const std::string& stem, const std::string& title);
+  // Reliability diagram: fraction of label 1 against the mean score of each non-empty bin, one
+  // line per series (points sized by the bin's count), over the diagonal of perfect calibration.
+  std::optional<std::filesystem::path> reliability(std::span<const ReliabilitySeries> series,
+                                                   const std::string& stem,
+                                                   const std::string& title);
   std::optional<std::filesystem::path> loss(const History& history, const std::string& stem,
                                             const std::string& title);
   std::optional<std::filesystem::path> accuracy(const History& history, const std::string& stem,

@@ -66,25 +66,38 @@ figcaption { color: var(--muted); font-size: .88rem; margin-top: 6px; }
   background: #f6f8fa; border-radius: 6px; }
 .note { color: var(--muted); font-size: .9rem; }
 ul.warnings li { color: #8a4b00; }
+p.caption { font-weight: 600; margin: 16px 0 0; }
+ul.notes { color: var(--muted); font-size: .9rem; }
 .ethics { background: #fff8e6; border: 1px solid #f0d58c; border-radius: 8px; padding: 4px 20px; }
 .ethics li { margin: 8px 0; }
 footer { color: var(--muted); font-size: .85rem; margin-top: 48px; }
 )css";
 
-// Sets data-figures-loaded="OK/TOTAL" on <html> once the page has loaded (the render test reads
-// it).
+// Sets data-figures-loaded="OK/TOTAL" and data-visible="NAMES" on <html> once the page has
+// loaded (the render test reads them).
 const char* kLoadScript = R"js(
 window.addEventListener('load', function () {
   var images = Array.prototype.slice.call(document.images);
   var ok = images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
   document.documentElement.setAttribute('data-figures-loaded', ok + '/' + images.length);
+  // data-visible: the data-check names of the elements laid out with a size on the page.
+  var seen = Array.prototype.slice.call(document.querySelectorAll('[data-check]')).filter(
+    function (e) { var r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0 &&
+      getComputedStyle(e).visibility !== 'hidden'; }).map(function (e) {
+    return e.getAttribute('data-check'); });
+  document.documentElement.setAttribute('data-visible', seen.join(' '));
 });
 )js";
 
 // A table of numbers scrolls sideways when it is too wide and has a head and a body; a listing
 // (the layers) is plain.
-std::string html_table(const ReportTable& t) {
-  std::string h = t.numbers ? "<div class=\"scroll\"><table>\n<thead><tr>" : "<table><tr>";
+std::string html_table(const ReportTable& t, const std::string& check = "") {
+  std::string h =
+      t.caption.empty() ? "" : fmt::format("<p class=\"caption\">{}</p>\n", html_escape(t.caption));
+  const std::string attr =
+      check.empty() ? "" : fmt::format(" data-check=\"{}\"", html_escape(check));
+  h += t.numbers ? fmt::format("<div class=\"scroll\"{}><table>\n<thead><tr>", attr)
+                 : fmt::format("<table{}><tr>", attr);
   for (const auto& title : t.header) h += fmt::format("<th>{}</th>", html_escape(title));
   h += t.numbers ? "</tr></thead>\n<tbody>\n" : "</tr>\n";
   for (const auto& row : t.rows) {
@@ -107,7 +120,9 @@ std::string text_block(const ReportText& t) {
 }
 
 std::string figure(const ReportFigure& f) {
-  std::string h = "<figure>";
+  std::string h = f.key.empty()
+                      ? std::string("<figure>")
+                      : fmt::format("<figure data-check=\"figure-{}\">", html_escape(f.key));
   if (!f.png.empty())
     h += fmt::format("<img alt=\"{}\" src=\"data:image/png;base64,{}\">", html_escape(f.caption),
                      base64_encode(f.png));
@@ -116,6 +131,30 @@ std::string figure(const ReportFigure& f) {
                      html_escape(f.missing.empty() ? "not drawn" : f.missing));
   h += fmt::format("<figcaption>Figure {}. {}</figcaption></figure>\n", f.number,
                    html_escape(f.caption));
+  return h;
+}
+
+// Calibration, Threshold, Subgroups: a heading, the intro, each split's tables and notes. The
+// first table carries data-check="<id>-table" (the render test looks for it on screen).
+std::string part(const ReportPart& p) {
+  std::string h = fmt::format("<h2 id=\"{}\">{}</h2>\n", html_escape(p.id), html_escape(p.title));
+  for (const auto& para : p.intro)
+    h += fmt::format("<p class=\"note\">{}</p>\n", html_escape(para));
+  if (p.sections.empty() && !p.missing.empty())
+    h += fmt::format("<p class=\"missing\">{}</p>\n", html_escape(p.missing));
+  bool first = true;
+  for (const auto& sec : p.sections) {
+    h += fmt::format("<h3>{}</h3>\n", html_escape(sec.title));
+    for (const auto& t : sec.tables) {
+      h += html_table(t, first ? p.id + "-table" : "");
+      first = false;
+    }
+    if (!sec.notes.empty()) {
+      h += "<ul class=\"notes\">\n";
+      for (const auto& n : sec.notes) h += fmt::format("<li>{}</li>\n", html_escape(n));
+      h += "</ul>\n";
+    }
+  }
   return h;
 }
 
@@ -175,6 +214,8 @@ std::string render_html(const ReportModel& model) {
                        split.best_marked ? " The best value of each metric is in bold." : "");
   }
   if (model.metrics.empty()) h += "<p class=\"missing\">No metrics available.</p>\n";
+  for (const auto* p : {&model.calibration, &model.threshold, &model.subgroups})
+    if (!p->title.empty()) h += part(*p);
 
   if (model.training) {
     h += "<h2>Training</h2>\n" + html_table(*model.training);
@@ -187,6 +228,13 @@ std::string render_html(const ReportModel& model) {
     h += fmt::format("<h3>{}</h3>\n<div class=\"figures\">\n", html_escape(sec.title));
     for (const auto& f : sec.figures) h += figure(f);
     h += "</div>\n";
+    for (const auto& sub : sec.subsections) {
+      h += fmt::format("<h4>{}</h4>\n", html_escape(sub.title));
+      if (!sub.text.empty()) h += fmt::format("<p class=\"note\">{}</p>\n", html_escape(sub.text));
+      h += "<div class=\"figures\">\n";
+      for (const auto& f : sub.figures) h += figure(f);
+      h += "</div>\n";
+    }
   }
   h += fmt::format(
       "<p class=\"note\">Every figure is also in {}/ as PNG and SVG, with the gnuplot "

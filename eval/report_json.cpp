@@ -49,6 +49,24 @@ std::optional<RocCurve> roc_of(const json& j) {
   return curve;
 }
 
+std::optional<Calibration> calibration_of(const json& j) {
+  if (!j.is_object() || !j.contains("calibration") || !j["calibration"].is_object())
+    return std::nullopt;
+  const json& c = j["calibration"];
+  Calibration out;
+  out.brier = number(c, "brier");
+  out.ece = number(c, "ece");
+  if (c.contains("bins") && c["bins"].is_array())
+    for (const auto& b : c["bins"]) {
+      if (!b.is_object()) continue;
+      const auto count = number(b, "count");
+      out.bins.push_back({number(b, "lo").value_or(0), number(b, "hi").value_or(0),
+                          count && *count > 0 ? static_cast<std::size_t>(*count) : 0,
+                          number(b, "mean_score"), number(b, "fraction_label_1")});
+    }
+  return out;
+}
+
 std::string split_title(const std::string& split) {
   if (split == "val") return "Validation";
   if (split == "test") return "Test";

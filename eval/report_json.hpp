@@ -18,6 +18,8 @@ std::optional<double> number(const nlohmann::json& j, const char* key);
 std::optional<Interval> interval(const nlohmann::json& j, const char* key);
 std::optional<ConfusionMatrix> confusion_of(const nlohmann::json& j);
 std::optional<RocCurve> roc_of(const nlohmann::json& j);
+// metrics.json's "calibration" (brier, ece, bins); nullopt when absent or null.
+std::optional<Calibration> calibration_of(const nlohmann::json& j);
 
 // "val" -> "Validation", "test" -> "Test", "train" -> "Training", else capitalised.
 std::string split_title(const std::string& split);

@@ -7,7 +7,7 @@ namespace onnxforge::eval {
 namespace {
 
 std::string markdown_table(const ReportTable& t) {
-  std::string md = "|";
+  std::string md = t.caption.empty() ? "|" : fmt::format("**{}**\n\n|", t.caption);
   for (const auto& title : t.header) md += fmt::format(" {} |", title);
   md += "\n|";
   for (std::size_t c = 0; c < t.header.size(); ++c)
@@ -36,6 +36,19 @@ std::string figure(const ReportFigure& f) {
   return md + fmt::format("Figure {}. {}\n\n", f.number, f.caption);
 }
 
+std::string part(const ReportPart& p) {
+  std::string md = fmt::format("## {}\n\n", p.title);
+  for (const auto& para : p.intro) md += para + "\n\n";
+  if (p.sections.empty() && !p.missing.empty()) md += p.missing + "\n\n";
+  for (const auto& sec : p.sections) {
+    md += fmt::format("### {}\n\n", sec.title);
+    for (const auto& t : sec.tables) md += markdown_table(t);
+    for (const auto& n : sec.notes) md += fmt::format("- {}\n", n);
+    if (!sec.notes.empty()) md += "\n";
+  }
+  return md;
+}
+
 }  // namespace
 
 std::string render_markdown(const ReportModel& model) {
@@ -50,6 +63,8 @@ std::string render_markdown(const ReportModel& model) {
     if (!split.interval_note.empty()) md += split.interval_note + "\n\n";
   }
   if (model.metrics.empty()) md += "No metrics available.\n\n";
+  for (const auto* p : {&model.calibration, &model.threshold, &model.subgroups})
+    if (!p->title.empty()) md += part(*p);
 
   if (model.training) {
     md += "## Training\n\n" + markdown_table(*model.training);
@@ -60,6 +75,11 @@ std::string render_markdown(const ReportModel& model) {
   for (const auto& sec : model.figures) {
     md += fmt::format("### {}\n\n", sec.title);
     for (const auto& f : sec.figures) md += figure(f);
+    for (const auto& sub : sec.subsections) {
+      md += fmt::format("#### {}\n\n", sub.title);
+      if (!sub.text.empty()) md += sub.text + "\n\n";
+      for (const auto& f : sub.figures) md += figure(f);
+    }
   }
   md += fmt::format(
       "Every figure is also in {}/ as PNG and SVG, with the gnuplot script (.gp) and data "

@@ -247,6 +247,308 @@ std::string task_of(std::span<const RunRecord> runs) {
   return task;
 }
 
+ReportCell rate_cell(const std::optional<double>& value, const std::optional<Interval>& iv) {
+  ReportCell c{fixed(value), "", value, false};
+  if (value && iv) c.interval = fmt::format("[{:.4f}, {:.4f}]", iv->lo, iv->hi);
+  return c;
+}
+
+std::string class_one_name(const json* m) { return m ? predicted_one(*m) : "label 1"; }
+
+// Brier, ECE and the reliability bins per split, one row per run.
+ReportPart calibration_part(std::span<const RunRecord> runs) {
+  ReportPart part;
+  part.id = "calibration";
+  part.title = "Calibration";
+  part.intro = {
+      "How far the score can be read as a probability of label 1. Brier score: the mean of "
+      "(score - [label = 1])^2 (scikit-learn's brier_score_loss). Expected calibration error "
+      "(ECE): the scores fall into 10 equal-width bins of [0, 1]; ECE = sum over bins of "
+      "(n_bin / n) * |fraction of label 1 in the bin - mean score in the bin|. Lower is better "
+      "for both; the reliability diagrams are in the figures."};
+  for (const auto& split : split_names(runs)) {
+    TableSection sec;
+    sec.title = split_title(split) + " split";
+    ReportTable summary;
+    summary.header = {"Model", "n", "Brier score", "ECE"};
+    ReportTable bins;
+    std::string one = "label 1";
+    for (const auto& run : runs)
+      if (const json* m = split_metrics(run, split)) {
+        one = class_one_name(m);
+        break;
+      }
+    bins.caption = "Reliability bins (non-empty bins only)";
+    bins.header = {"Model", "Score bin", "n", "Mean score", "Fraction " + one};
+    bool any = false;
+    for (const auto& run : runs) {
+      const json* m = split_metrics(run, split);
+      const auto c = m ? report_json::calibration_of(*m) : std::nullopt;
+      if (!c) {
+        summary.rows.push_back({{run.name}, {"not available"}, {}, {}});
+        continue;
+      }
+      any = true;
+      const auto n = number(*m, "n");
+      summary.rows.push_back({{run.name},
+                              {n ? fmt::format("{}", static_cast<long long>(*n)) : "n/a"},
+                              {fixed(c->brier), "", c->brier, false},
+                              {fixed(c->ece), "", c->ece, false}});
+      for (std::size_t b = 0; b < c->bins.size(); ++b) {
+        const CalibrationBin& bin = c->bins[b];
+        if (bin.count == 0) continue;
+        const bool last = b + 1 == c->bins.size();
+        bins.rows.push_back({{run.name},
+                             {fmt::format("[{:.1f}, {:.1f}{}", bin.lo, bin.hi, last ? "]" : ")")},
+                             {fmt::format("{}", bin.count)},
+                             {fixed(bin.mean_score)},
+                             {fixed(bin.fraction_label_1)}});
+      }
+    }
+    if (!any) continue;
+    sec.tables.push_back(std::move(summary));
+    sec.tables.push_back(std::move(bins));
+    part.sections.push_back(std::move(sec));
+  }
+  if (part.sections.empty())
+    part.missing =
+        "Calibration not available (no split has metrics.json with calibration or "
+        "predictions.csv).";
+  return part;
+}
+
+struct ThresholdRow {
+  std::string threshold, rule;
+  std::optional<Metrics> metrics;
+};
+
+std::vector<ReportCell> threshold_cells(const std::string& run, const std::string& threshold,
+                                        const std::string& rule, const Metrics* m) {
+  std::vector<ReportCell> row{{run}, {threshold}, {rule}};
+  if (!m) {
+    row.push_back({"not available"});
+    row.resize(11);
+    return row;
+  }
+  for (const auto& v : {m->accuracy, m->sensitivity, m->specificity, m->f1})
+    row.push_back({fixed(v), "", v, false});
+  for (auto v : {m->confusion.tp, m->confusion.fp, m->confusion.tn, m->confusion.fn})
+    row.push_back({fmt::format("{}", v)});
+  return row;
+}
+
+// Per run: the threshold chosen on its validation predictions, applied to validation and test,
+// beside the fixed 0.5.
+ReportPart threshold_part(std::span<const RunRecord> runs, const ThresholdRule& rule) {
+  ReportPart part;
+  part.id = "threshold";
+  part.title = "Threshold chosen on validation";
+  part.intro = {fmt::format(
+      "Each model's threshold was chosen on its validation split only, by {}, and then applied "
+      "unchanged to the test split; nothing of the test split was used to choose it. The test "
+      "rows at the chosen threshold are therefore a fair estimate; the validation rows at it are "
+      "optimistic (the threshold was fitted to them). The rows at 0.5 use the fixed default.",
+      describe(rule))};
+  struct Chosen {
+    std::optional<ThresholdChoice> choice;
+    std::string why;  // when there is none
+  };
+  std::vector<Chosen> chosen;
+  for (const auto& run : runs) {
+    Chosen c;
+    const SplitRecord* val = nullptr;
+    for (const auto& s : run.splits)
+      if (s.name == "val") val = &s;
+    if (!val || !val->predictions) {
+      c.why = "validation predictions not available (val/predictions.csv): no threshold chosen";
+    } else {
+      const MetricsOptions o = val->metrics ? options_of(*val->metrics) : MetricsOptions{};
+      try {
+        c.choice = choose_threshold(*val->predictions, o, rule);
+        if (!c.choice) c.why = "the validation split lacks a class: no threshold chosen";
+      } catch (const std::exception& e) {
+        c.why = e.what();
+      }
+    }
+    chosen.push_back(std::move(c));
+  }
+  for (const char* split : {"val", "test"}) {
+    TableSection sec;
+    sec.title = split_title(split) + " split";
+    ReportTable t;
+    t.header = {"Model", "Threshold", "Chosen by", "Accuracy", "Sensitivity", "Specificity",
+                "F1",    "TP",        "FP",        "TN",       "FN"};
+    bool any = false;
+    for (std::size_t r = 0; r < runs.size(); ++r) {
+      const RunRecord& run = runs[r];
+      const SplitRecord* s = nullptr;
+      for (const auto& candidate : run.splits)
+        if (candidate.name == split) s = &candidate;
+      if (!s || !s->predictions) {
+        if (s && s->metrics)
+          sec.notes.push_back(
+              fmt::format("{}: {} predictions not available", run.name, split_title(split)));
+        continue;
+      }
+      any = true;
+      MetricsOptions o = s->metrics ? options_of(*s->metrics) : MetricsOptions{};
+      o.threshold = 0.5;
+      const Metrics fixed_m = compute_metrics(*s->predictions, o);
+      t.rows.push_back(threshold_cells(run.name, "0.5000", "fixed default", &fixed_m));
+      if (chosen[r].choice) {
+        o.threshold = chosen[r].choice->threshold;
+        const Metrics chosen_m = compute_metrics(*s->predictions, o);
+        t.rows.push_back(
+            threshold_cells(run.name, fmt::format("{:.4f}", o.threshold), "validation", &chosen_m));
+      } else {
+        t.rows.push_back(threshold_cells(run.name, "n/a", "validation", nullptr));
+        sec.notes.push_back(fmt::format("{}: {}", run.name, chosen[r].why));
+      }
+    }
+    if (!any) continue;
+    sec.tables.push_back(std::move(t));
+    part.sections.push_back(std::move(sec));
+  }
+  if (part.sections.empty())
+    part.missing =
+        "Not available: no run has predictions (val/predictions.csv, "
+        "test/predictions.csv) to choose and apply a threshold on.";
+  return part;
+}
+
+std::string gap_text(const Gap& g) {
+  if (!g.value) return "n/a";
+  if (g.max_group == g.min_group) return fmt::format("{:.4f} (all groups equal)", *g.value);
+  return fmt::format("{:.4f} ({} - {})", *g.value, g.max_group, g.min_group);
+}
+
+ReportPart subgroups_part(const SubgroupReport* report) {
+  ReportPart part;
+  part.id = "subgroups";
+  part.title = "Subgroups";
+  if (!report) {
+    part.missing =
+        "Subgroup metrics not available: no groups file was given (onnxforge report --groups "
+        "FILE, a CSV path,<attribute>,...).";
+    return part;
+  }
+  std::string attrs;
+  for (const auto& a : report->attributes) attrs += (attrs.empty() ? "" : ", ") + a;
+  const double level = report->results.empty() ? 0.95 : report->results[0].options.confidence_level;
+  part.intro = {
+      fmt::format("Groups from {} (attributes: {}). Per group, at each model's threshold on the "
+                  "split: accuracy, TPR (sensitivity among the group's positives) and FPR (1 - "
+                  "specificity among its negatives); brackets: {:.0f}% Wilson score intervals. "
+                  "Equalized-odds gap of an attribute: max over its groups minus min, of TPR and "
+                  "of FPR (the groups in parentheses); the larger of the two is the gap. "
+                  "Also in subgroups.json.",
+                  report->groups_file.string(), attrs, level * 100)};
+  std::vector<std::string> splits;
+  for (const auto& r : report->results)
+    if (std::find(splits.begin(), splits.end(), r.split) == splits.end()) splits.push_back(r.split);
+  for (const auto& split : splits) {
+    TableSection sec;
+    sec.title = split_title(split) + " split";
+    ReportTable gaps;
+    gaps.caption = "Equalized-odds gaps";
+    gaps.header = {"Model", "Attribute", "TPR gap", "FPR gap", "Equalized-odds gap"};
+    for (std::size_t a = 0; a < report->attributes.size(); ++a) {
+      ReportTable t;
+      t.caption = "Attribute: " + report->attributes[a];
+      t.header = {"Model", "Group", "n", "Accuracy", "TPR", "FPR"};
+      for (const auto& r : report->results) {
+        if (r.split != split || a >= r.metrics.attributes.size()) continue;
+        const AttributeMetrics& am = r.metrics.attributes[a];
+        for (const auto& g : am.groups)
+          t.rows.push_back({{r.run},
+                            {g.group},
+                            {fmt::format("{}", g.n)},
+                            rate_cell(g.accuracy.value, g.accuracy.interval),
+                            rate_cell(g.tpr.value, g.tpr.interval),
+                            rate_cell(g.fpr.value, g.fpr.interval)});
+      }
+      sec.tables.push_back(std::move(t));
+    }
+    for (const auto& r : report->results)  // run by run
+      if (r.split == split)
+        for (const auto& am : r.metrics.attributes)
+          gaps.rows.push_back({{r.run},
+                               {am.attribute},
+                               {gap_text(am.tpr_gap)},
+                               {gap_text(am.fpr_gap)},
+                               {fixed(am.equalized_odds_gap), "", am.equalized_odds_gap, false}});
+    sec.tables.push_back(std::move(gaps));
+    for (const auto& r : report->results)
+      if (r.split == split) {
+        sec.notes.push_back(fmt::format("{}: {} predictions matched a row of the groups file.",
+                                        r.run, r.metrics.matched));
+        for (const auto& n : r.metrics.notes) sec.notes.push_back(fmt::format("{}: {}", r.run, n));
+      }
+    part.sections.push_back(std::move(sec));
+  }
+  if (!report->notes.empty()) {
+    TableSection sec;
+    sec.title = "Not measured";
+    sec.notes = report->notes;
+    part.sections.push_back(std::move(sec));
+  }
+  return part;
+}
+
+// The limitations' measured-gap concern: the largest gap per model, or why there is none.
+Concern measured_gaps(std::span<const RunRecord> runs, const SubgroupReport* report) {
+  Concern c{"Measured subgroup gaps.", ""};
+  if (!report) {
+    c.text =
+        "No groups file was given (onnxforge report --groups FILE), so no error rates per "
+        "subgroup were measured: the overall numbers above may hide much larger gaps.";
+    return c;
+  }
+  std::string text;
+  for (const auto& run : runs) {
+    const RunSubgroups* best_r = nullptr;
+    const AttributeMetrics* best_a = nullptr;
+    for (const auto& r : report->results) {
+      if (r.run != run.name) continue;
+      for (const auto& a : r.metrics.attributes)
+        if (a.equalized_odds_gap &&
+            (!best_a || *a.equalized_odds_gap > *best_a->equalized_odds_gap)) {
+          best_a = &a;
+          best_r = &r;
+        }
+    }
+    if (!best_a) {
+      text += fmt::format(" {}: no gap could be measured.", run.name);
+      continue;
+    }
+    if (*best_a->equalized_odds_gap == 0) {
+      text += fmt::format(
+          " {}: no gap (every group has the same TPR and FPR on every attribute "
+          "and split).",
+          run.name);
+      continue;
+    }
+    const bool tpr = best_a->tpr_gap.value.value_or(-1) >= best_a->fpr_gap.value.value_or(-1);
+    const Gap& g = tpr ? best_a->tpr_gap : best_a->fpr_gap;
+    const auto rate_of = [&](const std::string& group) {
+      for (const auto& gm : best_a->groups)
+        if (gm.group == group) return tpr ? gm.tpr.value : gm.fpr.value;
+      return std::optional<double>{};
+    };
+    text += fmt::format(
+        " {}: largest equalized-odds gap {:.4f} ({} gap, attribute {}, {} split: {} {} vs {} "
+        "{}).",
+        run.name, *best_a->equalized_odds_gap, tpr ? "TPR" : "FPR", best_a->attribute,
+        best_r->split == "val" ? std::string("validation") : best_r->split, g.max_group,
+        fixed(rate_of(g.max_group)), g.min_group, fixed(rate_of(g.min_group)));
+  }
+  c.text = fmt::format(
+      "Measured on {}:{} See the Subgroups section for every group and its "
+      "interval; small groups have wide intervals.",
+      report->groups_file.filename().string(), text);
+  return c;
+}
+
 std::vector<std::string> notes_of(std::span<const RunRecord> runs) {
   std::vector<std::string> notes;
   for (const auto& run : runs) {
@@ -267,13 +569,17 @@ std::vector<std::string> notes_of(std::span<const RunRecord> runs) {
 
 ReportModel build_report_model(std::span<const RunRecord> runs, const ReportOptions& options,
                                std::vector<FigureSection> figures,
-                               std::span<const std::string> warnings) {
+                               std::span<const std::string> warnings,
+                               const SubgroupReport* subgroups) {
   ReportModel model;
   model.title = title_of(runs, options);
   model.generated = now_utc();
   model.facts = {task_of(runs), fmt::format("{} model{}", runs.size(), runs.size() == 1 ? "" : "s"),
                  "generated by onnxforge on " + model.generated};
   for (const auto& split : split_names(runs)) model.metrics.push_back(metric_section(runs, split));
+  model.calibration = calibration_part(runs);
+  model.threshold = threshold_part(runs, options.threshold_rule);
+  model.subgroups = subgroups_part(subgroups);
   model.run_details = options.run_details;
   if (options.run_details) {
     model.training = training_table(runs);
@@ -285,8 +591,11 @@ ReportModel build_report_model(std::span<const RunRecord> runs, const ReportOpti
   }
   int number = 0;
   for (auto& sec : figures) {
-    if (sec.figures.empty()) continue;
+    std::erase_if(sec.subsections, [](const FigureSubsection& s) { return s.figures.empty(); });
+    if (sec.figures.empty() && sec.subsections.empty()) continue;
     for (auto& f : sec.figures) f.number = ++number;
+    for (auto& sub : sec.subsections)
+      for (auto& f : sub.figures) f.number = ++number;
     model.figures.push_back(std::move(sec));
   }
   model.notes = notes_of(runs);
@@ -294,6 +603,8 @@ ReportModel build_report_model(std::span<const RunRecord> runs, const ReportOpti
   model.limitations_intro =
       "Edit this section for your use: it is a starting point, not a verdict.";
   model.limitations.assign(std::begin(kConcerns), std::end(kConcerns));
+  // After "Dataset bias.": what was measured.
+  model.limitations.insert(model.limitations.begin() + 3, measured_gaps(runs, subgroups));
   return model;
 }
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <sstream>
 
 #include "core/error.hpp"
 #include "eval/evaluate.hpp"
@@ -202,6 +203,36 @@ TEST(Plots, DrawsPngAndSvgWithTheirScripts) {
   const std::string svg = read_file(tmp.path() / "roc.svg");
   EXPECT_NE(svg.find(fmt::format("AUC = {:.4f}", *m.auc)), std::string::npos);
   EXPECT_NE(svg.find("AUC undefined"), std::string::npos);
+}
+
+TEST(Plots, ReliabilityDiagramOverlaysEverySeriesOverTheDiagonal) {
+  if (!find_gnuplot()) GTEST_SKIP() << "gnuplot not on PATH (apt-get install gnuplot-nox)";
+  TempDir tmp;
+  Plotter plotter(tmp.path());
+  const Metrics a = compute_metrics(testing::synthetic_predictions(50, 1.2));
+  const Metrics b = compute_metrics(testing::synthetic_predictions(50, 2.5));
+  const ReliabilitySeries series[] = {{"baseline", a.calibration.bins, a.calibration.ece},
+                                      {"vgg16", b.calibration.bins, b.calibration.ece},
+                                      {"empty", {}, std::nullopt}};
+  ASSERT_TRUE(plotter.reliability(series, "rel", "Reliability"));
+  EXPECT_TRUE(plotter.warnings().empty()) << plotter.warnings().front();
+  EXPECT_EQ(read_file(tmp.path() / "rel.png").substr(0, 8), "\x89PNG\r\n\x1a\n");
+  const std::string svg = read_file(tmp.path() / "rel.svg");
+  for (const std::string& needle :
+       {fmt::format("baseline (ECE = {:.4f})", *a.calibration.ece),
+        fmt::format("vgg16 (ECE = {:.4f})", *b.calibration.ece), std::string("perfect calibration"),
+        std::string("empty (no scores)")})
+    EXPECT_NE(svg.find(needle), std::string::npos) << needle;
+  // One data row per non-empty bin: mean score, fraction of label 1, count, point size.
+  std::size_t rows = 0;
+  for (const auto* m : {&a, &b})
+    for (const auto& bin : m->calibration.bins) rows += bin.count > 0 ? 1 : 0;
+  const std::string dat = read_file(tmp.path() / "rel.dat");
+  std::size_t data_lines = 0;
+  std::stringstream lines(dat);
+  for (std::string line; std::getline(lines, line);)
+    data_lines += !line.empty() && line[0] != '#' ? 1 : 0;
+  EXPECT_EQ(data_lines, rows);
 }
 
 TEST(Plots, ImageGridDrawsEveryPictureWithItsCaption) {

@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/error.hpp"
 #include "eval/plots.hpp"
 #include "eval/report.hpp"
 #include "eval/report_model.hpp"
@@ -26,6 +27,11 @@ std::size_t count(const std::string& text, const std::string& what) {
   std::size_t n = 0;
   for (auto p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
   return n;
+}
+
+// Brier and ECE from a metrics.json.
+std::pair<double, double> report_json_calibration(const nlohmann::json& m) {
+  return {m["calibration"]["brier"].get<double>(), m["calibration"]["ece"].get<double>()};
 }
 
 std::vector<RunRecord> load(const std::vector<fs::path>& dirs) {
@@ -52,21 +58,47 @@ TEST(Report, OneRunHasEverySection) {
   EXPECT_TRUE(runs[0].notes.empty()) << runs[0].notes.front();
   const auto out = write_report(runs, run);
   const std::string html = read_file(out.html), md = read_file(out.markdown);
-  for (const char* needle :
-       {"<h2>Metrics</h2>", "Validation split", "Test split", "<h2>Training</h2>", "50.0 s",
-        "Images/s", "<h2>Figures</h2>", "<h2>Models</h2>", "conv1        32x98x98",
-        "<h2>Configurations</h2>", "batch_size = 32", "Limitations and ethical concerns",
-        "Dataset bias", "Non-binary", "Consent", "Misuse", "95% percentile-bootstrap",
-        "<span class=\"ci\">["})
+  for (const char* needle : {"<h2>Metrics</h2>",
+                             "Validation split",
+                             "Test split",
+                             "<h2>Training</h2>",
+                             "50.0 s",
+                             "Images/s",
+                             "<h2>Figures</h2>",
+                             "<h2>Models</h2>",
+                             "conv1        32x98x98",
+                             "<h2>Configurations</h2>",
+                             "batch_size = 32",
+                             "Limitations and ethical concerns",
+                             "Dataset bias",
+                             "Non-binary",
+                             "Consent",
+                             "Misuse",
+                             "95% percentile-bootstrap",
+                             "<span class=\"ci\">[",
+                             "<h2 id=\"calibration\">Calibration</h2>",
+                             "Brier score",
+                             "Reliability bins",
+                             "<h2 id=\"threshold\">Threshold chosen on validation</h2>",
+                             "chosen on its validation split only",
+                             "fixed default",
+                             "<h2 id=\"subgroups\">Subgroups</h2>",
+                             "no groups file was given",
+                             "Measured subgroup gaps."})
     EXPECT_NE(html.find(needle), std::string::npos) << needle;
-  for (const char* needle : {"## Metrics", "### Validation split", "| baseline_cnn |", "```toml",
-                             "## Limitations and ethical concerns", "**Consent.**"})
+  for (const char* needle :
+       {"## Metrics", "### Validation split", "| baseline_cnn |", "```toml",
+        "## Limitations and ethical concerns", "**Consent.**", "## Calibration",
+        "## Threshold chosen on validation", "## Subgroups", "**Measured subgroup gaps.**"})
     EXPECT_NE(md.find(needle), std::string::npos) << needle;
   if (find_gnuplot()) {
-    // loss, accuracy, ROC (val + test), two confusion matrices
-    EXPECT_EQ(out.figures.size(), 5u);
-    EXPECT_EQ(count(html, "src=\"data:image/png;base64,"), 5u);
+    // loss, accuracy, ROC (val + test), two confusion matrices; a reliability diagram per split
+    EXPECT_EQ(out.figures.size(), 7u);
+    EXPECT_EQ(count(html, "src=\"data:image/png;base64,"), 7u);
     EXPECT_EQ(count(md, "](plots/baseline_cnn-"), 5u);
+    EXPECT_EQ(count(md, "](plots/reliability-"), 2u);
+    EXPECT_TRUE(fs::exists(run / "plots" / "reliability-test.svg"));
+    EXPECT_TRUE(fs::exists(run / "plots" / "reliability-test.gp"));
     EXPECT_TRUE(out.warnings.empty()) << out.warnings.front();
   }
 }
@@ -85,10 +117,14 @@ TEST(Report, ComparisonOverlaysEveryModel) {
   if (find_gnuplot()) {
     EXPECT_TRUE(fs::exists(tmp.path() / "cmp" / "plots" / "all-roc-val.png"));
     EXPECT_TRUE(fs::exists(tmp.path() / "cmp" / "plots" / "all-roc-test.svg"));
-    EXPECT_EQ(out.figures.size(), 2u + 3u * 5u);
+    EXPECT_EQ(out.figures.size(), 2u + 2u + 3u * 5u);
     const std::string svg = read_file(tmp.path() / "cmp" / "plots" / "all-roc-test.svg");
     for (const char* model : {"baseline (AUC", "improved (AUC", "vgg16 (AUC"})
       EXPECT_NE(svg.find(model), std::string::npos) << model;
+    const std::string reliability = read_file(tmp.path() / "cmp" / "plots" / "reliability-val.svg");
+    for (const char* model :
+         {"baseline (ECE", "improved (ECE", "vgg16 (ECE", "perfect calibration"})
+      EXPECT_NE(reliability.find(model), std::string::npos) << model;
   }
 }
 
@@ -141,6 +177,190 @@ TEST(Report, DegenerateMetricsStillMakeAReport) {
   if (find_gnuplot()) {
     const std::string svg = read_file(tmp.path() / "plots" / "degenerate-roc.svg");
     EXPECT_NE(svg.find("AUC undefined"), std::string::npos);
+  }
+}
+
+// ---- calibration, threshold, subgroups and explain.json in a comparison ------------------
+
+std::uint32_t crc_of(const std::string& type_and_data) {
+  return static_cast<std::uint32_t>(
+      crc32(0, reinterpret_cast<const Bytef*>(type_and_data.data()), type_and_data.size()));
+}
+
+std::string be32_bytes(std::uint32_t v) {
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+          static_cast<char>(v)};
+}
+
+// A valid 8-bit RGB PNG of one colour, made with zlib (what explain.json's figures point to).
+std::string tiny_png(std::uint32_t width, std::uint32_t height, std::uint32_t rgb) {
+  std::string raw;
+  for (std::uint32_t y = 0; y < height; ++y) {
+    raw += '\0';
+    for (std::uint32_t x = 0; x < width; ++x)
+      raw += {static_cast<char>(rgb >> 16), static_cast<char>(rgb >> 8), static_cast<char>(rgb)};
+  }
+  uLongf size = compressBound(raw.size());
+  std::string z(size, '\0');
+  compress(reinterpret_cast<Bytef*>(z.data()), &size, reinterpret_cast<const Bytef*>(raw.data()),
+           raw.size());
+  z.resize(size);
+  auto chunk = [](const std::string& type, const std::string& data) {
+    return be32_bytes(static_cast<std::uint32_t>(data.size())) + type + data +
+           be32_bytes(crc_of(type + data));
+  };
+  const std::string ihdr =
+      be32_bytes(width) + be32_bytes(height) + std::string("\x08\x02\0\0\0", 5);
+  return std::string("\x89PNG\r\n\x1a\n", 8) + chunk("IHDR", ihdr) + chunk("IDAT", z) +
+         chunk("IEND", "");
+}
+
+// Rewrites RUN/{val,test}/predictions.csv with dataset paths (gender/<split>/<class>/img_i.jpg,
+// relative: matched to groups.csv by their trailing components) and returns groups.csv's rows.
+std::string use_dataset_paths(const fs::path& run) {
+  std::string rows;
+  for (const char* split : {"val", "test"}) {
+    auto predictions = read_predictions_csv(run / split / "predictions.csv");
+    for (std::size_t i = 0; i < predictions.size(); ++i) {
+      const std::string path = fmt::format("gender/{}/{}/img_{}.jpg", split,
+                                           predictions[i].label == 1 ? "Male" : "Female", i);
+      predictions[i].path = path;
+      const char* tone[] = {"dark", "medium", "light"};
+      rows += fmt::format("{},{},{}\n", path, tone[i % 3], (i / 2) % 2 ? "yes" : "no");
+    }
+    write_predictions_csv(run / split / "predictions.csv", predictions);
+  }
+  return rows;
+}
+
+// Two runs under one folder, the report beside them: groups.csv, and explain.json in baseline.
+struct ExplainedRuns {
+  TempDir tmp;
+  fs::path root, groups;
+  std::string gradcam_png = tiny_png(40, 30, 0xC04020);
+  std::vector<RunRecord> runs;
+  ExplainedRuns() {
+    root = tmp.path() / "runs";
+    const std::vector<fs::path> dirs{root / "baseline", root / "vgg16"};
+    testing::make_run(dirs[0], "baseline", 0.8);
+    testing::make_run(dirs[1], "vgg16", 1.6);  // errors in both classes: gaps to measure
+    groups = tmp.path() / "data" / "groups.csv";
+    write_text(groups, "path,skin_tone,glasses\n" + use_dataset_paths(dirs[0]));
+    use_dataset_paths(dirs[1]);  // the same images
+    write_text(dirs[0] / "plots" / "gradcam_val.png", gradcam_png);
+    write_text(dirs[0] / "explain.json",
+               R"({"method": "Grad-CAM on the last convolution, averaged over the channels.",
+                   "figures": [
+                     {"caption": "Grad-CAM of validation images", "png": "plots/gradcam_val.png",
+                      "kind": "gradcam"},
+                     {"caption": "Most confident mistakes", "png": "plots/mistakes_val.png",
+                      "kind": "mistakes"}]})");
+    write_text(dirs[1] / "explain.json", R"({"figures": [{"caption": 3}]})");
+    runs = load(dirs);
+  }
+};
+
+TEST(Report, CalibrationThresholdSubgroupsAndExplainFigures) {
+  ExplainedRuns e;
+  const RunRecord& baseline = e.runs[0];
+  ASSERT_TRUE(baseline.splits[0].predictions.has_value());
+  EXPECT_EQ(baseline.splits[0].predictions->size(), 60u);
+  ASSERT_TRUE(baseline.explain.has_value());
+  EXPECT_EQ(baseline.explain->figures.size(), 2u);
+  EXPECT_FALSE(e.runs[1].explain.has_value());
+  ASSERT_FALSE(e.runs[1].notes.empty());
+  EXPECT_NE(e.runs[1].notes.back().find("explain.json unreadable: figure 1 has no \"caption\""),
+            std::string::npos);
+
+  ReportOptions options;
+  options.groups = e.groups;
+  const auto out = write_report(e.runs, e.root, options);  // the comparison beside the runs
+  const std::string html = read_file(out.html), md = read_file(out.markdown);
+
+  // subgroups.json: every run and split, every prediction matched by its trailing components.
+  ASSERT_TRUE(out.subgroups.has_value());
+  const auto sub = nlohmann::json::parse(read_file(*out.subgroups));
+  ASSERT_EQ(sub["results"].size(), 4u);
+  EXPECT_EQ(sub["attributes"], (nlohmann::json{"skin_tone", "glasses"}));
+  for (const auto& r : sub["results"]) {
+    EXPECT_EQ(r["matched"], 60);
+    EXPECT_EQ(r["unmatched"], 0);
+  }
+  // Its numbers equal subgroup_metrics on the same predictions.
+  const GroupTable groups = read_groups_csv(e.groups);
+  MetricsOptions o = options_of(*baseline.splits[1].metrics);
+  const SubgroupMetrics test_sub = subgroup_metrics(*baseline.splits[1].predictions, groups, o);
+  const auto& tone = test_sub.attributes[0];
+  EXPECT_EQ(sub["results"][1]["split"], "test");
+  EXPECT_EQ(sub["results"][1]["attributes"][0]["equalized_odds_gap"].get<double>(),
+            tone.equalized_odds_gap.value());
+  EXPECT_EQ(tone.groups.size(), 3u);
+  EXPECT_EQ(tone.groups[0].n, 20u);
+
+  for (const char* needle :
+       {"<h2 id=\"subgroups\">Subgroups</h2>", "Attribute: skin_tone", "Attribute: glasses",
+        "Equalized-odds gaps", "95% Wilson score intervals", "Grad-CAM</h4>",
+        "Most confident mistakes</h4>", "Grad-CAM on the last convolution",
+        "mistakes_val.png not found", "explain.json unreadable", "Reliability diagram",
+        "data-check=\"subgroups-table\"", "data-check=\"figure-reliability-val\""})
+    EXPECT_NE(html.find(needle), std::string::npos) << needle;
+  // The group table's cells: the rate with its Wilson interval.
+  const auto& dark = tone.groups[0];
+  EXPECT_NE(html.find(fmt::format("<td>{:.4f}<br><span class=\"ci\">[{:.4f}, {:.4f}]</span>",
+                                  *dark.tpr.value, dark.tpr.interval->lo, dark.tpr.interval->hi)),
+            std::string::npos);
+  // The explain PNG: inlined in HTML, linked relative to the report's folder in Markdown.
+  EXPECT_NE(html.find("src=\"data:image/png;base64," + base64_encode(e.gradcam_png) + "\""),
+            std::string::npos);
+  EXPECT_NE(md.find("](baseline/plots/gradcam_val.png)"), std::string::npos);
+  for (const char* needle :
+       {"## Subgroups", "**Attribute: skin_tone**", "#### Grad-CAM", "#### Most confident mistakes",
+        "## Calibration", "## Threshold chosen on validation"})
+    EXPECT_NE(md.find(needle), std::string::npos) << needle;
+
+  // The threshold: chosen on validation by Youden's J, applied to test, beside 0.5.
+  const auto choice = choose_threshold(*baseline.splits[0].predictions, o, {});
+  ASSERT_TRUE(choice.has_value());
+  o.threshold = choice->threshold;
+  const Metrics at_test = compute_metrics(*baseline.splits[1].predictions, o);
+  const std::string row = fmt::format(
+      "| baseline | {:.4f} | validation | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {} | {} | {} | {} |",
+      choice->threshold, *at_test.accuracy, *at_test.sensitivity, *at_test.specificity, *at_test.f1,
+      at_test.confusion.tp, at_test.confusion.fp, at_test.confusion.tn, at_test.confusion.fn);
+  EXPECT_NE(md.find(row), std::string::npos) << row;
+  EXPECT_NE(md.find("| baseline | 0.5000 | fixed default |"), std::string::npos);
+  EXPECT_NE(md.find("chosen on its validation split only"), std::string::npos);
+
+  // Calibration: Brier and ECE of metrics.json in the table.
+  const auto cal = report_json_calibration(*baseline.splits[0].metrics);
+  EXPECT_NE(md.find(fmt::format("| baseline | 60 | {:.4f} | {:.4f} |", cal.first, cal.second)),
+            std::string::npos);
+
+  // Limitations cite each model's largest measured gap, with its numbers.
+  double largest = -1;
+  std::string attribute, split;
+  for (const auto& r : sub["results"])
+    if (r["run"] == "vgg16")
+      for (const auto& a : r["attributes"])
+        if (a["equalized_odds_gap"].is_number() &&
+            a["equalized_odds_gap"].get<double>() > largest) {
+          largest = a["equalized_odds_gap"].get<double>();
+          attribute = a["attribute"].get<std::string>();
+          split = r["split"].get<std::string>() == "val" ? "validation" : "test";
+        }
+  EXPECT_NE(md.find(fmt::format("vgg16: largest equalized-odds gap {:.4f}", largest)),
+            std::string::npos);
+  EXPECT_NE(md.find(fmt::format("attribute {}, {} split", attribute, split)), std::string::npos);
+  EXPECT_NE(md.find("baseline: largest equalized-odds gap"), std::string::npos);
+
+  // A groups file that is not one: an Error naming it.
+  write_text(e.tmp.path() / "bad.csv", "file,skin\n");
+  options.groups = e.tmp.path() / "bad.csv";
+  try {
+    write_report(e.runs, e.tmp.path() / "bad", options);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("bad.csv:1: no 'path' column"), std::string::npos);
   }
 }
 
@@ -219,7 +439,15 @@ TEST(ReportModel, BuiltFromRecordsInMemory) {
   EXPECT_EQ(model.runs[0].config.missing, "Configuration not available (config.toml).");
   EXPECT_FALSE(model.runs[0].layers.has_value());
   EXPECT_TRUE(model.figures.empty());
-  EXPECT_EQ(model.limitations.size(), 6u);
+  ASSERT_EQ(model.limitations.size(), 7u);
+  EXPECT_EQ(model.limitations[3].lead, "Measured subgroup gaps.");
+  EXPECT_NE(model.limitations[3].text.find("No groups file was given"), std::string::npos);
+  // Records without predictions: no threshold is chosen, and the part says why.
+  EXPECT_TRUE(model.threshold.sections.empty());
+  EXPECT_NE(model.threshold.missing.find("no run has predictions"), std::string::npos);
+  ASSERT_EQ(model.calibration.sections.size(), 2u);
+  EXPECT_EQ(model.calibration.sections[0].tables[0].rows[1][2].text,
+            fmt::format("{:.4f}", *two.strong_val.calibration.brier));
 
   // As the `metrics` command: no training, models or configurations, nothing to rank.
   ReportOptions lone;
@@ -269,7 +497,13 @@ TEST(ReportModel, HtmlAndMarkdownShowTheSameValues) {
   ASSERT_TRUE(best.best);
   EXPECT_NE(html.find("<td class=\"best\">" + best.text + "<br>"), std::string::npos);
   EXPECT_NE(md.find("**" + best.text + " " + best.interval + "**"), std::string::npos);
-  EXPECT_EQ(count(html, "class=\"best\""), count(md, "**") / 2 - 6);  // 6: the concerns' leads
+  // Bold in Markdown: the best cells, the concerns' leads and the table captions.
+  std::size_t captions = 0;
+  for (const auto* part : {&model.calibration, &model.threshold, &model.subgroups})
+    for (const auto& sec : part->sections)
+      for (const auto& t : sec.tables) captions += t.caption.empty() ? 0 : 1;
+  EXPECT_EQ(count(html, "class=\"best\""),
+            count(md, "**") / 2 - model.limitations.size() - captions);
 
   // Figures: inlined in HTML, linked in Markdown, numbered alike; notes and the missing alike.
   EXPECT_NE(html.find("src=\"data:image/png;base64," + base64_encode("\x89PNG") + "\""),
@@ -403,11 +637,12 @@ TEST(Report, RendersInHeadlessChromiumWithEveryFigureLoaded) {
   if (!chromium)
     GTEST_SKIP() << "Chromium not found (scripts/setup.sh installs the Debian package "
                     "`chromium`): report.html was not rendered";
-  TempDir tmp;
-  const std::vector<fs::path> dirs{tmp.path() / "baseline", tmp.path() / "vgg16"};
-  testing::make_run(dirs[0], "baseline", 1.0);
-  testing::make_run(dirs[1], "vgg16", 2.0);
-  const auto out = write_report(load(dirs), tmp.path() / "report");
+  // Two runs with a groups file and explain.json's figures, the comparison beside them.
+  ExplainedRuns e;
+  const TempDir& tmp = e.tmp;
+  ReportOptions options;
+  options.groups = e.groups;
+  const auto out = write_report(e.runs, e.root, options);
   const std::string common = fmt::format(
       "timeout 60 '{}' --headless --disable-gpu --no-sandbox --hide-scrollbars "
       "--no-first-run --user-data-dir='{}' ",
@@ -425,9 +660,22 @@ TEST(Report, RendersInHeadlessChromiumWithEveryFigureLoaded) {
   ASSERT_TRUE(std::regex_search(dom, match, std::regex("data-figures-loaded=\"(\\d+)/(\\d+)\"")))
       << "the load handler did not run";
   EXPECT_EQ(match[1].str(), match[2].str()) << "figures that failed to load";
-  EXPECT_EQ(std::stoul(match[2].str()), out.figures.size());
+  EXPECT_EQ(std::stoul(match[2].str()), out.figures.size() + 1);  // + explain.json's Grad-CAM
   if (find_gnuplot()) {
-    EXPECT_EQ(out.figures.size(), 2u + 2u * 5u);
+    EXPECT_EQ(out.figures.size(), 2u + 2u + 2u * 5u);
+  }
+  // The new sections are laid out on the page: the load handler lists what has a size.
+  ASSERT_TRUE(std::regex_search(dom, match, std::regex("data-visible=\"([^\"]*)\"")))
+      << "the load handler did not list the visible elements";
+  std::set<std::string> visible;
+  std::stringstream names(match[1].str());
+  for (std::string name; names >> name;) visible.insert(name);
+  for (const char* name :
+       {"calibration-table", "threshold-table", "subgroups-table", "figure-explain-gradcam"})
+    EXPECT_TRUE(visible.count(name)) << name << " is not visible";
+  if (find_gnuplot()) {
+    EXPECT_TRUE(visible.count("figure-reliability-val")) << "the reliability diagram";
+    EXPECT_TRUE(visible.count("figure-reliability-test")) << "the reliability diagram";
   }
 
   // 2. The screenshot is not blank: many colours, a fair share of non-white pixels.
