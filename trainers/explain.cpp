@@ -510,10 +510,12 @@ ExplainResult explain_model(const TrainConfig& config_in, const Graph& model, co
         const std::uint8_t* px = cache.image(i);
         for (std::size_t p = 0; p < mean_image.size(); ++p) mean_image[p] += px[p];
       }
-      std::vector<float> mean(sum.size());
+      // The mean scaled to its maximum, so that its shape shows however spread the maps are.
+      std::vector<float> mean(sum.size(), 0.0f);
       std::vector<std::uint8_t> picture_rgb(mean_image.size());
-      for (std::size_t p = 0; p < sum.size(); ++p) {
-        mean[p] = static_cast<float>(sum[p] / static_cast<double>(used.size()));
+      const double peak = *std::max_element(sum.begin(), sum.end());
+      for (std::size_t p = 0; p < sum.size() && peak > 0; ++p) {
+        mean[p] = static_cast<float>(sum[p] / peak);
       }
       for (std::size_t p = 0; p < mean_image.size(); ++p) {
         picture_rgb[p] = static_cast<std::uint8_t>(
@@ -527,8 +529,8 @@ ExplainResult explain_model(const TrainConfig& config_in, const Graph& model, co
     if (!panels.empty()) {
       add_figure(panels, 2, "mean_map", fmt::format("{}: mean {} per class", s.Title, target),
                  fmt::format("{}: the mean of the normalised {} maps toward each class over up "
-                             "to {} images of that class (evenly spaced in split order), alone "
-                             "and over their mean image.",
+                             "to {} images of that class (evenly spaced in split order), scaled "
+                             "to its maximum, alone and over their mean image.",
                              s.Title, target, options.mean_images));
     }
 

@@ -130,8 +130,8 @@ struct ExplainResult {
 //                              confidence from the most confident down, each overlaid with its
 //                              map toward its class, caption "Male p=0.93" (p of that class);
 //   explain_<split>_mean_map   per class, the mean of the normalised maps toward that class over
-//                              up to mean_images images of it (evenly spaced in split order), as a
-//                              colour map and over the mean image;
+//                              up to mean_images images of it (evenly spaced in split order),
+//                              scaled to its maximum, as a colour map and over the mean image;
 //   explain_<split>_mistakes   the `mistakes` wrong predictions at config.train.threshold with the
 //                              largest |score - label|, the input beside its map toward the
 //                              predicted class, caption "true Female, p(Male)=0.97";

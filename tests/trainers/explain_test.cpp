@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.hpp"
 #include "core/files.hpp"
 #include "core/random.hpp"
 #include "eval/io.hpp"
@@ -147,6 +148,19 @@ Graph bn_dropout_model() {
     }
   }
   return g;
+}
+
+TEST(CutFrom, KeepsWhatIsDownstreamOfAValueWithThatValueAsInput) {
+  const Graph model = bn_dropout_model();
+  const Graph after = cut_from(model, "conv_relu");
+  ASSERT_EQ(after.inputs.size(), 1u);
+  EXPECT_EQ(after.inputs[0].name, "conv_relu");
+  EXPECT_EQ(after.inputs[0].shape, model.value("conv_relu").shape);
+  EXPECT_EQ(after.outputs, model.outputs);
+  EXPECT_EQ(after.find_initializer("conv/kernel"), nullptr);
+  EXPECT_NE(after.find_initializer("hidden/kernel"), nullptr);
+  EXPECT_EQ(after.nodes.size() + cut_at(model, "conv_relu").nodes.size(), model.nodes.size());
+  EXPECT_THROW(cut_from(model, "image"), Error);
 }
 
 TEST(GradCam, SuffixGradientMatchesFiniteDifferencesWithBatchNormAndDropoutAsInInference) {
