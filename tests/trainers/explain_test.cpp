@@ -11,6 +11,7 @@
 #include <cmath>
 #include <filesystem>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/error.hpp"
@@ -44,12 +45,15 @@ const Tensor& initializer(const Graph& g, const std::string& name) {
   return init->value;
 }
 
-// Conv 4@3x3 (valid) -> Relu -> GlobalAveragePool -> Flatten -> Dense 1 -> Sigmoid on 3x6x6.
-Graph gap_model() {
+// Conv 4@3x3 (valid) -> Relu -> GlobalAveragePool -> Flatten -> Dense 1 -> Sigmoid on 3x6x6;
+// with `skip`, the image's own channel means join the Dense's input (Concat), so that the part
+// after the split reads the image too.
+Graph gap_model(bool skip = false) {
   Builder b("gap", 7);
-  auto x = b.input("image", {kDynamic, 3, 6, 6});
-  x = b.relu(b.conv2d(x, {.filters = 4, .kernel = {3, 3}, .name = "conv"}));
+  const auto image = b.input("image", {kDynamic, 3, 6, 6});
+  auto x = b.relu(b.conv2d(image, {.filters = 4, .kernel = {3, 3}, .name = "conv"}));
   x = b.flatten(b.global_avg_pool(x));
+  if (skip) x = b.concat({x, b.flatten(b.global_avg_pool(image))}, 1);
   x = b.sigmoid(b.dense(x, 1, {.name = "dense"}));
   b.output(x);
   Graph g = b.build();
@@ -70,19 +74,22 @@ std::vector<std::string> backends_here() {
   return out;
 }
 
-TEST(GradCam, EqualsTheClosedFormCamOfGlobalAveragePooling) {
-  const Graph model = gap_model();
+class GradCamClosedForm : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
+
+TEST_P(GradCamClosedForm, EqualsTheCamOfGlobalAveragePooling) {
+  const auto& [backend, skip] = GetParam();
+  const Graph model = gap_model(skip);
   const Tensor& kernel = initializer(model, "conv/kernel");  // 4, 3, 3, 3
   const Tensor& bias = initializer(model, "conv/bias");
-  const Tensor& w = initializer(model, "dense/kernel");  // 1, 4
+  const Tensor& w = initializer(model, "dense/kernel");  // 1, 4 (1, 7 with the skip)
   const double b = initializer(model, "dense/bias").value(0);
   const int batch = 4, count = 3;  // a partial batch
   const Tensor images = random_images({batch, 3, 6, 6}, 11);
-  for (const auto& backend : backends_here()) {
-    SCOPED_TRACE(backend);
+  {
     GradCam cam(model, {.backend = backend, .batch = batch, .threads = 1});
     EXPECT_EQ(cam.split().conv, "conv");
     EXPECT_FALSE(cam.saliency());
+    EXPECT_EQ(cam.split().suffix.is_input("image"), skip);
     EXPECT_NE(cam.method().find("'conv'"), std::string::npos) << cam.method();
     EXPECT_NE(cam.method().find(backend), std::string::npos) << cam.method();
     const CamMaps maps = cam.compute(images, count);
@@ -112,6 +119,11 @@ TEST(GradCam, EqualsTheClosedFormCamOfGlobalAveragePooling) {
         }
         logit += w.value(c) * mean;
       }
+      for (int k = 0; skip && k < 3; ++k) {
+        double mean = 0;
+        for (int p = 0; p < 36; ++p) mean += images.value((n * 3 + k) * 36 + p) / 36.0;
+        logit += w.value(4 + k) * mean;
+      }
       EXPECT_NEAR(maps.logits[static_cast<std::size_t>(n)], logit, 1e-5);
       for (int y = 0; y < 4; ++y) {
         for (int x = 0; x < 4; ++x) {
@@ -124,6 +136,32 @@ TEST(GradCam, EqualsTheClosedFormCamOfGlobalAveragePooling) {
       }
     }
   }
+}
+
+std::vector<std::tuple<std::string, bool>> closed_form_cases() {
+  std::vector<std::tuple<std::string, bool>> out;
+  for (const auto& backend : backends_here()) {
+    for (const bool skip : {false, true}) out.emplace_back(backend, skip);
+  }
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, GradCamClosedForm, ::testing::ValuesIn(closed_form_cases()),
+                         [](const auto& param_info) {
+                           return std::get<0>(param_info.param) +
+                                  (std::get<1>(param_info.param) ? "_image_skip" : "");
+                         });
+
+TEST(GradCam, SplitsAtTheConvOutputWhenItFeedsMoreThanARelu) {
+  Builder b("residual", 1);
+  const auto conv = b.conv2d(b.input("image", {kDynamic, 3, 6, 6}),
+                             {.filters = 3, .padding = Padding::same, .name = "conv"});
+  auto x = b.add(b.relu(conv), conv);
+  b.output(b.sigmoid(b.dense(b.flatten(x), 1)));
+  const CamSplit split = split_for_cam(b.build());
+  EXPECT_EQ(split.activation, conv);
+  EXPECT_FALSE(split.suffix.is_input("image"));
+  EXPECT_EQ(split.prefix.outputs, std::vector<std::string>{conv});
 }
 
 // Conv -> BN -> Relu -> MaxPool -> BN -> Dropout -> Flatten -> Dense 3 -> Relu -> Dense 1 ->
