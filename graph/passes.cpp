@@ -253,6 +253,25 @@ Graph cut_at(const Graph& graph, const std::string& node_or_value) {
   return prune(std::move(out), true);
 }
 
+Graph cut_from(const Graph& graph, const std::string& value) {
+  const Node* producer = graph.producer(value);
+  if (!producer) {
+    fail("cut from: '{}' is not a node output of graph '{}'", value, graph.name);
+  }
+  const ValueInfo info = graph.value(value);
+  const std::string node = producer->name;
+  for (const auto& other : producer->outputs) {
+    if (other != value && !other.empty() && consumer_count(graph, other) != 0) {
+      fail("cut from '{}': node '{}' has another output '{}' that is still read", value, node,
+           other);
+    }
+  }
+  Graph out = graph;
+  std::erase_if(out.nodes, [&](const Node& n) { return n.name == node; });
+  out.inputs.push_back({value, info.dtype, info.shape});
+  return prune(std::move(out), true);
+}
+
 Graph with_input_shape(Graph graph, const std::string& name, const Shape& shape) {
   bool found = false;
   for (auto& in : graph.inputs) {

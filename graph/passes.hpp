@@ -17,6 +17,13 @@ namespace onnxforge {
 // initializers nothing depends on any more are dropped.
 Graph cut_at(const Graph& graph, const std::string& node_or_value);
 
+// The part of `graph` downstream of `value`, a node output: `value` becomes a graph input (its
+// shape and dtype kept), its producer and whatever only that needed are dropped (other inputs
+// stay while a kept node reads them). cut_at(graph, value) and cut_from(graph, value) are the two
+// halves of the graph around `value`. Throws when `value` is not a node output, or when another
+// output of its producer is still read.
+Graph cut_from(const Graph& graph, const std::string& value);
+
 // Gives graph input `name` a new shape (kDynamic allowed for the batch) and re-infers every shape;
 // throws naming the first node the new shape does not fit.
 Graph with_input_shape(Graph graph, const std::string& name, const Shape& shape);
