@@ -180,31 +180,22 @@ void run_all(const RunArgs& args) {
   if (!backbone) {
     // The synthetic backbone is trained on [0, 1] RGB pixels (older cached ones lack metadata).
     if (config.data.preprocess == "auto") config.data.preprocess = "unit";
-    gender::BackbonePretraining pretraining;
+    const gender::BackbonePretraining pretraining;
     const fs::path backbone_dir = root / "backbone";
-    const fs::path backbone_path =
-        backbone_dir / fmt::format("vgg16-w{}-attributes.onnx", pretraining.width);
-    const fs::path note_path = fs::path(backbone_path).replace_extension(".txt");
-    const auto cached_note = try_read_file(note_path);
-    if (fs::exists(backbone_path) && cached_note) {
-      say("[4/5] Reusing the synthetic pretrained backbone " + backbone_path.string());
-      backbone_note = *cached_note;
-    } else {
-      say(fmt::format(
-          "[4/5] No pretrained VGG16 can be downloaded here: pretraining a width-{} VGG16 on a "
-          "synthetic source task ({} attributes drawn independently of gender: glasses, age, "
-          "expression, pose, light, scene, camera; {} faces of other people; in fp32 unless "
-          "--dtype bf16)",
-          pretraining.width, gender::source_attributes().size(), pretraining.images));
-      const auto pretrained = gender::pretrain_attribute_backbone(
-          config, pretraining, backbone_dir / "source", [](const std::string& line) { say(line); });
-      fs::create_directories(backbone_dir);
-      export_model(pretrained.model, config, backbone_path.string());
-      backbone_note = "Backbone: " + backbone_path.string() + " - " + pretrained.description();
-      write_file_atomic(note_path, backbone_note);
-      say("      exported to " + backbone_path.string());
-      say("      " + pretrained.description());
-    }
+    say(fmt::format(
+        "[4/5] No pretrained VGG16 can be downloaded here: the default backbone is a width-{} "
+        "VGG16 that onnxforge pretrains on a synthetic source task ({} attributes drawn "
+        "independently of gender: glasses, age, expression, pose, light, scene, camera; {} faces "
+        "of other people), once, in {}",
+        pretraining.width, gender::source_attributes().size(), pretraining.images,
+        backbone_dir.string()));
+    const auto file = gender::default_backbone(
+        backbone_dir, config, pretraining, [](const std::string& line) { say(line); },
+        [&](const Graph& g, const fs::path& path) { export_model(g, config, path); });
+    say((file.reused ? "      reusing " : "      exported to ") + file.onnx.string());
+    if (!file.reused) say("      " + file.description);
+    backbone_note = "Backbone: " + file.onnx.string() + " - " + file.description;
+    const fs::path backbone_path = file.onnx;
     config.transfer.backbone = backbone_path.string();
     backbone = load_backbone(config);
   } else {

@@ -349,4 +349,26 @@ PretrainedBackbone pretrain_attribute_backbone(
   return result;
 }
 
+BackboneFile default_backbone(
+    const fs::path& dir, const train::TrainConfig& base, const BackbonePretraining& options,
+    const std::function<void(const std::string&)>& print,
+    const std::function<void(const Graph&, const fs::path&)>& export_onnx) {
+  BackboneFile file;
+  file.onnx = dir / fmt::format("vgg16-w{}-attributes-{}x{}.onnx", options.width, options.images,
+                                options.epochs);
+  const fs::path note = fs::path(file.onnx).replace_extension(".txt");
+  if (const auto text = try_read_file(note); text && fs::exists(file.onnx)) {
+    file.description = *text;
+    file.reused = true;
+    return file;
+  }
+  const auto pretrained = pretrain_attribute_backbone(base, options, dir / "source", print);
+  fs::create_directories(dir);
+  export_onnx(pretrained.model, file.onnx);
+  file.description = pretrained.description();
+  // Written last: a backbone without its description is pretrained again.
+  write_file_atomic(note, file.description);
+  return file;
+}
+
 }  // namespace onnxforge::gender

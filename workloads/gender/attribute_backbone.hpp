@@ -67,4 +67,18 @@ PretrainedBackbone pretrain_attribute_backbone(
     const train::TrainConfig& base, const BackbonePretraining& options,
     const std::filesystem::path& source_dir, const std::function<void(const std::string&)>& print);
 
+// The default backbone's file in `dir` (DIR/vgg16-w<width>-attributes-<images>x<epochs>.onnx),
+// pretrained and exported once (with the description beside it, .txt), then reused: returns
+// the file and the description. `export_onnx` writes a graph to a path (the caller's exporter,
+// which records the preprocessing). Source faces go into DIR/source.
+struct BackboneFile {
+  std::filesystem::path onnx;
+  std::string description;
+  bool reused = false;
+};
+BackboneFile default_backbone(
+    const std::filesystem::path& dir, const train::TrainConfig& base,
+    const BackbonePretraining& options, const std::function<void(const std::string&)>& print,
+    const std::function<void(const Graph&, const std::filesystem::path&)>& export_onnx);
+
 }  // namespace onnxforge::gender
