@@ -28,26 +28,6 @@ struct ReportArgs {
   bool no_plots = false;
 };
 
-// "youden" or "sensitivity:0.9".
-eval::ThresholdRule parse_threshold_rule(const std::string& text) {
-  eval::ThresholdRule rule;
-  if (text == "youden") return rule;
-  const std::string prefix = "sensitivity:";
-  if (text.rfind(prefix, 0) == 0) {
-    rule.kind = eval::ThresholdRule::Kind::sensitivity;
-    try {
-      std::size_t used = 0;
-      const std::string number = text.substr(prefix.size());
-      rule.target_sensitivity = std::stod(number, &used);
-      if (used == number.size() && rule.target_sensitivity > 0 && rule.target_sensitivity <= 1)
-        return rule;
-    } catch (const std::exception&) {
-    }
-  }
-  throw onnxforge::Error(fmt::format(
-      "--choose-threshold '{}': expected youden or sensitivity:T with T in (0, 1]", text));
-}
-
 const onnxforge::cli::Registration registration{
     61, "report",
     "Write report.html (self-contained) and report.md for one run folder or a comparison of "
@@ -72,7 +52,8 @@ const onnxforge::cli::Registration registration{
       sub.add_flag("--no-plots", args->no_plots, "skip the gnuplot figures");
       sub.callback([args] {
         eval::ReportOptions options;
-        options.threshold_rule = parse_threshold_rule(args->threshold_rule);
+        options.threshold_rule =
+            eval::parse_threshold_rule(args->threshold_rule, "--choose-threshold");
         if (!args->groups.empty()) {
           std::error_code ec;
           if (!fs::is_regular_file(args->groups, ec))

@@ -15,10 +15,12 @@
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "eval/report.hpp"
+#include "eval/subgroups.hpp"
 #include "graph/summary.hpp"
 #include "importers/onnx_export.hpp"
 #include "importers/onnx_import.hpp"
 #include "trainers/distributed.hpp"
+#include "trainers/explain.hpp"
 #include "trainers/transfer.hpp"
 #include "workloads/gender/attribute_backbone.hpp"
 #include "workloads/gender/synthetic_faces.hpp"
@@ -35,6 +37,7 @@ struct RunArgs {
   std::string cut_at;
   std::string out = "runs/latest";
   std::string configs;
+  std::string groups;
   std::string backend;
   int threads = -1;
   std::string dtype;
@@ -120,8 +123,8 @@ void run_all(const RunArgs& args) {
 
   // Every config and a given backbone are checked before any data is made or anything trains:
   // a wrong key, file, cut node or input size fails in seconds.
-  const auto baseline_config = load(args, "baseline", gender, faces);
-  const auto improved_config = load(args, "improved", gender, faces);
+  auto baseline_config = load(args, "baseline", gender, faces);
+  auto improved_config = load(args, "improved", gender, faces);
   auto config = load(args, "transfer", gender, faces);
   if (!args.cut_at.empty()) config.transfer.cut_at = args.cut_at;
   if (!args.backbone_preprocess.empty()) config.data.preprocess = args.backbone_preprocess;
@@ -154,6 +157,19 @@ void run_all(const RunArgs& args) {
     }
   }
 
+  // Subgroup metrics: --groups, else the groups.csv beside gender/ and faces/ (the synthetic data
+  // write one), read now so that a bad file fails before anything trains.
+  const fs::path groups = !args.groups.empty()              ? fs::path(args.groups)
+                          : fs::exists(root / "groups.csv") ? root / "groups.csv"
+                                                            : fs::path();
+  if (!groups.empty()) {
+    const auto table = eval::read_groups_csv(groups);
+    say(fmt::format("      Subgroups from {}: {}", groups.string(),
+                    fmt::join(table.attributes, ", ")));
+    for (auto* c : {&baseline_config, &improved_config, &config})
+      c->report.groups = groups.string();
+  }
+
   train::TrainOptions options;
   options.interactive = interactive;
   std::vector<fs::path> runs;
@@ -171,6 +187,7 @@ void run_all(const RunArgs& args) {
     const auto result = train::train_model(*cnn, trained, cnn_data, options);
     train::store_parameters(trained, *result.program);
     export_model(trained, *cnn, options.run_dir / "model.onnx");
+    train::explain_and_report(*cnn, trained, cnn_data, options.run_dir, say);
     runs.push_back(options.run_dir);
   }
 
@@ -211,15 +228,14 @@ void run_all(const RunArgs& args) {
                           backbone_note + "\n\n" + summary(transfer.model));
   export_model(transfer.model, config, options.run_dir / "model.onnx");
   // The run report already drawn by the loop is redrawn with the backbone note in its summary.
-  eval::write_report(std::vector<eval::RunRecord>{eval::load_run(options.run_dir)},
-                     options.run_dir);
+  train::explain_and_report(config, transfer.model, data, options.run_dir, say);
   runs.push_back(options.run_dir);
 
   // 5. The comparison report.
   say("[5/5] Comparison report");
   std::vector<eval::RunRecord> records;
   for (const auto& r : runs) records.push_back(eval::load_run(r));
-  eval::ReportOptions report;
+  eval::ReportOptions report = train::report_options(baseline_config);
   report.title = "Gender recognition: baseline vs improved CNN vs VGG16 transfer";
   const auto written = eval::write_report(records, out, report);
   for (const auto& w : written.warnings) say("warning: " + w);
@@ -255,6 +271,9 @@ const Registration registration{
           "where the backbone is cut: a node or layer name (block5_pool, features.30) or "
           "last-pool (default from configs/transfer.toml)");
       sub.add_option("--out", args->out, "output folder")->capture_default_str();
+      sub.add_option("--groups", args->groups,
+                     "CSV of path,<attribute>,... for the subgroup metrics (default: groups.csv "
+                     "beside gender/ and faces/, which the synthetic data have)");
       sub.add_option("--configs", args->configs,
                      "folder with baseline.toml, improved.toml, transfer.toml (default: configs/)");
       add_compute_options(sub, args->backend, args->threads, &args->dtype);

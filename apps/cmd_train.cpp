@@ -13,10 +13,12 @@
 #include "apps/command.hpp"
 #include "core/error.hpp"
 #include "eval/io.hpp"
+#include "eval/subgroups.hpp"
 #include "importers/onnx_export.hpp"
 #include "importers/onnx_import.hpp"
 #include "trainers/config.hpp"
 #include "trainers/distributed.hpp"
+#include "trainers/explain.hpp"
 #include "trainers/transfer.hpp"
 
 namespace onnxforge::cli {
@@ -84,6 +86,8 @@ void run_train(const TrainArgs& args) {
         "set: set it, or name the preprocessing (unit, imagenet, caffe, tf or explicit)",
         args.resume.empty() ? args.config : args.resume);
   }
+  // A groups file for the subgroup metrics is read now: a bad one fails before training.
+  if (root && !config.report.groups.empty()) eval::read_groups_csv(config.report.groups);
   // Every rank decodes every image (it draws its shards from all of them); rank 0 warns.
   const train::TrainData data =
       train::load_data(config, root ? data::stderr_warnings() : data::WarningSink{});
@@ -104,6 +108,8 @@ void run_train(const TrainArgs& args) {
   train::record_preprocessing(trained, config);
   // The trained model (the best epoch's weights when early stopping restored them) as ONNX.
   export_onnx(trained, (run_dir / "model.onnx").string());
+  train::explain_and_report(config, trained, data, run_dir,
+                            [](const std::string& line) { std::printf("%s\n", line.c_str()); });
   std::printf("Model: %s\nRun folder: %s\n", (run_dir / "model.onnx").string().c_str(),
               run_dir.string().c_str());
 }

@@ -256,6 +256,25 @@ std::optional<Interval> wilson_interval(std::size_t successes, std::size_t n, do
   return Interval{std::max(0.0, centre - half), std::min(1.0, centre + half)};
 }
 
+ThresholdRule parse_threshold_rule(std::string_view text, std::string_view what) {
+  ThresholdRule rule;
+  if (text == "youden") return rule;
+  constexpr std::string_view prefix = "sensitivity:";
+  if (text.substr(0, prefix.size()) == prefix) {
+    rule.kind = ThresholdRule::Kind::sensitivity;
+    try {
+      std::size_t used = 0;
+      const std::string number(text.substr(prefix.size()));
+      rule.target_sensitivity = std::stod(number, &used);
+      if (used == number.size() && rule.target_sensitivity > 0 && rule.target_sensitivity <= 1)
+        return rule;
+    } catch (const std::exception&) {
+    }
+  }
+  throw Error(
+      fmt::format("{} '{}': expected youden or sensitivity:T with T in (0, 1]", what, text));
+}
+
 std::string describe(const ThresholdRule& rule) {
   if (rule.kind == ThresholdRule::Kind::youden)
     return "Youden's J (the threshold maximising sensitivity + specificity - 1, i.e. TPR - FPR, "

@@ -139,6 +139,9 @@ struct ThresholdRule {
   double target_sensitivity = 0.9;  // for Kind::sensitivity, in (0, 1]
 };
 
+// "youden" or "sensitivity:T" (T in (0, 1]); throws Error "<what> '<text>': expected ..." else.
+ThresholdRule parse_threshold_rule(std::string_view text, std::string_view what);
+
 // "Youden's J (max TPR - FPR)" or "smallest sensitivity >= 0.90 ..." for reports.
 std::string describe(const ThresholdRule& rule);
 

@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "data/transform.hpp"
+#include "eval/metrics.hpp"
 
 namespace onnxforge::train {
 
@@ -226,6 +227,9 @@ TrainConfig parse_config(const std::string& text, const std::string& where,
   r.get("transfer.fine_tune_lr", c.transfer.fine_tune_lr);
   r.get("transfer.unfreeze", c.transfer.unfreeze);
   r.get("transfer.unfreeze_last", c.transfer.unfreeze_last);
+  r.get("report.threshold", c.report.threshold);
+  r.get("report.groups", c.report.groups);
+  r.get("report.explain", c.report.explain);
   r.reject_unknown();
 
   check(!c.data.train.empty(), where, "'data.train' is required (an image folder)");
@@ -289,6 +293,11 @@ TrainConfig parse_config(const std::string& text, const std::string& where,
   check(c.transfer.unfreeze_last >= 0 &&
             (c.transfer.unfreeze_last == 0 || c.transfer.unfreeze.empty()),
         where, "'transfer.unfreeze_last' must be >= 0, and not given with 'transfer.unfreeze'");
+  try {
+    eval::parse_threshold_rule(c.report.threshold, "'report.threshold'");
+  } catch (const Error& e) {
+    check(false, where, e.what());
+  }
   return c;
 }
 
@@ -380,6 +389,9 @@ std::string to_toml(const TrainConfig& c) {
                                {"fine_tune_lr", c.transfer.fine_tune_lr},
                                {"unfreeze", c.transfer.unfreeze},
                                {"unfreeze_last", c.transfer.unfreeze_last}}},
+      {"report", toml::table{{"threshold", c.report.threshold},
+                             {"groups", c.report.groups},
+                             {"explain", c.report.explain}}},
   };
   std::ostringstream out;
   out << "# Resolved onnxforge training config (every key, defaults included).\n" << root << "\n";

@@ -83,6 +83,17 @@ struct TransferConfig {
   int unfreeze_last = 0;  // or: the last N convolutions of the backbone (weights and biases)
 };
 
+// What the run's report adds to the metrics at train.threshold.
+struct ReportConfig {
+  // The threshold chosen on validation and applied to test: "youden" (Youden's J) or
+  // "sensitivity:T" (the strictest threshold reaching sensitivity T on validation).
+  std::string threshold = "youden";
+  // A CSV of path,<attribute>,... (e.g. skin_tone, age, glasses) for the subgroup metrics, paths
+  // relative to its folder; empty: none (the synthetic data write groups.csv beside them).
+  std::string groups;
+  bool explain = true;  // Grad-CAM and the most confident mistakes (trainers/explain.hpp)
+};
+
 struct TrainConfig {
   std::string name;  // run name; default: the config file's stem
   ModelConfig model;
@@ -97,6 +108,7 @@ struct TrainConfig {
   EarlyStoppingConfig early_stopping;
   CheckpointConfig checkpoint;
   TransferConfig transfer;
+  ReportConfig report;
 };
 
 // Reads `path`, applies `overrides` ("section.key=value", value in TOML syntax or a bare string),

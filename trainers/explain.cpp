@@ -14,6 +14,7 @@
 #include "core/files.hpp"
 #include "eval/io.hpp"
 #include "eval/plots.hpp"
+#include "eval/report.hpp"
 #include "graph/passes.hpp"
 
 namespace onnxforge::train {
@@ -564,6 +565,20 @@ ExplainResult explain_model(const TrainConfig& config_in, const Graph& model, co
   write_file_atomic(run_dir / "explain.json", json.dump(2) + "\n");
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
+}
+
+void explain_and_report(const TrainConfig& config, const Graph& model, const TrainData& data,
+                        const fs::path& run_dir,
+                        const std::function<void(const std::string&)>& print) {
+  if (config.report.explain) {
+    const auto explained = explain_model(config, model, data, run_dir);
+    for (const auto& w : explained.warnings) print("warning: explain: " + w);
+    print(fmt::format("Grad-CAM and the most confident mistakes: {} figures in {:.1f} s",
+                      explained.figures.size(), explained.seconds));
+  }
+  const std::vector<eval::RunRecord> runs{eval::load_run(run_dir)};
+  const auto report = eval::write_report(runs, run_dir, report_options(config));
+  for (const auto& w : report.warnings) print("warning: " + w);
 }
 
 }  // namespace onnxforge::train

@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -140,5 +141,12 @@ struct ExplainResult {
 ExplainResult explain_model(const TrainConfig& config, const Graph& model, const TrainData& data,
                             const std::filesystem::path& run_dir,
                             const ExplainOptions& options = {});
+
+// What `run` and `train` do once a model is trained and evaluated: explain_model (when
+// config.report.explain; its warnings and time go to `print`), then RUN/report.html and report.md
+// written again (report_options(config)) so that they show the figures.
+void explain_and_report(const TrainConfig& config, const Graph& model, const TrainData& data,
+                        const std::filesystem::path& run_dir,
+                        const std::function<void(const std::string&)>& print);
 
 }  // namespace onnxforge::train

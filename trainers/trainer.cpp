@@ -155,6 +155,13 @@ data::BatchOptions batch_options(const TrainConfig& config, data::Mode mode) {
   return options;
 }
 
+eval::ReportOptions report_options(const TrainConfig& config) {
+  eval::ReportOptions options;
+  options.threshold_rule = eval::parse_threshold_rule(config.report.threshold, "report.threshold");
+  options.groups = config.report.groups;
+  return options;
+}
+
 void record_preprocessing(Graph& model, const TrainConfig& config) {
   model.metadata["onnxforge.preprocess"] =
       data::Preprocess::parse(config.data.preprocess).describe();
@@ -479,7 +486,7 @@ void final_evaluation(TrainerContext& context, const TrainingGraph& tg, TrainSou
   if (root) {
     eval::write_file_atomic(context.run() / "train.log", context.log);
     const std::vector<eval::RunRecord> runs{eval::load_run(context.run(), metrics)};
-    const auto report = eval::write_report(runs, context.run());
+    const auto report = eval::write_report(runs, context.run(), report_options(context.config));
     for (const auto& w : report.warnings) context.say("warning: " + w);
     context.say("Report: " + report.html.string());
   }

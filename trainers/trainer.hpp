@@ -20,6 +20,7 @@
 #include "backends/backend.hpp"
 #include "data/loader.hpp"
 #include "eval/io.hpp"
+#include "eval/report.hpp"
 #include "graph/graph.hpp"
 #include "trainers/batches.hpp"
 #include "trainers/config.hpp"
@@ -59,6 +60,9 @@ data::BatchOptions batch_options(const TrainConfig& config, data::Mode mode);
 // Writes the preprocessing `config` trains with into `model`'s metadata ("onnxforge.preprocess",
 // data::Preprocess::describe()), so that the exported model.onnx says how to feed it.
 void record_preprocessing(Graph& model, const TrainConfig& config);
+
+// The report options a config asks for ([report] threshold and groups).
+eval::ReportOptions report_options(const TrainConfig& config);
 
 // The batches of each split: train (shuffled, maybe augmented), val and test (in order).
 struct TrainSources {
