@@ -39,7 +39,11 @@ void pretrain(const BackboneArgs& args) {
   config.train.dtype = args.dtype;
   config.data.preprocess = "unit";
   const auto file = gender::default_backbone(
-      args.out, config, args.pretraining, [](const std::string& line) { fmt::print("{}\n", line); },
+      args.out, config, args.pretraining,
+      [](const std::string& line) {
+        fmt::print("{}\n", line);
+        std::fflush(stdout);
+      },
       [&](const Graph& model, const std::filesystem::path& path) {
         Graph g = model;
         train::record_preprocessing(g, config);

@@ -57,6 +57,7 @@ Graph vgg16(const ModelOptions& o) {
     for (int conv = 0; conv < blocks[block][1]; ++conv) {
       const auto name = "block" + std::to_string(block + 1) + "_conv" + std::to_string(conv + 1);
       x = b.conv2d(x, {.filters = filters, .padding = Padding::same, .name = name});
+      if (o.batch_norm) x = b.batch_norm(x, {.name = name + "_bn"});
       x = b.relu(x, name + "_relu");
     }
     x = b.max_pool(x, {.name = "block" + std::to_string(block + 1) + "_pool"});

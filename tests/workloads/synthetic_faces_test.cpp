@@ -1,10 +1,16 @@
 // The synthetic-face generator: layout, sizes, counts, determinism, refusal to overwrite.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <fstream>
 #include <opencv2/imgcodecs.hpp>
+#include <sstream>
 
 #include "data/dataset.hpp"
+#include "data/rng.hpp"
 #include "test_util.hpp"
+#include "workloads/gender/attribute_backbone.hpp"
 #include "workloads/gender/synthetic_faces.hpp"
 
 namespace onnxforge::gender {
@@ -90,6 +96,96 @@ TEST(Synth, RefusesToOverwriteFoldersItDidNotWriteButReplacesItsOwn) {
   generate_synthetic_faces(options);
   EXPECT_TRUE(synthetic_faces_ready(options));
   EXPECT_EQ(scan_image_folder(own / "gender/train").samples.size(), 4U);
+}
+
+std::vector<std::vector<std::string>> csv_rows(const fs::path& file) {
+  std::ifstream in(file);
+  std::vector<std::vector<std::string>> rows;
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> fields;
+    std::stringstream cells(line);
+    for (std::string cell; std::getline(cells, cell, ',');) fields.push_back(cell);
+    rows.push_back(fields);
+  }
+  return rows;
+}
+
+TEST(Synth, DescribesEveryImageInAttributesAndGroups) {
+  TempDir dir;
+  generate_synthetic_faces(small(dir.path(), 5));
+  const auto attributes = csv_rows(dir / "attributes.csv");
+  const auto groups = csv_rows(dir / "groups.csv");
+  ASSERT_EQ(attributes.size(), 1U + 18U);
+  ASSERT_EQ(groups.size(), 1U + 18U);
+  EXPECT_EQ(groups[0], (std::vector<std::string>{"path", "skin_tone", "age", "glasses"}));
+  const auto& header = attributes[0];
+  const auto column = [&](const std::string& name) {
+    const auto it = std::find(header.begin(), header.end(), name);
+    EXPECT_NE(it, header.end()) << name;
+    return static_cast<std::size_t>(it - header.begin());
+  };
+  for (std::size_t r = 1; r < attributes.size(); ++r) {
+    const auto& row = attributes[r];
+    ASSERT_EQ(row.size(), header.size());
+    EXPECT_EQ(groups[r][0], row[0]);
+    EXPECT_TRUE(fs::exists(dir / row[column("path")])) << row[0];
+    const bool faces = row[0].rfind("faces/", 0) == 0;
+    EXPECT_EQ(row[column("domain")], faces ? "wild" : "studio") << row[0];
+    EXPECT_EQ(row[column("split")], faces                                         ? "test"
+                                    : row[0].find("/train/") != std::string::npos ? "train"
+                                                                                  : "val");
+    // The label is the folder's; the drawn gender differs from it exactly when it was flipped.
+    const bool male_folder =
+        row[0].find("/Male/") != std::string::npos || row[0].find("/man/") != std::string::npos;
+    EXPECT_EQ(row[column("label")], male_folder ? "1" : "0");
+    EXPECT_EQ(row[column("gender")] != row[column("label")], row[column("label_flipped")] == "1");
+    // The groups are the attributes' bands.
+    EXPECT_EQ(groups[r][1], skin_tone_group(std::stod(row[column("skin_tone")])));
+    EXPECT_EQ(groups[r][2], age_group(std::stod(row[column("age")])));
+    const cv::Mat image = cv::imread((dir / row[0]).string());
+    EXPECT_EQ(std::to_string(image.cols), row[column("width")]);
+    EXPECT_EQ(std::to_string(image.rows), row[column("height")]);
+  }
+}
+
+TEST(Synth, TheWildGenderDomainDrawsTheTrainingSetsLikeFaces) {
+  TempDir dir;
+  auto options = small(dir.path(), 5);
+  options.gender_domain = SynthDomain::wild;
+  generate_synthetic_faces(options);
+  // The images are resized to 100x100 on load, like faces/; here they keep their own sizes.
+  for (const auto& sample : scan_image_folder(dir / "gender/train").samples) {
+    const cv::Mat image = cv::imread(sample.path.string());
+    EXPECT_NE(image.cols, image.rows) << sample.path;
+  }
+  EXPECT_FALSE(synthetic_faces_ready(small(dir.path(), 5)));  // the studio set is another one
+}
+
+// The default backbone learns from these labels: none may tell the genders apart. Over 480 faces
+// per gender (both domains), each label's frequency differs between them by no more than
+// sampling allows (4 standard errors; p(1-p) <= 1/4).
+TEST(SourceTask, NoLabelIsDrawnFromTheGender) {
+  const auto& attributes = source_attributes();
+  std::vector<double> count[2] = {std::vector<double>(attributes.size()),
+                                  std::vector<double>(attributes.size())};
+  const int per_gender = 480;
+  for (int i = 0; i < 2 * per_gender; ++i) {
+    const int gender = i % 2;
+    FaceAttributes drawn;
+    render_synthetic_face(data::derive_seed(77, 4, static_cast<std::uint64_t>(i)), gender,
+                          i / 2 % 2 == 0 ? SynthDomain::studio : SynthDomain::wild, &drawn);
+    EXPECT_EQ(drawn.gender, gender);
+    const auto targets = source_targets(drawn);
+    ASSERT_EQ(targets.size(), attributes.size());
+    for (std::size_t k = 0; k < targets.size(); ++k) count[gender][k] += targets[k];
+  }
+  const double tolerance = 4.0 * std::sqrt(0.25 * 2.0 / per_gender);
+  for (std::size_t k = 0; k < attributes.size(); ++k) {
+    const double female = count[0][k] / per_gender, male = count[1][k] / per_gender;
+    EXPECT_LT(std::abs(female - male), tolerance)
+        << attributes[k].name << ": female " << female << ", male " << male;
+    EXPECT_GT(female + male, 0.02) << attributes[k].name << " is (almost) never drawn";
+  }
 }
 
 }  // namespace

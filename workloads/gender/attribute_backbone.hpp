@@ -42,11 +42,12 @@ struct SourceFacesOptions {
 std::vector<FaceAttributes> generate_source_faces(const SourceFacesOptions& options);
 
 struct BackbonePretraining {
-  double width = 0.25;  // of VGG16's filters (graph/models.hpp)
-  int images = 8000;    // source faces; the last 10% are held out
-  int epochs = 2;
+  double width = 0.25;     // of VGG16's filters (graph/models.hpp)
+  bool batch_norm = true;  // VGG16 with batch normalization (torchvision's vgg16_bn)
+  int images = 8000;       // source faces; the last 10% are held out
+  int epochs = 4;
   int batch_size = 32;
-  double learning_rate = 5e-4;  // Adam
+  double learning_rate = 2e-3;  // Adam
   std::uint64_t seed = 7;
 };
 
@@ -67,7 +68,7 @@ PretrainedBackbone pretrain_attribute_backbone(
     const train::TrainConfig& base, const BackbonePretraining& options,
     const std::filesystem::path& source_dir, const std::function<void(const std::string&)>& print);
 
-// The default backbone's file in `dir` (DIR/vgg16-w<width>-attributes-<images>x<epochs>.onnx),
+// The default backbone's file in `dir` (DIR/vgg16[bn]-w<width>-attributes-<images>x<epochs>.onnx),
 // pretrained and exported once (with the description beside it, .txt), then reused: returns
 // the file and the description. `export_onnx` writes a graph to a path (the caller's exporter,
 // which records the preprocessing). Source faces go into DIR/source.

@@ -281,9 +281,8 @@ void sample_skin(Rng& rng, SynthDomain domain, Person& person) {
       cv::Scalar(200, 218, 248), cv::Scalar(165, 192, 232), cv::Scalar(125, 163, 212),
       cv::Scalar(88, 125, 178),  cv::Scalar(58, 88, 132),   cv::Scalar(38, 58, 88)};
   const double m = person.m;
-  const double tone = domain == SynthDomain::wild
-                          ? std::clamp(rng.uniform(-0.05, 1.0), 0.0, 0.999)
-                          : std::clamp(rng.uniform(0.0, 0.9) + 0.04 * m, 0.0, 0.999);
+  const double tone = domain == SynthDomain::wild ? std::clamp(rng.uniform(-0.05, 1.0), 0.0, 0.999)
+                                                  : std::clamp(rng.uniform(0.0, 0.9), 0.0, 0.999);
   person.tone = tone;
   const double pos = tone * (skin_palette.size() - 1);
   const auto lo = static_cast<std::size_t>(pos);
@@ -299,8 +298,7 @@ void sample_hair_colour(Rng& rng, Person& person) {
       cv::Scalar(18, 18, 22),    cv::Scalar(25, 35, 55),    cv::Scalar(35, 60, 95),
       cv::Scalar(60, 95, 140),   cv::Scalar(110, 170, 215), cv::Scalar(35, 70, 150),
       cv::Scalar(150, 150, 155), cv::Scalar(215, 215, 215)};
-  int hair_index =
-      choose<8>(rng, {0.28, 0.25, 0.18, 0.1, person.male ? 0.07 : 0.14, 0.04, 0.0, 0.0});
+  int hair_index = choose<8>(rng, {0.28, 0.25, 0.18, 0.1, 0.1, 0.04, 0.0, 0.0});
   if (person.age > 0.82 && rng.chance(0.7)) hair_index = rng.chance(0.6) ? 6 : 7;
   person.hair_index = hair_index;
   person.hair = jitter(rng, hair_palette[static_cast<std::size_t>(hair_index)], 10);
@@ -389,7 +387,8 @@ void draw_back_hair(const Painter& p, Rng& rng, const Person& person) {
 }
 
 // Shoulders in clothes, the neck, an open neckline, long hair falling in front of the shoulders.
-void draw_body(const Painter& p, Rng& rng, const Person& person) {
+// Returns the clothes' colour (BGR).
+cv::Scalar draw_body(const Painter& p, Rng& rng, const Person& person) {
   const double a = person.a, b = person.b, m = person.m;
   const cv::Scalar clothes(rng.uniform(15, 235), rng.uniform(15, 235), rng.uniform(15, 235));
   const double shoulders = a * (1.55 + 0.3 * sigmoid(1.2 * m + rng.normal(0, 0.5)));
@@ -411,6 +410,7 @@ void draw_body(const Painter& p, Rng& rng, const Person& person) {
              person.hair);
     }
   }
+  return clothes;
 }
 
 // --- the head -----------------------------------------------------------------------------------
@@ -736,7 +736,7 @@ cv::Mat draw_face(Rng& rng, int gender, SynthDomain domain, int out_w, int out_h
   const Painter p{img, place.frame};
 
   draw_back_hair(p, rng, person);
-  draw_body(p, rng, person);
+  const cv::Scalar clothes = draw_body(p, rng, person);
   const std::vector<cv::Point2d> head = head_outline(person);
   draw_head(p, rng, person, head);
   const double mouth_y = person.b * rng.uniform(0.5, 0.6);
@@ -755,6 +755,10 @@ cv::Mat draw_face(Rng& rng, int gender, SynthDomain domain, int out_w, int out_h
   attributes.sunglasses = person.sunglasses;
   attributes.curly = person.curly;
   attributes.dark_hair = person.hair_index <= 2;
+  attributes.grey_hair = person.hair_index >= 6;
+  attributes.hair_colour = person.hair_index;
+  attributes.hair_visible = person.length >= 1;
+  for (int c = 0; c < 3; ++c) attributes.clothes_rgb[c] = clothes[2 - c];
   attributes.yaw = place.frame.yaw;
   attributes.roll = place.frame.roll_degrees();
   attributes.face_scale = place.u / std::min(img.cols, img.rows);

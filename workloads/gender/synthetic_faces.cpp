@@ -240,7 +240,9 @@ std::string glasses_group(const FaceAttributes& attributes) {
 
 std::string attributes_csv_header() {
   return "path,split,domain,label,gender,label_flipped,skin_tone,age,glasses,sunglasses,curly,"
-         "dark_hair,yaw,roll,smile,background,face_scale,light_angle,light_strength,exposure,"
+         "dark_hair,grey_hair,hair_colour,hair_visible,clothes_r,clothes_g,clothes_b,yaw,roll,"
+         "smile,background,face_scale,light_angle,light_strength,"
+         "exposure,"
          "blur,noise,greyscale,jpeg_quality,width,height\n";
 }
 
@@ -248,10 +250,13 @@ std::string attributes_csv_row(const std::string& path, const std::string& split
                                SynthDomain domain, int label, bool flipped,
                                const FaceAttributes& a) {
   return fmt::format(
-      "{},{},{},{},{},{:d},{:.4f},{:.4f},{:d},{:d},{:d},{:d},{:.4f},{:.3f},{:.4f},{},{:.4f},{:.4f},"
+      "{},{},{},{},{},{:d},{:.4f},{:.4f},{:d},{:d},{:d},{:d},{:d},{},{:d},{:.0f},{:.0f},{:.0f},{:."
+      "4f},{:.3f},{:.4f},{},{:.4f},{:"
+      ".4f},"
       "{:.4f},{:.4f},{:.3f},{:.3f},{:d},{},{},{}\n",
       path, split, domain == SynthDomain::wild ? "wild" : "studio", label, a.gender, flipped,
-      a.skin_tone, a.age, a.glasses, a.sunglasses, a.curly, a.dark_hair, a.yaw, a.roll, a.smile,
+      a.skin_tone, a.age, a.glasses, a.sunglasses, a.curly, a.dark_hair, a.grey_hair, a.hair_colour,
+      a.hair_visible, a.clothes_rgb[0], a.clothes_rgb[1], a.clothes_rgb[2], a.yaw, a.roll, a.smile,
       a.background, a.face_scale, a.light_angle, a.light_strength, a.exposure, a.blur, a.noise,
       a.greyscale, a.jpeg_quality, a.width, a.height);
 }
