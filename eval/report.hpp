@@ -74,6 +74,9 @@ struct ReportOptions {
   bool plots = true;  // draw the figures with gnuplot (into out_dir/plots)
   // Training, model-summary and configuration sections; off for a lone split (`metrics`).
   bool run_details = true;
+  // Said first under "Notes and warnings": where the data came from, how the test set is shifted,
+  // what a backbone learnt from.
+  std::vector<std::string> notes;
   // How each run's threshold is chosen on its validation predictions (then applied to test).
   ThresholdRule threshold_rule;
   // groups.csv (path,<attribute>,...) for the subgroup metrics; empty: none. A file that cannot

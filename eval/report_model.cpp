@@ -598,7 +598,9 @@ ReportModel build_report_model(std::span<const RunRecord> runs, const ReportOpti
       for (auto& f : sub.figures) f.number = ++number;
     model.figures.push_back(std::move(sec));
   }
-  model.notes = notes_of(runs);
+  model.notes = options.notes;
+  const auto run_notes = notes_of(runs);
+  model.notes.insert(model.notes.end(), run_notes.begin(), run_notes.end());
   model.notes.insert(model.notes.end(), warnings.begin(), warnings.end());
   model.limitations_intro =
       "Edit this section for your use: it is a starting point, not a verdict.";

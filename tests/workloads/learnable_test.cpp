@@ -22,7 +22,7 @@ TEST(SyntheticFaces, TheShiftedDomainIsLearnableByAModelTrainedOnIt) {
   SynthOptions synth;
   synth.out = dir / "data";
   synth.seed = 3;
-  synth.train = 3000;
+  synth.train = 5000;
   synth.val = 400;
   synth.test = 1000;
   synth.gender_domain = SynthDomain::wild;

@@ -237,7 +237,7 @@ struct Person {
 Person sample_gender(Rng& rng, int gender) {
   Person person;
   person.male = gender == 1;
-  person.m = (person.male ? 1.0 : -1.0) + rng.normal(0.0, 0.65);
+  person.m = (person.male ? 1.1 : -1.1) + rng.normal(0.0, 0.6);
   person.age = rng.uniform();
   return person;
 }

@@ -90,9 +90,9 @@ void add_noise(cv::Mat& out, Rng& rng, double noise) {
 // The camera on the final-size image: blur, noise, sometimes greyscale.
 void apply_camera(cv::Mat& out, Rng& rng, SynthDomain domain, FaceAttributes& attributes) {
   const bool wild = domain == SynthDomain::wild;
-  const double blur = wild ? rng.uniform(0.0, 1.8) : rng.uniform(0.0, 0.9);
+  const double blur = wild ? rng.uniform(0.0, 1.2) : rng.uniform(0.0, 0.9);
   if (blur > 0.3) cv::GaussianBlur(out, out, cv::Size(0, 0), blur);
-  const double noise = wild ? rng.uniform(2.0, 12.0) : rng.uniform(0.0, 5.0);
+  const double noise = wild ? rng.uniform(2.0, 10.0) : rng.uniform(0.0, 5.0);
   add_noise(out, rng, noise);
   attributes.blur = blur > 0.3 ? blur : 0.0;
   attributes.noise = noise;
@@ -117,7 +117,7 @@ std::vector<std::uint8_t> render_synthetic_face(std::uint64_t image_seed, int la
   cv::Mat out;
   cv::resize(canvas, out, size, 0, 0, cv::INTER_AREA);
   apply_camera(out, rng, domain, drawn);
-  const int quality = wild ? rng.range(30, 90) : rng.range(70, 95);
+  const int quality = wild ? rng.range(40, 90) : rng.range(70, 95);
   drawn.jpeg_quality = quality;
   drawn.width = size.width;
   drawn.height = size.height;

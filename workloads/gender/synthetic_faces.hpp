@@ -11,7 +11,7 @@
 // whatever the thread count. OUT/attributes.csv says what every image shows; OUT/groups.csv
 // groups them by skin tone, age and glasses for the report's subgroup metrics.
 //
-// How the classes differ (m ~ N(+-1.0, 0.65): about 6% of each class sits on the other side):
+// How the classes differ (m ~ N(+-1.1, 0.6): about 3% of each class sits on the other side):
 //   driven by m, with noise   jaw squareness, face width, hair length (bald .. past the
 //                             shoulders), brow thickness/arch/height, eye size, lip fullness,
 //                             nose size, neck width, shoulder width, a slight skin hue, makeup
@@ -28,7 +28,7 @@
 // face smaller and off-centre (scale 0.72-1.02 of the short side, centre within 7% of the middle;
 // studio 0.88-1.08, centred), more head turn and tilt (yaw sd 0.22, roll sd 9 degrees; studio
 // 0.12 and 4.5), outdoor, indoor, night or saturated backgrounds with depth-of-field blur,
-// stronger directional light, colour casts and exposure, more blur and noise, JPEG quality 30-90,
+// stronger directional light, colour casts and exposure, more blur and noise, JPEG quality 40-90,
 // 6% greyscale. A model trained on images drawn like faces/ (gender_domain = wild) reaches a
 // faces/ AUC of at least 0.95 (tests/workloads/learnable_test.cpp): the domain is learnable, and
 // what a studio-trained model loses on it is the shift.
