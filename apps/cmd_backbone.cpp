@@ -25,13 +25,7 @@ struct BackboneArgs {
 };
 
 void pretrain(const BackboneArgs& args) {
-  if (args.pretraining.width <= 0 || args.pretraining.width > 1) {
-    fail("--width must be in (0, 1], got {}", args.pretraining.width);
-  }
-  if (args.pretraining.images < 100 || args.pretraining.epochs < 1) {
-    fail("--images must be at least 100 and --epochs at least 1 (got {} and {})",
-         args.pretraining.images, args.pretraining.epochs);
-  }
+  gender::check_pretraining(args.pretraining, "--");
   parse_precision(args.dtype);
   train::TrainConfig config;
   config.train.backend = args.backend;

@@ -42,6 +42,7 @@ struct RunArgs {
   int threads = -1;
   std::string dtype;
   bool full_size = false;
+  gender::BackbonePretraining pretraining;  // of the default backbone
   double epochs_scale = 1.0;
 };
 
@@ -102,6 +103,7 @@ void run_all(const RunArgs& args) {
   }
   // Bad options fail before any data is generated or read.
   if (!args.dtype.empty()) parse_precision(args.dtype);
+  if (args.backbone.empty()) gender::check_pretraining(args.pretraining, "--backbone-");
   const auto start = std::chrono::steady_clock::now();
   const fs::path out = args.out;
   fs::create_directories(out);
@@ -197,7 +199,7 @@ void run_all(const RunArgs& args) {
   if (!backbone) {
     // The synthetic backbone is trained on [0, 1] RGB pixels (older cached ones lack metadata).
     if (config.data.preprocess == "auto") config.data.preprocess = "unit";
-    const gender::BackbonePretraining pretraining;
+    const gender::BackbonePretraining& pretraining = args.pretraining;
     const fs::path backbone_dir = root / "backbone";
     say(fmt::format(
         "[4/5] No pretrained VGG16 can be downloaded here: the default backbone is a width-{} "
@@ -224,17 +226,21 @@ void run_all(const RunArgs& args) {
   fs::remove_all(options.run_dir);
   fs::create_directories(options.run_dir);
   auto transfer = train::train_transfer(config, *backbone, data, options);
-  eval::write_file_atomic(options.run_dir / "summary.txt",
-                          backbone_note + "\n\n" + summary(transfer.model));
+  // The final model is the fine-tuned one when there is a second phase (its own run folder).
+  const fs::path final_dir = train::final_run_dir(config, options.run_dir);
+  for (const auto& dir : {options.run_dir, final_dir}) {
+    eval::write_file_atomic(dir / "summary.txt", backbone_note + "\n\n" + summary(transfer.model));
+  }
   export_model(transfer.model, config, options.run_dir / "model.onnx");
   // The run report already drawn by the loop is redrawn with the backbone note in its summary.
-  train::explain_and_report(config, transfer.model, data, options.run_dir, say);
-  runs.push_back(options.run_dir);
+  train::explain_and_report(config, transfer.model, data, final_dir, say);
+  runs.push_back(final_dir);
 
   // 5. The comparison report.
   say("[5/5] Comparison report");
   std::vector<eval::RunRecord> records;
   for (const auto& r : runs) records.push_back(eval::load_run(r));
+  records.back().name = "transfer";
   eval::ReportOptions report = train::report_options(baseline_config);
   if (args.data_root.empty()) {
     report.notes.push_back(
@@ -291,6 +297,15 @@ const Registration registration{
       add_compute_options(sub, args->backend, args->threads, &args->dtype);
       sub.add_flag("--full-size", args->full_size,
                    "synthetic data at the real datasets' sizes (11,135 / 1,279 / 27,167)");
+      sub.add_option("--backbone-width", args->pretraining.width,
+                     "the default backbone's VGG16 width (when no --backbone is given)")
+          ->capture_default_str();
+      sub.add_option("--backbone-images", args->pretraining.images,
+                     "source faces the default backbone is pretrained on")
+          ->capture_default_str();
+      sub.add_option("--backbone-epochs", args->pretraining.epochs,
+                     "epochs of the default backbone's pretraining")
+          ->capture_default_str();
       sub.add_option("--epochs-scale", args->epochs_scale,
                      "multiply every config's epochs (e.g. 0.25 for a quick look)");
       sub.callback([args] { run_all(*args); });

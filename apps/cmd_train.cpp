@@ -108,7 +108,7 @@ void run_train(const TrainArgs& args) {
   train::record_preprocessing(trained, config);
   // The trained model (the best epoch's weights when early stopping restored them) as ONNX.
   export_onnx(trained, (run_dir / "model.onnx").string());
-  train::explain_and_report(config, trained, data, run_dir,
+  train::explain_and_report(config, trained, data, train::final_run_dir(config, run_dir),
                             [](const std::string& line) { std::printf("%s\n", line.c_str()); });
   std::printf("Model: %s\nRun folder: %s\n", (run_dir / "model.onnx").string().c_str(),
               run_dir.string().c_str());

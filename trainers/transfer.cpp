@@ -240,7 +240,7 @@ TransferResult train_transfer(const TrainConfig& config, const Graph& backbone,
     phase2.optimizer.learning_rate = config.transfer.fine_tune_lr;
     phase2.name = fmt::format("{}-fine-tune", config.name);
     TrainOptions phase2_options = options;
-    phase2_options.run_dir = options.run_dir / "fine_tune";
+    phase2_options.run_dir = final_run_dir(config, options.run_dir);
     phase2_options.resume = false;
     print(
         fmt::format("Fine-tuning {} parameters ({}) at lr {}; batch norms stay frozen, in "
@@ -255,6 +255,11 @@ TransferResult train_transfer(const TrainConfig& config, const Graph& backbone,
     result.model = std::move(tuned);
   }
   return result;
+}
+
+std::filesystem::path final_run_dir(const TrainConfig& config, const std::filesystem::path& run) {
+  const bool fine_tuned = !config.transfer.backbone.empty() && config.transfer.fine_tune_epochs > 0;
+  return fine_tuned ? run / "fine_tune" : run;
 }
 
 }  // namespace onnxforge::train

@@ -5,6 +5,7 @@
 // features.
 #pragma once
 
+#include <filesystem>
 #include <string>
 
 #include "graph/graph.hpp"
@@ -49,5 +50,9 @@ TransferResult train_transfer(const TrainConfig& config, const Graph& backbone,
 
 // Copies the parameters of a trained program into the graph's initializers.
 void store_parameters(Graph& graph, const Program& program);
+
+// The folder of the final model's evaluation: RUN/fine_tune when the config fine-tunes a
+// backbone (a second phase), else RUN.
+std::filesystem::path final_run_dir(const TrainConfig& config, const std::filesystem::path& run);
 
 }  // namespace onnxforge::train

@@ -196,6 +196,16 @@ std::vector<FaceAttributes> generate_source_faces(const SourceFacesOptions& opti
   return drawn;
 }
 
+void check_pretraining(const BackbonePretraining& options, const std::string& prefix) {
+  if (!(options.width > 0 && options.width <= 1)) {
+    fail("{}width must be in (0, 1], got {}", prefix, options.width);
+  }
+  if (options.images < 100 || options.epochs < 1 || options.batch_size < 1) {
+    fail("{}images must be at least 100 and {}epochs at least 1 (got {} and {})", prefix, prefix,
+         options.images, options.epochs);
+  }
+}
+
 std::string PretrainedBackbone::description() const {
   std::string learnt;
   double sum = 0, majority = 0;

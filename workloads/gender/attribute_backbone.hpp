@@ -51,6 +51,10 @@ struct BackbonePretraining {
   std::uint64_t seed = 7;
 };
 
+// Throws Error for a width outside (0, 1], fewer than 100 images or no epoch, naming the options
+// with `prefix` ("--" for `backbone`'s, "--backbone-" for `run`'s).
+void check_pretraining(const BackbonePretraining& options, const std::string& prefix);
+
 struct PretrainedBackbone {
   Graph model;  // VGG16 features (block5_pool), then a head: Dense 128 ReLU, Dense K (logits)
   // Held-out accuracy per source attribute, and what always answering the majority would get.
