@@ -7,6 +7,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <sstream>
 
+#include "core/error.hpp"
+#include "core/files.hpp"
 #include "data/dataset.hpp"
 #include "data/rng.hpp"
 #include "test_util.hpp"
@@ -186,6 +188,40 @@ TEST(SourceTask, NoLabelIsDrawnFromTheGender) {
         << attributes[k].name << ": female " << female << ", male " << male;
     EXPECT_GT(female + male, 0.02) << attributes[k].name << " is (almost) never drawn";
   }
+}
+
+TEST(SourceTask, SourceFacesAreWrittenOnceAndReadBack) {
+  TempDir dir;
+  SourceFacesOptions options;
+  options.out = dir / "source";
+  options.count = 6;
+  options.threads = 2;
+  const auto drawn = generate_source_faces(options);
+  ASSERT_EQ(drawn.size(), 6U);
+  const auto first = fs::last_write_time(dir / "source" / "000000.jpg");
+  const auto again = generate_source_faces(options);  // reused: read from attributes.csv
+  EXPECT_EQ(fs::last_write_time(dir / "source" / "000000.jpg"), first);
+  ASSERT_EQ(again.size(), drawn.size());
+  for (std::size_t i = 0; i < drawn.size(); ++i) {
+    EXPECT_EQ(again[i].gender, drawn[i].gender);
+    EXPECT_EQ(again[i].hair_colour, drawn[i].hair_colour);
+    EXPECT_EQ(again[i].glasses, drawn[i].glasses);
+    EXPECT_EQ(again[i].clothes_rgb, drawn[i].clothes_rgb);  // both as the file says
+    EXPECT_EQ(source_targets(again[i]), source_targets(drawn[i]));
+    EXPECT_NEAR(again[i].skin_tone, drawn[i].skin_tone, 1e-4);
+    EXPECT_EQ(again[i].width, drawn[i].width);
+  }
+  // Even indices studio (100x100), odd ones wild; gender alternates in pairs.
+  EXPECT_EQ(drawn[0].width, 100);
+  EXPECT_EQ(drawn[0].gender, 0);
+  EXPECT_EQ(drawn[2].gender, 1);
+  // Another count is another set, and a folder onnxforge did not write is refused.
+  options.count = 4;
+  EXPECT_EQ(generate_source_faces(options).size(), 4U);
+  fs::create_directories(dir / "mine");
+  write_file_atomic(dir / "mine" / "photo.jpg", "x");
+  options.out = dir / "mine";
+  EXPECT_THROW(generate_source_faces(options), Error);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "data/loader.hpp"
 #include "data/parallel.hpp"
 #include "data/rng.hpp"
+#include "eval/io.hpp"
 #include "graph/builder.hpp"
 #include "graph/models.hpp"
 #include "trainers/transfer.hpp"
@@ -88,25 +89,14 @@ fs::path source_file(const fs::path& out, int i) { return out / fmt::format("{:0
 
 // Reads back the attributes of a complete set (the columns attributes_csv_row writes, by name).
 std::vector<FaceAttributes> read_source_attributes(const fs::path& csv, int count) {
-  std::ifstream in(csv);
-  const auto split = [](const std::string& line) {
-    std::vector<std::string> fields;
-    std::size_t start = 0;
-    for (std::size_t comma; (comma = line.find(',', start)) != std::string::npos;
-         start = comma + 1) {
-      fields.push_back(line.substr(start, comma - start));
-    }
-    fields.push_back(line.substr(start));
-    return fields;
-  };
-  std::string line;
-  std::getline(in, line);
-  const auto header = split(line);
+  const auto rows = eval::parse_csv(read_file(csv), csv.string());
+  if (rows.empty()) fail("{}: empty", csv.string());
+  const auto& header = rows[0];
   std::vector<FaceAttributes> out;
-  while (std::getline(in, line)) {
-    const auto f = split(line);
+  for (std::size_t r = 1; r < rows.size(); ++r) {
+    const auto& f = rows[r];
     if (f.size() != header.size()) {
-      fail("{}: a row has {} fields, the header {}", csv.string(), f.size(), header.size());
+      fail("{}:{}: {} fields, the header has {}", csv.string(), r + 1, f.size(), header.size());
     }
     const auto field = [&](const char* name) -> const std::string& {
       const auto it = std::find(header.begin(), header.end(), name);
@@ -193,7 +183,8 @@ std::vector<FaceAttributes> generate_source_faces(const SourceFacesOptions& opti
   }
   write_file_atomic(options.out / "attributes.csv", csv);
   write_file_atomic(marker, source_marker(options));
-  return drawn;
+  // What the file says (rounded as written), so that a reused set gives the same labels.
+  return read_source_attributes(options.out / "attributes.csv", options.count);
 }
 
 void check_pretraining(const BackbonePretraining& options, const std::string& prefix) {

@@ -250,7 +250,7 @@ std::string attributes_csv_row(const std::string& path, const std::string& split
                                SynthDomain domain, int label, bool flipped,
                                const FaceAttributes& a) {
   return fmt::format(
-      "{},{},{},{},{},{:d},{:.4f},{:.4f},{:d},{:d},{:d},{:d},{:d},{},{:d},{:.0f},{:.0f},{:.0f},{:."
+      "{},{},{},{},{},{:d},{:.4f},{:.4f},{:d},{:d},{:d},{:d},{:d},{},{:d},{:.2f},{:.2f},{:.2f},{:."
       "4f},{:.3f},{:.4f},{},{:.4f},{:"
       ".4f},"
       "{:.4f},{:.4f},{:.3f},{:.3f},{:d},{},{},{}\n",
