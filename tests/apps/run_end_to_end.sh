@@ -73,4 +73,11 @@ grep -q "onnxforge.preprocess" <(strings out/baseline/model.onnx) ||
   fail "model.onnx does not record its preprocessing"
 preflight --backbone missing.onnx
 grep -q "missing.onnx" pre.log || fail "missing backbone not named: $(cat pre.log)"
+# A groups file for the subgroup metrics is read before anything trains.
+printf 'path,skin_tone\n"unterminated,light\n' > bad_groups.csv
+preflight --groups bad_groups.csv
+grep -q "bad_groups.csv" pre.log || fail "a bad groups file was not named: $(cat pre.log)"
+grep -q "Subgroups from data/groups.csv: skin_tone, age, glasses" run.log ||
+  fail "the synthetic data's groups.csv was not used"
+grep -q "Subgroups" out/report.md || fail "no subgroup section in the report"
 echo "run_end_to_end: 1 passed, 0 failed"
