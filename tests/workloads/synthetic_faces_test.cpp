@@ -150,6 +150,29 @@ TEST(Synth, DescribesEveryImageInAttributesAndGroups) {
   }
 }
 
+TEST(Synth, AttributesCsvReadsBackAndABadFieldIsNamed) {
+  TempDir dir;
+  generate_synthetic_faces(small(dir.path(), 5));
+  const auto attributes = read_attributes_csv(dir / "attributes.csv");
+  const auto rows = csv_rows(dir / "attributes.csv");
+  ASSERT_EQ(attributes.size(), rows.size() - 1);
+  EXPECT_EQ(std::to_string(attributes[0].width), rows[1][rows[0].size() - 2]);
+  std::string text = read_file(dir / "attributes.csv");
+  const auto second = text.find('\n') + 1;
+  const auto gender =
+      text.find(',', text.find(',', text.find(',', text.find(',', second) + 1) + 1) + 1);
+  text.replace(gender + 1, 1, "M");  // the 5th field (gender) of the first row
+  write_file_atomic(dir / "bad.csv", text);
+  try {
+    read_attributes_csv(dir / "bad.csv");
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.csv:2: gender 'M' is not a number"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Synth, TheWildGenderDomainDrawsTheTrainingSetsLikeFaces) {
   TempDir dir;
   auto options = small(dir.path(), 5);

@@ -16,7 +16,6 @@
 #include "data/loader.hpp"
 #include "data/parallel.hpp"
 #include "data/rng.hpp"
-#include "eval/io.hpp"
 #include "graph/builder.hpp"
 #include "graph/models.hpp"
 #include "trainers/transfer.hpp"
@@ -87,52 +86,9 @@ std::string source_marker(const SourceFacesOptions& options) {
 
 fs::path source_file(const fs::path& out, int i) { return out / fmt::format("{:06d}.jpg", i); }
 
-// Reads back the attributes of a complete set (the columns attributes_csv_row writes, by name).
+// Reads back the attributes of a complete set.
 std::vector<FaceAttributes> read_source_attributes(const fs::path& csv, int count) {
-  const auto rows = eval::parse_csv(read_file(csv), csv.string());
-  if (rows.empty()) fail("{}: empty", csv.string());
-  const auto& header = rows[0];
-  std::vector<FaceAttributes> out;
-  for (std::size_t r = 1; r < rows.size(); ++r) {
-    const auto& f = rows[r];
-    if (f.size() != header.size()) {
-      fail("{}:{}: {} fields, the header has {}", csv.string(), r + 1, f.size(), header.size());
-    }
-    const auto field = [&](const char* name) -> const std::string& {
-      const auto it = std::find(header.begin(), header.end(), name);
-      if (it == header.end()) fail("{}: no column '{}'", csv.string(), name);
-      return f[static_cast<std::size_t>(it - header.begin())];
-    };
-    const auto number = [&](const char* name) { return std::stod(field(name)); };
-    const auto flag = [&](const char* name) { return field(name) == "1"; };
-    FaceAttributes a;
-    a.gender = static_cast<int>(number("gender"));
-    a.skin_tone = number("skin_tone");
-    a.age = number("age");
-    a.glasses = flag("glasses");
-    a.sunglasses = flag("sunglasses");
-    a.curly = flag("curly");
-    a.dark_hair = flag("dark_hair");
-    a.grey_hair = flag("grey_hair");
-    a.hair_colour = static_cast<int>(number("hair_colour"));
-    a.hair_visible = flag("hair_visible");
-    a.clothes_rgb = {number("clothes_r"), number("clothes_g"), number("clothes_b")};
-    a.yaw = number("yaw");
-    a.roll = number("roll");
-    a.smile = number("smile");
-    a.background = static_cast<int>(number("background"));
-    a.face_scale = number("face_scale");
-    a.light_angle = number("light_angle");
-    a.light_strength = number("light_strength");
-    a.exposure = number("exposure");
-    a.blur = number("blur");
-    a.noise = number("noise");
-    a.greyscale = flag("greyscale");
-    a.jpeg_quality = static_cast<int>(number("jpeg_quality"));
-    a.width = static_cast<int>(number("width"));
-    a.height = static_cast<int>(number("height"));
-    out.push_back(a);
-  }
+  auto out = read_attributes_csv(csv);
   if (static_cast<int>(out.size()) != count) {
     fail("{}: {} rows, expected {}", csv.string(), out.size(), count);
   }

@@ -19,6 +19,7 @@
 #include "core/files.hpp"
 #include "data/parallel.hpp"
 #include "data/rng.hpp"
+#include "eval/io.hpp"
 #include "workloads/gender/face_drawing.hpp"
 
 namespace onnxforge::gender {
@@ -259,6 +260,76 @@ std::string attributes_csv_row(const std::string& path, const std::string& split
       a.hair_visible, a.clothes_rgb[0], a.clothes_rgb[1], a.clothes_rgb[2], a.yaw, a.roll, a.smile,
       a.background, a.face_scale, a.light_angle, a.light_strength, a.exposure, a.blur, a.noise,
       a.greyscale, a.jpeg_quality, a.width, a.height);
+}
+
+std::vector<FaceAttributes> read_attributes_csv(const fs::path& file) {
+  const auto rows = eval::parse_csv(read_file(file), file.string());
+  if (rows.empty()) fail("{}: empty", file.string());
+  const auto& header = rows[0];
+  const auto column = [&](const char* name) {
+    const auto it = std::find(header.begin(), header.end(), name);
+    if (it == header.end()) fail("{}: no column '{}'", file.string(), name);
+    return static_cast<std::size_t>(it - header.begin());
+  };
+  // Every field, by its column (looked up once).
+  const char* const names[] = {"gender",       "skin_tone",    "age",         "glasses",
+                               "sunglasses",   "curly",        "dark_hair",   "grey_hair",
+                               "hair_colour",  "hair_visible", "clothes_r",   "clothes_g",
+                               "clothes_b",    "yaw",          "roll",        "smile",
+                               "background",   "face_scale",   "light_angle", "light_strength",
+                               "exposure",     "blur",         "noise",       "greyscale",
+                               "jpeg_quality", "width",        "height"};
+  std::vector<std::size_t> at;
+  for (const char* name : names) at.push_back(column(name));
+  std::vector<FaceAttributes> out;
+  for (std::size_t r = 1; r < rows.size(); ++r) {
+    const auto& f = rows[r];
+    if (f.size() != header.size()) {
+      fail("{}:{}: {} fields, the header has {}", file.string(), r + 1, f.size(), header.size());
+    }
+    std::size_t next = 0;
+    const auto number = [&] {
+      const std::string& text = f[at[next]];
+      const char* name = names[next++];
+      try {
+        std::size_t used = 0;
+        const double value = std::stod(text, &used);
+        if (used == text.size()) return value;
+      } catch (const std::exception&) {
+      }
+      fail("{}:{}: {} '{}' is not a number", file.string(), r + 1, name, text);
+    };
+    const auto integer = [&] { return static_cast<int>(number()); };
+    const auto flag = [&] { return number() != 0; };
+    FaceAttributes a;  // in the order of `names`
+    a.gender = integer();
+    a.skin_tone = number();
+    a.age = number();
+    a.glasses = flag();
+    a.sunglasses = flag();
+    a.curly = flag();
+    a.dark_hair = flag();
+    a.grey_hair = flag();
+    a.hair_colour = integer();
+    a.hair_visible = flag();
+    for (double& c : a.clothes_rgb) c = number();
+    a.yaw = number();
+    a.roll = number();
+    a.smile = number();
+    a.background = integer();
+    a.face_scale = number();
+    a.light_angle = number();
+    a.light_strength = number();
+    a.exposure = number();
+    a.blur = number();
+    a.noise = number();
+    a.greyscale = flag();
+    a.jpeg_quality = integer();
+    a.width = integer();
+    a.height = integer();
+    out.push_back(a);
+  }
+  return out;
 }
 
 SynthSummary generate_synthetic_faces(const SynthOptions& options) {

@@ -129,5 +129,8 @@ std::string attributes_csv_header();
 std::string attributes_csv_row(const std::string& path, const std::string& split,
                                SynthDomain domain, int label, bool flipped,
                                const FaceAttributes& attributes);
+// The FaceAttributes of every row of such a file, in file order (columns found by name). Throws
+// Error "FILE:LINE: ..." for a missing column or a field that is not a number.
+std::vector<FaceAttributes> read_attributes_csv(const std::filesystem::path& file);
 
 }  // namespace onnxforge::gender
