@@ -147,6 +147,22 @@ std::string header(const std::string& stem, const std::string& what) {
       what, stem, stem, stem);
 }
 
+// The header of a figure on [0, 1] x [0, 1] (ROC, reliability): square, gridded, tics 0.1.
+std::string unit_square_header(const std::string& stem, const std::string& title,
+                               const std::string& xlabel, const std::string& ylabel,
+                               const std::string& key) {
+  return header(stem, title) + fmt::format(
+                                   "set title {}\n"
+                                   "set xlabel {}\n"
+                                   "set ylabel {}\n"
+                                   "set xrange [0:1]\nset yrange [0:1.001]\nset size square\n"
+                                   "set key {} box opaque\n"
+                                   "set grid lc rgb '#dddddd'\n"
+                                   "set xtics 0.1\nset ytics 0.1\n",
+                                   gnuplot_quote(title), gnuplot_quote(xlabel),
+                                   gnuplot_quote(ylabel), key);
+}
+
 std::string dat(double value) { return std::isfinite(value) ? fmt::format("{:.10g}", value) : "?"; }
 
 }  // namespace
@@ -194,16 +210,8 @@ std::optional<fs::path> Plotter::roc(std::span<const RocSeries> series, const st
   }
   if (data.empty()) data = "# no curve: every series lacks one class\n";
   plots += "x with lines dt 2 lw 1.5 lc rgb '#888888' title 'chance (AUC = 0.5)'";
-  std::string script = header(stem, title);
-  script += fmt::format(
-      "set title {}\n"
-      "set xlabel 'False positive rate (1 - specificity)'\n"
-      "set ylabel 'True positive rate (sensitivity)'\n"
-      "set xrange [0:1]\nset yrange [0:1.001]\nset size square\n"
-      "set key bottom right box opaque\n"
-      "set grid lc rgb '#dddddd'\n"
-      "set xtics 0.1\nset ytics 0.1\n",
-      gnuplot_quote(title));
+  std::string script = unit_square_header(stem, title, "False positive rate (1 - specificity)",
+                                          "True positive rate (sensitivity)", "bottom right");
   script += output_loop(stem, "plot " + plots, 760, 700);
   return render(stem, script, data);
 }
@@ -235,16 +243,9 @@ std::optional<fs::path> Plotter::reliability(std::span<const ReliabilitySeries> 
   }
   if (data.empty()) data = "# no bin holds a score\n";
   plots += "x with lines dt 2 lw 1.5 lc rgb '#888888' title 'perfect calibration'";
-  std::string script = header(stem, title);
-  script += fmt::format(
-      "set title {}\n"
-      "set xlabel 'Mean score in the bin (predicted probability)'\n"
-      "set ylabel 'Fraction of label 1 in the bin'\n"
-      "set xrange [0:1]\nset yrange [0:1.001]\nset size square\n"
-      "set key top left box opaque\n"
-      "set grid lc rgb '#dddddd'\n"
-      "set xtics 0.1\nset ytics 0.1\n",
-      gnuplot_quote(title));
+  std::string script =
+      unit_square_header(stem, title, "Mean score in the bin (predicted probability)",
+                         "Fraction of label 1 in the bin", "top left");
   script += output_loop(stem, "plot " + plots, 760, 700);
   return render(stem, script, data);
 }
