@@ -23,6 +23,7 @@
 #include "graph/models.hpp"
 #include "graph/passes.hpp"
 #include "tests/support/temp_dir.hpp"
+#include "tests/support/tiny_images.hpp"
 #include "trainers/config.hpp"
 #include "trainers/explain.hpp"
 #include "trainers/transfer.hpp"
@@ -31,6 +32,7 @@ namespace onnxforge::train {
 namespace {
 
 namespace fs = std::filesystem;
+using onnxforge::testing::tiny_images;
 
 Tensor random_images(const Shape& shape, std::uint64_t seed) {
   Random rng(seed);
@@ -328,30 +330,6 @@ TEST(GradCam, UpsamplesBilinearlyWithHalfPixelCentresAndNormalises) {
 
 // ---- a run folder -------------------------------------------------------------------------------
 
-// 8x8 RGB images: label i % 2, class 1 ("Male") brighter on the left.
-data::ImageCache tiny_images(int count, std::uint64_t seed) {
-  data::ImageCache cache;
-  cache.height = 8;
-  cache.width = 8;
-  cache.classes = {"Female", "Male"};
-  Random rng(seed);
-  for (int i = 0; i < count; ++i) {
-    const int label = i % 2;
-    for (int y = 0; y < 8; ++y) {
-      for (int x = 0; x < 8; ++x) {
-        const bool bright = (x < 4) == (label == 1);
-        for (int c = 0; c < 3; ++c) {
-          cache.pixels.push_back(
-              static_cast<std::uint8_t>((bright ? 150 : 60) + 60 * rng.uniform()));
-        }
-      }
-    }
-    cache.labels.push_back(label);
-    cache.paths.push_back("split" + std::to_string(seed) + "/img" + std::to_string(i) + ".png");
-  }
-  return cache;
-}
-
 TEST(ExplainModel, WritesFiguresAndExplainJsonForARunFolder) {
   onnxforge::testing::TempDir dir;
   const fs::path run = dir.path();
@@ -376,7 +354,8 @@ threads = 1
   x = b.sigmoid(b.dense(b.flatten(x), 1));
   b.output(x);
   const Graph model = b.build();
-  TrainData data{tiny_images(8, 1), tiny_images(20, 2), tiny_images(12, 3)};
+  TrainData data{tiny_images(8, 1, "split1/"), tiny_images(20, 2, "split2/"),
+                 tiny_images(12, 3, "split3/")};
 
   // predictions.csv as the trainer writes it: this model's scores, in order.
   auto program = make_backend("reference")->compile(with_batch(model, 1), {});

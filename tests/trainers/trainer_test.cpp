@@ -22,6 +22,7 @@
 #include "graph/builder.hpp"
 #include "importers/onnx_import.hpp"
 #include "tests/support/child_process.hpp"
+#include "tests/support/tiny_images.hpp"
 #include "trainers/checkpoint.hpp"
 #include "trainers/config.hpp"
 #include "trainers/trainer.hpp"
@@ -31,6 +32,7 @@ namespace onnxforge::train {
 namespace {
 
 namespace fs = std::filesystem;
+using onnxforge::testing::tiny_images;
 
 fs::path temp_dir(const std::string& name) {
   const fs::path dir =
@@ -107,30 +109,6 @@ TEST(Optimizers, AdamWDecouplesWeightDecayAndSgdAddsL2) {
 }
 
 // ---- the loop on tiny data ----------------------------------------------------------------------
-
-// 8x8 RGB images: class 1 ("Male") is brighter on the left half, class 0 on the right.
-data::ImageCache tiny_images(int count, std::uint64_t seed) {
-  data::ImageCache cache;
-  cache.height = 8;
-  cache.width = 8;
-  cache.classes = {"Female", "Male"};
-  Random rng(seed);
-  for (int i = 0; i < count; ++i) {
-    const int label = i % 2;
-    for (int y = 0; y < 8; ++y) {
-      for (int x = 0; x < 8; ++x) {
-        const bool bright = (x < 4) == (label == 1);
-        for (int c = 0; c < 3; ++c) {
-          cache.pixels.push_back(
-              static_cast<std::uint8_t>((bright ? 150 : 60) + 60 * rng.uniform()));
-        }
-      }
-    }
-    cache.labels.push_back(label);
-    cache.paths.push_back("img" + std::to_string(i) + ".png");
-  }
-  return cache;
-}
 
 Graph tiny_model(std::uint64_t seed, bool with_dropout = false) {
   Builder b("tiny", seed);
